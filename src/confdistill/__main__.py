@@ -1,0 +1,3 @@
+from confdistill.cli.main import main
+
+raise SystemExit(main())

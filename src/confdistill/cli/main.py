@@ -1,0 +1,94 @@
+"""The ``confdistill`` command: one sub-command per module in this package.
+
+Each sub-command module defines ``add_parser(subparsers)`` which registers its parser and sets
+``func`` (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
+Modules here import only the standard library at top level; heavy imports (torch,
+transformers, matplotlib) happen inside ``func`` so that ``confdistill --help`` and
+``confdistill analyze`` start fast.
+
+Errors: :class:`confdistill.errors.InputError` -> one line on stderr, exit 2; any other
+exception -> one line, exit 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from confdistill import __version__
+from confdistill.errors import InputError
+
+# Order is the order shown in --help.
+SUBCOMMAND_MODULES = [
+    "demo",
+    "run",
+    "analyze",
+    "table",
+    "finetune",
+    "make_student",
+    "distill",
+    "predict",
+    "augment",
+    "tune",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format (one line, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="confdistill",
+        description="Distill a BERT-family classifier with TinyBERT and check that the student "
+        "preserves the teacher's confidence (phi_cnf).",
+    )
+    parser.add_argument("--version", action="version", version=f"confdistill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(f"confdistill.cli.{name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, before or after the sub-command.
+    debug = "--debug" in argv or os.environ.get("CONFDISTILL_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except InputError as exc:
+        if debug:
+            raise
+        print(f"confdistill {args.command}: error: {exc}", file=sys.stderr)
+        return InputError.exit_code
+    except KeyboardInterrupt:
+        print(f"confdistill {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an environment problem: still one line unless --debug
+        if debug:
+            raise
+        print(
+            f"confdistill {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
