@@ -82,7 +82,7 @@ def _save_tiny_bert(
     )
     model = BertForSequenceClassification(config)
     model.save_pretrained(out)
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_source / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(vocab_source / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(out)
     shutil.copy(vocab_source / "vocab.txt", out / "vocab.txt")
     return out

@@ -1,0 +1,47 @@
+"""``confdistill augment``: TinyBERT-style offline data augmentation of a task's train split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "augment",
+        help="write an augmented train set (TinyBERT word replacement) for distill --aug-train",
+        description="For each train example write N variants in which words are replaced, with "
+        "probability P, by a masked-LM head's predictions (single-piece words, when the model has "
+        "an MLM head) or by their nearest neighbours in the model's word-embedding matrix. The "
+        "output has the train file's format: the original rows first, then the variants.",
+    )
+    p.add_argument("--task", required=True, help="GLUE task name (SST-2, RTE, ...)")
+    p.add_argument("--data-dir", required=True, help="GLUE root (DIR/TASK/train.tsv) or the task folder")
+    p.add_argument("--model", default="minilm",
+                   help="teacher directory whose vocabulary/embeddings (and MLM head) give the candidates "
+                   "(default: the MiniLM-L6 package model)")
+    p.add_argument("--n-aug", type=int, default=20, help="variants per example (default 20, TinyBERT's N)")
+    p.add_argument("--p", type=float, default=0.4, help="replacement probability per word (default 0.4)")
+    p.add_argument("--top-k", type=int, default=15, help="candidates per word (default 15, TinyBERT's M)")
+    p.add_argument("--mlm", dest="use_mlm", action="store_true", default=None,
+                   help="require the masked-LM head (error if the model has none); default: use it if present")
+    p.add_argument("--no-mlm", dest="use_mlm", action="store_false", help="embedding neighbours only")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", default=None, help="output TSV (default: train_aug.tsv beside train.tsv)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from confdistill.data.augment import augment_file
+    from confdistill.experiments.config import resolve_model_source
+
+    model_dir = resolve_model_source(args.model, what="--model")
+    summary = augment_file(
+        args.task, args.data_dir, args.out, model_dir=model_dir, n_aug=args.n_aug, p=args.p, k=args.top_k,
+        seed=args.seed, use_mlm=args.use_mlm, log=lambda m: print(m, file=sys.stderr),
+    )
+    print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,47 @@
+"""``confdistill predict``: a model's softmax outputs on a split, one row per example in file order."""
+
+from __future__ import annotations
+
+import argparse
+
+from confdistill.data.tabular import add_data_arguments
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="write a model's softmax outputs on a split (pred,p0..,label) with a .meta.json sidecar",
+        description="Run a classifier over every example of a split (GLUE task or your own CSV/TSV/JSONL "
+        "with --task custom) and write pred,p0,...,p{k-1},label in file order: the file that "
+        "'confdistill analyze' reads. Regression tasks (STS-B) write pred,label with scores.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory (HF or TinyBERT format)")
+    add_data_arguments(p)
+    p.add_argument("--split", default="dev",
+                   help="split to predict: train, dev (MNLI: dev_matched), dev_mismatched, ... (default dev)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .tsv or .parquet")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per batch (64)")
+    p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (128)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import sys
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from confdistill.data.tabular import columns_from_args
+    from confdistill.prediction.predict import predict_split
+    from confdistill.prediction.softmax_file import sidecar_path
+
+    out = predict_split(args.model, args.task, args.data_dir, args.split, args.out,
+                        batch_size=args.batch_size, max_length=args.max_length,
+                        columns=columns_from_args(args), progress=not args.no_progress)
+    meta = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in meta.get("metrics", {}).items())
+    print(f"wrote {meta['n_rows']} rows to {out} ({metrics})", file=sys.stderr)
+    return 0

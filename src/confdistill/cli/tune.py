@@ -1,0 +1,117 @@
+"""``confdistill tune EXPERIMENT.toml``: search distillation hyper-parameters that restore φ_cnf (RQ2)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tune",
+        help="Optuna study: minimise σ(X_train) keeping dev accuracy ≥ teacher's − ε (RQ2)",
+        description="Search stage-1/stage-2 epochs and learning rates, temperature T, α, augmentation and "
+        "the confidence-gap weight λ for one task and student of an experiment file, minimising "
+        "σ(X_train) subject to student dev accuracy ≥ teacher dev accuracy − ε (or, with --objective "
+        "pareto, the two-objective study of σ and accuracy). The experiment's own settings are the "
+        "first (baseline) trial. The study lives in a SQLite file under --out by default: re-running "
+        "the same command resumes it; --storage URL (e.g. postgresql://…) lets workers on many machines "
+        "share it. Writes trials.csv, pareto.png, best.toml (run it with `confdistill run`) and "
+        "summary.json under --out.",
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT.toml")
+    p.add_argument("--task", help="task key of the experiment (needed when it has several)")
+    p.add_argument("--student", help="student name (needed when the task has several)")
+    p.add_argument("--trials", type=int, required=True,
+                   help="the study's total number of finished trials (all workers together; a resumed "
+                   "study runs only the missing ones)")
+    p.add_argument("--epsilon", type=float, default=0.01,
+                   help="allowed dev-accuracy loss as a fraction (default 0.01 = one point)")
+    p.add_argument("--objective", choices=("constrained", "pareto"), default="constrained",
+                   help="constrained: minimise σ s.t. the accuracy constraint; pareto: minimise σ and "
+                   "maximise accuracy (two objectives, constraint stored for filtering)")
+    p.add_argument("--kappa", type=float, help="tolerance for σ (default: the baseline trial's β-derived κ)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default sqlite:///OUT/study.db)")
+    p.add_argument("--study-name", help="study name (default TASK-STUDENT)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default EXPERIMENT_OUTPUT/tune/TASK-STUDENT)")
+    p.add_argument("--data-dir", metavar="DIR", help="data directory (overrides the experiment's)")
+    p.add_argument("--seed", type=int, help="sampler seed (default: the experiment's seed)")
+    p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe")
+    p.add_argument("--lambda-choices", type=_floats, metavar="L1,L2,…",
+                   help="values of λ searched (default 0,0.3,1,3,10; 0 = plain TinyBERT loss)")
+    p.add_argument("--compare-lambda", type=_floats, nargs="?", const=[1.0], metavar="L1,L2,…",
+                   help="also run the confidence-aware loss at the baseline hyper-parameters with these λ "
+                   "(default 1.0) and compare, in summary.json, with tuning alone (λ = 0) and tuned λ > 0")
+    p.add_argument("--aug-train", metavar="FILE", help="augmented train file: adds augmentation on/off")
+    p.add_argument("--make-aug", action="store_true",
+                   help="write an augmented train file first (confdistill augment) and search augmentation on/off")
+    p.add_argument("--n-aug", type=int, default=20, help="with --make-aug: variants per example (default 20)")
+    p.add_argument("--aug-p", type=float, default=0.4, help="with --make-aug: replacement probability")
+    p.add_argument("--no-baseline", action="store_true", help="do not enqueue the experiment's own settings")
+    p.add_argument("--keep-models", action="store_true", help="keep every trial's model directories")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from confdistill.errors import InputError
+    from confdistill.experiments.config import load_experiment
+    from confdistill.tuning.objective import ExperimentObjective, baseline_params, select, space_for
+    from confdistill.tuning.study import SearchSpace, StudyOptions, run_study
+
+    cfg = load_experiment(args.experiment, data_dir=args.data_dir)
+    task, student = select(cfg, args.task, args.student)
+    out = Path(args.out).resolve() if args.out else cfg.output_dir / "tune" / f"{task.key}-{student.name}"
+    if args.aug_train and args.make_aug:
+        raise InputError("give either --aug-train FILE or --make-aug, not both")
+    if args.aug_train and not Path(args.aug_train).is_file():
+        raise InputError("--aug-train: file not found", path=args.aug_train)
+    objective = ExperimentObjective(cfg, task, student, out, aug_train=args.aug_train, keep_models=args.keep_models)
+    objective.prepare()
+    if args.make_aug:
+        objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
+    base = SearchSpace()
+    if args.lambda_choices:
+        if any(x < 0 for x in args.lambda_choices):
+            raise InputError(f"--lambda-choices: expected values >= 0, got {args.lambda_choices}")
+        base = dataclasses.replace(base, lambda_conf=tuple(args.lambda_choices))
+    space = space_for(student, base, aug_available=objective.aug_train is not None)
+    opts = StudyOptions(
+        out=out,
+        n_trials=args.trials,
+        mode=args.objective,
+        epsilon=args.epsilon,
+        kappa=args.kappa if args.kappa is not None else task.kappa,
+        storage=args.storage,
+        study_name=args.study_name or f"{task.key}-{student.name}",
+        seed=cfg.seed if args.seed is None else args.seed,
+        sampler=args.sampler,
+        space=space,
+        baseline=None if args.no_baseline else baseline_params(student),
+        compare_lambda=tuple(args.compare_lambda or ()),
+        attrs={"experiment": cfg.name, "task": task.key, "student": student.name},
+    )
+    summary = run_study(objective, opts, write_best=objective.write_best_toml)
+    best, baseline = summary.get("best"), summary.get("baseline")
+    print(f"trials: {json.dumps(summary['trials'])}")
+    if baseline:
+        print(f"baseline: σ = {baseline['sigma']:.4g}, dev accuracy = {baseline['dev_accuracy']:.4f}")
+    if best:
+        print(f"best:     σ = {best['sigma']:.4g}, dev accuracy = {best['dev_accuracy']:.4f} (trial {best['trial']})")
+    else:
+        print("best:     no feasible trial yet")
+    print(f"κ = {summary['kappa']} ({summary['kappa_source']}); φ_cnf restored: {summary['phi_cnf_restored']}")
+    print(f"outputs:  {out}/{{trials.csv,pareto.png,best.toml,summary.json}}")
+    return 0

@@ -1,0 +1,138 @@
+"""Building a student from a model directory: M evenly spaced layers of it, or a fresh configuration.
+
+Two modes of :func:`make_student`:
+
+* **layers only** (``hidden``, ``intermediate`` and ``heads`` all ``None``): the student is the
+  source with only ``M`` of its ``N`` encoder layers. Student layer ``m`` (1-based, m = 1..M) is a
+  copy of source layer ``floor(m·N/M)`` (1-based): the *last* layer of each of ``M`` consecutive
+  blocks of the source, so the top layer is always kept. When ``M`` divides ``N`` this is exactly
+  TinyBERT's uniform mapping ``g(m) = m·N/M`` (N=12, M=4 → layers 3, 6, 9, 12). Embeddings, pooler
+  and the classifier are copied too (the classifier only when its width is the one asked for;
+  otherwise a new head is initialised, seeded).
+* **fresh configuration** (any of ``hidden``, ``intermediate``, ``heads`` given): a new model of
+  the source's architecture and vocabulary with those sizes (unspecified ones: ``heads`` and
+  ``intermediate`` from the source when compatible, ``intermediate = 4·hidden`` when ``hidden``
+  changes), randomly initialised with ``seed``; nothing is copied.
+
+The output directory is written atomically in Hugging Face format with ``vocab.txt`` and a
+``student.json`` recording how it was made.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+from confdistill.errors import InputError
+
+__all__ = ["evenly_spaced_layers", "make_student"]
+
+# Encoder layer prefixes of BERT-family models in transformers (BERT/RoBERTa/ELECTRA, DistilBERT).
+_LAYER_KEY = re.compile(r"^(.*?(?:encoder\.layer|transformer\.layer)\.)(\d+)(\..*)$")
+
+
+def evenly_spaced_layers(n_source: int, n_student: int) -> list[int]:
+    """0-based source layers copied into a student of ``n_student`` layers: ``floor(m·N/M) − 1``, m = 1..M."""
+    if not 1 <= n_student <= n_source:
+        raise InputError(f"--layers must be between 1 and the source's {n_source} layers, got {n_student}")
+    return [m * n_source // n_student - 1 for m in range(1, n_student + 1)]
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+
+
+def make_student(
+    from_dir: str | Path,
+    out: str | Path,
+    *,
+    layers: int,
+    hidden: int | None = None,
+    intermediate: int | None = None,
+    heads: int | None = None,
+    num_labels: int | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a student built from ``from_dir`` to ``out`` (see the module docstring); returns ``out``.
+
+    ``num_labels``: width of the student's head (default: the source's, 2 for a bare encoder).
+    Raises :class:`InputError` for sizes that cannot work (``layers`` > source layers, ``heads``
+    not dividing ``hidden``…), before anything is written.
+    """
+    import torch
+
+    from confdistill.models.loading import _seeded, load_classifier, save_classifier
+
+    for name, value in (("--layers", layers), ("--hidden", hidden), ("--intermediate", intermediate),
+                        ("--heads", heads), ("--num-labels", num_labels)):
+        _positive(name, value)
+    from_dir, out = Path(from_dir), Path(out)
+    if out.resolve() == from_dir.resolve():
+        raise InputError("--out must differ from --from (the source would be replaced)", path=out)
+    source, tokenizer = load_classifier(from_dir, seed=seed)
+    src_cfg = source.config
+    n_source = int(src_cfg.num_hidden_layers)
+    if layers > n_source:
+        raise InputError(f"--layers {layers} exceeds the {n_source} layers of the source: the uniform "
+                         "layer mapping needs a student no deeper than its teacher", path=from_dir)
+    src_labels = int(src_cfg.num_labels)
+    labels = num_labels or src_labels
+    fresh = any(v is not None for v in (hidden, intermediate, heads))
+
+    config = copy.deepcopy(src_cfg)
+    config.num_hidden_layers = layers
+    config.num_labels = labels
+    record: dict[str, Any] = {"from": str(from_dir), "seed": seed, "num_labels": labels,
+                              "source_layers": n_source, "layers": layers}
+    if fresh:
+        new_hidden = hidden or int(src_cfg.hidden_size)
+        new_heads = heads
+        if new_heads is None:
+            new_heads = int(src_cfg.num_attention_heads)
+            if new_hidden % new_heads:
+                raise InputError(f"--hidden {new_hidden} is not divisible by the source's {new_heads} "
+                                 "attention heads: give --heads")
+        if new_hidden % new_heads:
+            raise InputError(f"--heads {new_heads} must divide --hidden {new_hidden}")
+        if intermediate is not None:
+            new_intermediate = intermediate
+        elif new_hidden == int(src_cfg.hidden_size):
+            new_intermediate = int(src_cfg.intermediate_size)
+        else:
+            new_intermediate = 4 * new_hidden
+        config.hidden_size = new_hidden
+        config.num_attention_heads = new_heads
+        config.intermediate_size = new_intermediate
+        with _seeded(seed):
+            student = type(source)(config)
+        record.update(mode="fresh", hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
+    else:
+        chosen = evenly_spaced_layers(n_source, layers)
+        with _seeded(seed):
+            student = type(source)(config)   # the new head (if any) is drawn here, seeded
+        src_state = source.state_dict()
+        new_state = student.state_dict()
+        head_copied = labels == src_labels and not source.confdistill_load_report.fresh_head
+        with torch.no_grad():
+            for key, tensor in new_state.items():
+                match = _LAYER_KEY.match(key)
+                if match:
+                    src_key = f"{match.group(1)}{chosen[int(match.group(2))]}{match.group(3)}"
+                elif key.startswith("classifier") or key.startswith("pre_classifier"):
+                    if not head_copied:
+                        continue
+                    src_key = key
+                else:
+                    src_key = key
+                if src_key not in src_state:
+                    raise InputError(f"cannot map student tensor {key} to the source ({type(source).__name__})",
+                                     path=from_dir)
+                tensor.copy_(src_state[src_key])
+        record.update(mode="layers", source_layers_copied=[i + 1 for i in chosen],
+                      classifier_copied=head_copied,
+                      rule="student layer m copies source layer floor(m*N/M), 1-based")
+    save_classifier(student, tokenizer, out, extra_json={"student.json": record})
+    return out

@@ -1,0 +1,148 @@
+"""Dump a model's predictions on a split: the softmax output file the analysis reads.
+
+:func:`predict_split` writes one row per example of the split, *in file order*
+(``pred,p0..p{k-1},label``, :mod:`confdistill.prediction.softmax_file`) and its sidecar
+``<out>.meta.json`` (model, task, split, data_file, data_sha256, n_rows, label_names, metrics…).
+For speed the examples run sorted by length with per-batch padding (:func:`make_loader` with
+``shuffle=False``), under ``torch.inference_mode``; the ``index`` of each batch puts every row
+back in its place. Probabilities are the softmax of the logits computed in float64, so each row
+sums to 1 to rounding.
+
+Regression tasks (STS-B, custom ``--regression``) have no class probabilities: the file is then
+``pred,label`` with the predicted and gold scores (floats), same row order, same sidecar.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from confdistill.data.glue import Example
+from confdistill.data.tabular import TableColumns, load_examples
+from confdistill.errors import InputError
+
+__all__ = ["predict_logits", "predict_split", "softmax64"]
+
+_OUT_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
+
+
+def softmax64(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 of ``logits`` (n, k) → (n, k), rows summing to 1."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_logits(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    device: Any = None,
+    progress: bool = True,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Logits of ``model`` on ``examples``, shape (n, num_labels) float32, rows in ``examples`` order."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from confdistill.data.batching import encode, make_loader
+
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
+    if max_length < 4:
+        raise InputError(f"--max-length must be ≥ 4, got {max_length}")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > int(limit):
+        raise InputError(f"--max-length {max_length} exceeds the model's {limit} position embeddings")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoded = encode(tokenizer, examples, max_length=max_length)
+    loader = make_loader(encoded, batch_size, shuffle=False, group_by_length=True)
+    model.eval()
+    model.to(device)
+    out = np.empty((len(encoded), int(model.config.num_labels)), dtype=np.float32)
+    bar = tqdm(total=len(encoded), unit="ex", desc=desc, disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    with torch.inference_mode(), bar:
+        for batch in loader:
+            index = batch.pop("index").numpy()
+            batch.pop("labels")
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            logits = model(**inputs).logits
+            out[index] = logits.float().cpu().numpy()
+            bar.update(len(index))
+    return out
+
+
+def predict_split(
+    model_dir: str | Path,
+    task: str,
+    data_dir: str | Path,
+    split: str,
+    out: str | Path,
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    columns: TableColumns | dict[str, Any] | None = None,
+    device: Any = None,
+    progress: bool = True,
+) -> Path:
+    """Write ``model_dir``'s predictions on ``split`` of ``task`` to ``out`` (one row per example, file order).
+
+    ``task``: a GLUE task, or ``custom`` with ``columns``. ``out``: ``.csv``, ``.tsv`` or
+    ``.parquet``. Returns ``out``; the sidecar is ``<out>.meta.json``. A failure leaves any
+    earlier ``out`` untouched.
+    """
+    from confdistill import __version__
+    from confdistill.data.glue import compute_metrics
+    from confdistill.io import atomic_write, sha256_file, write_json
+    from confdistill.models.loading import load_classifier
+    from confdistill.prediction.softmax_file import sidecar_path, write_softmax
+
+    out = Path(out)
+    if out.suffix.lower() not in _OUT_SUFFIXES:
+        raise InputError(f"--out must end in .csv, .tsv or .parquet, got {out.name!r}", path=out)
+    if out.is_dir():
+        raise InputError("--out is a directory: expected a file name", path=out)
+    data = load_examples(task, data_dir, split, columns=columns)
+    spec = data.task
+    model, tokenizer = load_classifier(model_dir, num_labels=spec.num_labels)
+    if model.confdistill_load_report.fresh_head:
+        raise InputError("the model has no trained classifier head (a bare encoder?): fine-tune or "
+                         "distill it first", path=model_dir)
+    logits = predict_logits(model, tokenizer, data.examples, batch_size=batch_size, max_length=max_length,
+                            device=device, progress=progress, desc=f"predict {spec.name}/{split}")
+    labels = np.asarray([e.label for e in data.examples])
+    meta: dict[str, Any] = {
+        "model": str(Path(model_dir).resolve()),
+        "task": spec.name,
+        "split": split,
+        "data_file": str(data.path.resolve()),
+        "data_sha256": sha256_file(data.path),
+        "n_rows": len(data.examples),
+        "label_names": list(spec.label_names),
+        "max_length": max_length,
+        "confdistill_version": __version__,
+    }
+    if spec.is_regression:
+        scores = logits[:, 0].astype(np.float64)
+        meta["metrics"] = compute_metrics(spec, scores, labels.astype(np.float64))
+        if out.suffix.lower() not in (".csv", ".tsv", ".tab"):
+            raise InputError("regression predictions are written as .csv or .tsv", path=out)
+        delim = "," if out.suffix.lower() == ".csv" else "\t"
+        with atomic_write(out) as fh:
+            fh.write(f"pred{delim}label\n")
+            fh.writelines(f"{float(p)!r}{delim}{float(g)!r}\n" for p, g in zip(scores, labels, strict=True))
+        write_json(sidecar_path(out), {**meta, "k": 1, "format": "confdistill-regression/1"})
+        return out
+    probs = softmax64(logits)
+    meta["metrics"] = compute_metrics(spec, probs.argmax(axis=1), labels.astype(np.int64))
+    write_softmax(out, probs, labels.astype(np.int64), meta=meta)
+    return out

