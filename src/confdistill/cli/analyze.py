@@ -27,28 +27,28 @@ def add_parser(subparsers: Any) -> None:
         "agreement, sigma of the confidence gap on the rows both classify correctly (with a bootstrap "
         "CI), and the phi_cnf verdict sigma <= kappa.",
     )
-    p.add_argument("--teacher", required=True, type=Path, help="teacher softmax file (CSV/TSV/Parquet)")
-    p.add_argument("--student", required=True, type=Path, help="student softmax file, same examples")
+    p.add_argument("--teacher", required=True, type=Path, metavar="FILE", help="teacher softmax file (CSV/TSV/Parquet)")
+    p.add_argument("--student", required=True, type=Path, metavar="FILE", help="student softmax file, same examples")
     k = p.add_mutually_exclusive_group()
-    k.add_argument("--kappa", type=float, help="tolerance on sigma (takes precedence over beta)")
-    k.add_argument("--beta", type=float,
+    k.add_argument("--kappa", type=float, metavar="K", help="your tolerance on sigma (instead of a bound from beta)")
+    k.add_argument("--beta", type=float, metavar="B",
                    help="prediction-layer distillation loss, TOTAL over the train split (run.json 'beta')")
-    k.add_argument("--beta-mean", type=float, help="the same loss as a mean per train example")
-    p.add_argument("--alpha", type=float, default=0.0, help="hard-label weight of the distillation (default 0)")
-    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature T >= 1 (default 1)")
-    p.add_argument("--n-train", type=int, default=None,
+    k.add_argument("--beta-mean", type=float, metavar="B", help="the same loss as a mean per train example")
+    p.add_argument("--alpha", type=float, default=0.0, metavar="A", help="hard-label weight of the distillation (default 0)")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="distillation temperature T >= 1 (default 1)")
+    p.add_argument("--n-train", type=int, default=None, metavar="N",
                    help="N = train examples beta was summed over (default: rows analysed; required when "
                    "the analysed split is not train)")
-    p.add_argument("--threshold", type=float, default=0.9, help="high-confidence threshold (default 0.9)")
+    p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
     p.add_argument("--delta", choices=["p0", "label"], default=None,
                    help="confidence compared: p0 (paper, default for 2 classes) or the gold label's "
                    "probability (default for more classes)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CI (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the CI (default 1000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
     p.add_argument("--split", choices=["train", "eval"], default=None,
                    help="analysed split (default: from the sidecar or a <TASK>_on_<split> folder)")
-    p.add_argument("--out", type=Path, default=None, help="directory for analysis.json and the PNG plots")
-    p.add_argument("--json", type=Path, default=None, help="write the result as JSON to this file")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json and the PNG plots")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no plots")
     p.set_defaults(func=run)
 

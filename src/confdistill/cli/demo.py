@@ -18,8 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="a GLUE directory (DIR/TASK/{train,dev}.tsv) or a task folder")
     p.add_argument("--task", metavar="TASK", help="GLUE task to run on with --data-dir, e.g. SST-2")
     p.add_argument("--max-train", type=int, metavar="N", default=None,
-                   help="train examples: size of the generated corpus (default 2000), or with --data-dir a "
-                   "seeded subset of the train split (default 2000, 0 = all)")
+                   help="train examples: size of the generated corpus (default 1200), or with --data-dir a "
+                   "seeded subset of the train split (default 1000, 0 = all)")
     p.add_argument("--quick", action="store_true", help="a much smaller run (a couple of minutes): a smoke test")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--dry-run", action="store_true", help="print the plan of steps and stop")

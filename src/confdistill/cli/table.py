@@ -24,21 +24,21 @@ def add_parser(subparsers: Any) -> None:
         description="Analyse DIR/<model>/<TASK>_on_<train|eval>/eval_results.csv for every task (with "
         "its teacher) and student; write the table as Markdown, CSV and JSON plus a summary plot.",
     )
-    p.add_argument("--root", required=True, type=Path, help="folder with one sub-folder per model")
+    p.add_argument("--root", required=True, type=Path, metavar="DIR", help="folder with one sub-folder per model")
     p.add_argument("--teacher", required=True, action="append", metavar="TASK=MODEL",
                    help="a task and its teacher model folder (repeatable)")
     p.add_argument("--student", required=True, action="append", metavar="MODEL",
                    help="a student model folder (repeatable)")
     k = p.add_mutually_exclusive_group()
-    k.add_argument("--kappa", type=float, help="tolerance on sigma(train) for every pair")
+    k.add_argument("--kappa", type=float, metavar="K", help="tolerance on sigma(train) for every pair")
     k.add_argument("--beta", action="append", default=[], metavar="TASK:STUDENT=B",
                    help="total prediction-layer loss of that distillation over the train split (repeatable)")
-    p.add_argument("--alpha", type=float, default=0.0, help="hard-label weight (default 0)")
-    p.add_argument("--temperature", type=float, default=1.0, help="distillation temperature (default 1)")
-    p.add_argument("--threshold", type=float, default=0.9, help="high-confidence threshold (default 0.9)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per pair (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("rq1"), help="output folder (default ./rq1)")
+    p.add_argument("--alpha", type=float, default=0.0, metavar="A", help="hard-label weight (default 0)")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="distillation temperature (default 1)")
+    p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples per pair (default 1000)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
+    p.add_argument("--out", type=Path, default=Path("rq1"), metavar="DIR", help="output folder (default ./rq1)")
     p.add_argument("--no-plot", action="store_true", help="skip the summary plot")
     p.set_defaults(func=run)
 

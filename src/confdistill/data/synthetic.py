@@ -40,7 +40,7 @@ The BODY combines clauses; the review's score is the sum over its *main* clauses
 clean label is 1 (positive) when the score is > 0 and 0 when < 0. A score of exactly 0 (a mixed
 review whose clauses cancel, "the food was good and the service was bad") is *ambiguous*: its
 label is a fixed pseudo-random bit of the sentence's SHA-256, i.e. the text does not determine it
-(about 5 % of reviews). Finally a ``label_noise`` fraction of labels is flipped at random.
+(about 2–3 % of reviews). Finally a ``label_noise`` fraction of labels is flipped at random.
 
 The clean label is a function of the *text* (:func:`clean_label` parses it with the lexicon), and
 the generator also scores its own structures (:meth:`Review.score`); the tests check that both
@@ -676,7 +676,7 @@ _POOLS: dict[tuple[str, bool, int], tuple[str, ...]] = {
     for strength in (1, 2)
 }
 _FORMS = ("single", "coord", "contrast", "concessive")
-_FORM_WEIGHTS = (0.4, 0.2, 0.22, 0.18)
+_FORM_WEIGHTS = (0.5, 0.2, 0.18, 0.12)
 _CONTRAST_JOINERS = (", but ", ", but ", ", yet ", "; however, ", ". however, ")
 _COORD_JOINERS = (" and ", " and ", ", and ", "; ", ". ")
 _CONCESSIVE = ("although", "although", "though", "even though", "while")
@@ -909,7 +909,7 @@ def _unique_split(seed_words: tuple[int, ...], n: int, exclude: set[str]) -> lis
 
 def write_synthetic_glue(
     out_dir: str | Path,
-    n_train: int = 2000,
+    n_train: int = 1500,
     n_dev: int = 500,
     seed: int = 0,
     label_noise: float = 0.05,

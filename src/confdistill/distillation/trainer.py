@@ -359,10 +359,11 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
 
             # Logging: the global loss (mean over processes of the scaled local losses).
             lr = scheduler.get_last_lr()[0]
-            logged = {"loss": loss.detach(), **parts}
-            if world > 1:
-                logged = {k: accelerator.reduce(v.detach().to(device), "mean") for k, v in logged.items()}
-            entry = {"step": step, "epoch": epoch, "lr": lr, **{k: float(v) for k, v in logged.items()}}
+            names = ["loss", *parts]
+            values = torch.stack([loss.detach(), *(v.detach() for v in parts.values())]).float()
+            if world > 1:  # one collective per step for all logged numbers
+                values = accelerator.reduce(values.to(device), "mean")
+            entry = {"step": step, "epoch": epoch, "lr": lr, **dict(zip(names, values.tolist(), strict=True))}
             log.write(entry)
             dt = time.perf_counter() - t0
             train_seconds += dt
