@@ -10,7 +10,7 @@ writes the report. It is an ordinary experiment built in code and run by the sam
 Sizing (measured on 2 CPU cores: the generated sentences are longer than SST-2's, so MiniLM-L6
 fine-tunes them at ~35 examples/s and the 3-layer student trains at ~42 examples/s in either stage):
 the default trains on 1,200 sentences — teacher 2 epochs, each student 2 epochs of stage 1 and 2 of
-stage 2 — for a total of about 6 minutes (2,000 sentences took ~10); ``quick`` is a smoke run of the same pipeline (400 sentences; a couple of minutes).
+stage 2 — for a total of about 5 minutes (4 min 48 s measured; docs/results.md); ``quick`` is a smoke run of the same pipeline (400 sentences; a couple of minutes).
 With ``data_dir``/``task`` the same runs on real GLUE data, the train split capped to a seeded
 subset (1,000 rows by default) and dev to 1,000 rows so that it stays minutes.
 """
