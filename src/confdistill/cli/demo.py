@@ -27,10 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from confdistill.experiments.demo import run_demo
 
     run_demo(out=args.out, data_dir=args.data_dir, task=args.task, max_train=args.max_train,

@@ -63,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --debug is accepted anywhere on the line, before or after the sub-command.
     debug = "--debug" in argv or os.environ.get("CONFDISTILL_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    # Nothing may download at run time (models are local directories), and the tokenizers' own
+    # thread pool would fight torch for the cores: set once here for every sub-command.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -30,11 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
     import sys
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from confdistill.models.student import make_student
 
     out = make_student(args.from_dir, args.out, layers=args.layers, hidden=args.hidden,

@@ -28,12 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
     import sys
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from confdistill.data.tabular import columns_from_args
     from confdistill.prediction.predict import predict_split
     from confdistill.prediction.softmax_file import sidecar_path

@@ -61,11 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
-    import os
     from pathlib import Path
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from confdistill.errors import InputError
     from confdistill.experiments.config import load_experiment
     from confdistill.tuning.objective import ExperimentObjective, baseline_params, select, space_for
