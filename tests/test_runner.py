@@ -183,6 +183,33 @@ def test_plan_order_and_dependencies(finished: dict[str, Any]) -> None:
     assert f"{TASK}/teacher/finetune" in by_name[f"{TASK}/L1/init"].deps
 
 
+def test_every_training_step_trains_with_the_settings_it_is_hashed_by(
+    tmp_path: Path, corpus: Path, tiny_bert: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each training action receives exactly the hyper-parameters recorded in its step's settings.
+
+    Regression: the teacher's fine-tuning action once closed over a loop variable that later stages
+    reassigned, so the teacher trained with the last student's stage-2 settings.
+    """
+    import confdistill.experiments.runner as runner
+
+    cfg = experiment(tmp_path / "out", corpus, tiny_bert(layers=2, hidden=32, heads=2, intermediate=64))
+    cfg.tasks[0].teacher.finetune["learning_rate"] = 1.25e-3  # differs from every stage's
+    seen: dict[str, dict[str, Any]] = {}
+    monkeypatch.setattr(runner, "_finetune", lambda cfg, task, enc, data, out, hp, resume: seen.update(
+        {"finetune": dict(hp)}))
+    monkeypatch.setattr(runner, "_distill", lambda cfg, task, t, s, data, out, stage, hp, resume: seen.update(
+        {f"{out.parent.name}/{stage}": dict(hp)}))
+    steps = [s for s in build_plan(cfg) if s.kind in ("finetune", "stage1", "stage2")]
+    for step in steps:
+        step.action(step)
+    assert seen["finetune"] == steps[0].settings["hparams"]
+    assert seen["finetune"]["learning_rate"] == 1.25e-3
+    for step in steps[1:]:
+        name = "/".join(step.name.split("/")[1:])
+        assert seen[name] == step.settings["hparams"], step.name
+
+
 def test_shipped_example_plan(glue_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """examples/glue_sst2_rte.toml validates against the real data and plans the whole RQ1 pipeline."""
     from confdistill.cli.main import main

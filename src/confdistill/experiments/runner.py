@@ -401,7 +401,8 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
             sources=[encoder],
             outputs=[paths.teacher / p for p in TRAIN_OUTPUTS],
             train_dir=paths.teacher,
-            action=lambda step: _finetune(cfg, task, encoder, data_dir, paths.teacher, hp, step.resume),
+            # hp is bound now: the name is reassigned below for every student stage (late binding).
+            action=lambda step, hp=hp: _finetune(cfg, task, encoder, data_dir, paths.teacher, hp, step.resume),
         ))
         teacher_deps = [f"{k}/teacher/finetune"]
     model_steps = {"teacher": (teacher_dir, teacher_deps, teacher_sources)}
