@@ -1,11 +1,19 @@
-"""Helpers for the distillation tests: a small SST-2 folder (real rows when ../shared has them)."""
+"""Helpers for the distillation tests: a small SST-2 folder (real rows when ../shared has them),
+generated rows, the one-thread fixture, independent reference computations and run-output readers."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CONFDISTILL_SHARED", PROJECT_ROOT.parent / "shared"))
@@ -15,7 +23,8 @@ _NEG = ["bad", "awful", "boring", "dull", "poor", "worst", "silly", "tedious", "
 _FILL = ["the", "film", "movie", "story", "a", "is", "was", "very", "and", "plot", "acting", "it", "really"]
 
 
-def _synthetic_rows(n: int, seed: int) -> list[tuple[str, int]]:
+def synthetic_rows(n: int, seed: int) -> list[tuple[str, int]]:
+    """``n`` generated (sentence, label) pairs whose label (1 positive) is decided by sentiment words."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
@@ -47,7 +56,7 @@ def write_sst2(tmp_path: Path, n_train: int = 200, n_dev: int = 64, *, real: boo
     train = _real_rows(glue / "train.tsv", n_train) if real else None
     dev = _real_rows(glue / "dev.tsv", n_dev) if real else None
     if train is None or dev is None:
-        train, dev = _synthetic_rows(n_train, 1), _synthetic_rows(n_dev, 2)
+        train, dev = synthetic_rows(n_train, 1), synthetic_rows(n_dev, 2)
     for name, rows in (("train", train), ("dev", dev)):
         text = "sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows)
         (folder / f"{name}.tsv").write_text(text, encoding="utf-8")
@@ -65,3 +74,66 @@ def copy_model(src: Path, dst: Path, **config_updates: object) -> Path:
         cfg.update(config_updates)
         cfg_path.write_text(json.dumps(cfg, indent=2))
     return dst
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by the trainer tests: thread pinning, independent reference computations, run outputs
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test with one torch thread: the machine's cores are shared and OpenMP spins under load.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")`` after importing it.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def hand_scores(model: Any, hidden_in: Any, layer: int, mask: Any, mask_value: float) -> Any:
+    """Pre-softmax attention scores Q·Kᵀ/√d + (1 − mask)·mask_value of a BERT ``layer``, straight
+    from its weights (independent of the capture code). hidden_in: (batch, seq, hidden) input of the
+    layer; mask: (batch, seq) attention mask; returns (batch, heads, seq, seq)."""
+    att = model.bert.encoder.layer[layer].attention.self
+    heads = model.config.num_attention_heads
+    d = model.config.hidden_size // heads
+    b, n, _ = hidden_in.shape
+    q = (hidden_in @ att.query.weight.T + att.query.bias).view(b, n, heads, d).permute(0, 2, 1, 3)
+    k = (hidden_in @ att.key.weight.T + att.key.bias).view(b, n, heads, d).permute(0, 2, 1, 3)
+    return q @ k.transpose(-1, -2) / math.sqrt(d) + (1.0 - mask[:, None, None, :].float()) * mask_value
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of (n, k) logits in numpy."""
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    return np.exp(log_softmax(z))
+
+
+def kl_rows(t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Per-row KL(softmax(t) ‖ softmax(s)) of (n, k) logits, shape (n,)."""
+    return (softmax(t) * (log_softmax(t) - log_softmax(s))).sum(1)
+
+
+def metrics_log(out: Path) -> list[dict]:
+    """Every entry of ``OUT/metrics.jsonl`` (steps and evaluations), in order."""
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def step_entries(out: Path) -> list[dict]:
+    """The per-step entries (with ``loss``) of ``OUT/metrics.jsonl``."""
+    return [e for e in metrics_log(out) if "loss" in e]
+
+
+def weights(model_dir: Path) -> dict:
+    """The tensors of ``model_dir/model.safetensors``."""
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))

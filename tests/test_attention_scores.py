@@ -3,8 +3,6 @@ model's outputs are unchanged (eager-equal) while capturing."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -13,6 +11,7 @@ from confdistill.models.attention_scores import (
     capture_attention_scores,
     zero_masked_scores,
 )
+from distill_helpers import hand_scores
 
 
 def _model(layers: int = 3, hidden: int = 32, heads: int = 4):
@@ -34,15 +33,8 @@ def _batch():
 
 
 def _hand_scores(model, hidden_in: torch.Tensor, layer: int, mask: torch.Tensor) -> torch.Tensor:
-    """Q·Kᵀ/√d + additive mask, straight from the layer's weights (independent of the capture code)."""
-    att = model.bert.encoder.layer[layer].attention.self
-    heads = model.config.num_attention_heads
-    d = model.config.hidden_size // heads
-    b, n, _ = hidden_in.shape
-    q = (hidden_in @ att.query.weight.T + att.query.bias).view(b, n, heads, d).permute(0, 2, 1, 3)
-    k = (hidden_in @ att.key.weight.T + att.key.bias).view(b, n, heads, d).permute(0, 2, 1, 3)
-    additive = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    return q @ k.transpose(-1, -2) / math.sqrt(d) + additive
+    """Q·Kᵀ/√d + transformers 5's additive mask (float32 min), from the layer's weights."""
+    return hand_scores(model, hidden_in, layer, mask, torch.finfo(torch.float32).min)
 
 
 def test_scores_match_hand_computation_and_outputs_unchanged() -> None:

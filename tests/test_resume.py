@@ -3,34 +3,18 @@ as an uninterrupted run with the same seed (CPU; data position, RNG, optimiser, 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from confdistill.distillation import DistillConfig, TrainingInterrupted, distill
 from confdistill.distillation.checkpoint import list_checkpoints
 from confdistill.errors import InputError
-from distill_helpers import write_sst2
+from distill_helpers import metrics_log, one_thread, weights, write_sst2
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(model_dir / "model.safetensors"))
-
-
-def _log(out: Path) -> list[dict]:
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 
 @pytest.mark.parametrize("stage", ["intermediate", "prediction"])
@@ -56,7 +40,7 @@ def test_resume_matches_uninterrupted_run(stage: str, tiny_bert: Callable[..., P
         distill(config("cut"))  # refuses to start over the interrupted run
     resumed = distill(config("cut", resume=True))
 
-    a, b = _weights(tmp_path / "full" / "final"), _weights(tmp_path / "cut" / "final")
+    a, b = weights(tmp_path / "full" / "final"), weights(tmp_path / "cut" / "final")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -66,11 +50,11 @@ def test_resume_matches_uninterrupted_run(stage: str, tiny_bert: Callable[..., P
         assert all(torch.equal(fa[k], fb[k]) for k in fa)
     else:
         assert resumed["beta"] == full["beta"] and resumed["best"] == full["best"]
-        wa, wb = _weights(tmp_path / "full" / "best"), _weights(tmp_path / "cut" / "best")
+        wa, wb = weights(tmp_path / "full" / "best"), weights(tmp_path / "cut" / "best")
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # The log of the resumed run is the uninterrupted one: no step lost or repeated.
-    assert _log(tmp_path / "full") == _log(tmp_path / "cut")
-    assert [e["step"] for e in _log(tmp_path / "cut") if "loss" in e] == list(range(1, 9))
+    assert metrics_log(tmp_path / "full") == metrics_log(tmp_path / "cut")
+    assert [e["step"] for e in metrics_log(tmp_path / "cut") if "loss" in e] == list(range(1, 9))
     # Resuming a finished run changes nothing.
     again = distill(config("cut", resume=True))
     assert again == resumed

@@ -4,10 +4,9 @@ bad inputs refused with exit 2 and nothing overwritten."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +15,9 @@ import torch
 
 from confdistill.cli.main import main
 from confdistill.distillation import DistillConfig, FinetuneConfig, distill, finetune
-from distill_helpers import write_sst2
+from distill_helpers import hand_scores, kl_rows, log_softmax, one_thread, softmax, step_entries, write_sst2
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # The test machine's cores are shared: one thread avoids OpenMP spinning under load.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _steps(out: Path) -> list[dict]:
-    return [e for e in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in e]
+pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
 
 def _mean(xs: list[float]) -> float:
@@ -39,17 +27,6 @@ def _mean(xs: list[float]) -> float:
 # ---------------------------------------------------------------------------------------------
 # Stage 1 loss on a fixed batch == the TinyBERT formulas computed independently
 # ---------------------------------------------------------------------------------------------
-
-def _hand_scores(model, hidden_in: torch.Tensor, layer: int, mask: torch.Tensor) -> torch.Tensor:
-    att = model.bert.encoder.layer[layer].attention.self
-    heads = model.config.num_attention_heads
-    d = model.config.hidden_size // heads
-    b, n, _ = hidden_in.shape
-    q = (hidden_in @ att.query.weight.T + att.query.bias).view(b, n, heads, d).permute(0, 2, 1, 3)
-    k = (hidden_in @ att.key.weight.T + att.key.bias).view(b, n, heads, d).permute(0, 2, 1, 3)
-    s = q @ k.transpose(-1, -2) / math.sqrt(d)
-    return s + (1.0 - mask[:, None, None, :].float()) * -10000.0  # old BERT's additive mask
-
 
 def test_stage1_loss_matches_tinybert_formulas(tiny_bert: Callable[..., Path]) -> None:
     from transformers import BertForSequenceClassification, BertTokenizerFast
@@ -81,8 +58,9 @@ def test_stage1_loss_matches_tinybert_formulas(tiny_bert: Callable[..., Path]) -
         sh = student(**batch, output_hidden_states=True).hidden_states
         ref_att = torch.zeros(())
         for m in (1, 2):
-            s = _hand_scores(student, sh[m - 1], m - 1, mask)
-            t = _hand_scores(teacher, th[2 * m - 1], 2 * m - 1, mask)
+            # Old BERT's additive mask, −10000 (zeroed by the ≤ −100 rule like transformers 5's).
+            s = hand_scores(student, sh[m - 1], m - 1, mask, -10000.0)
+            t = hand_scores(teacher, th[2 * m - 1], 2 * m - 1, mask, -10000.0)
             s = torch.where(s <= -1e2, torch.zeros_like(s), s)
             t = torch.where(t <= -1e2, torch.zeros_like(t), t)
             ref_att = ref_att + mse(s, t)
@@ -119,20 +97,6 @@ def _agreement(student_dir: Path, teacher_dir: Path, data: Path) -> tuple[float,
     return float((s.argmax(1) == t.argmax(1)).double().mean()), s.numpy(), t.numpy()
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    return np.exp(_log_softmax(z))
-
-
-def _kl(t: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Per-row KL(softmax(t) ‖ softmax(s)) in numpy."""
-    return (_softmax(t) * (_log_softmax(t) - _log_softmax(s))).sum(1)
-
-
 def test_finetune_and_two_stage_distillation(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
     data = write_sst2(tmp_path, 192, 64, real=False)  # learnable generated sentences
     teacher0 = tiny_bert(layers=4, hidden=64, heads=2, intermediate=128)
@@ -140,7 +104,7 @@ def test_finetune_and_two_stage_distillation(tiny_bert: Callable[..., Path], tmp
 
     ft = finetune(FinetuneConfig(model=str(teacher0), task="SST-2", data_dir=str(data), out=str(tmp_path / "ft"),
                                  num_train_epochs=6, learning_rate=2e-3, eval_step=None, checkpoint_steps=None))
-    steps = _steps(tmp_path / "ft")
+    steps = step_entries(tmp_path / "ft")
     assert len(steps) == 6 * math.ceil(192 / 32)
     assert _mean([e["loss"] for e in steps[-6:]]) < _mean([e["loss"] for e in steps[:6]]) - 0.1
     assert ft["final_eval"]["accuracy"] >= 0.75
@@ -151,15 +115,15 @@ def test_finetune_and_two_stage_distillation(tiny_bert: Callable[..., Path], tmp
                                 out=str(tmp_path / "kd"), stage="both", intermediate_epochs=4, prediction_epochs=4,
                                 intermediate_lr=2e-3, prediction_lr=5e-3, eval_step=6, checkpoint_steps=None))
     # Stage 1 lowered its loss (both parts).
-    s1 = _steps(tmp_path / "kd" / "intermediate")
+    s1 = step_entries(tmp_path / "kd" / "intermediate")
     for key in ("att_loss", "rep_loss"):
         assert _mean([e[key] for e in s1[-3:]]) < 0.8 * _mean([e[key] for e in s1[:3]]), key
     # Stage 2 lowered its loss (soft CE = H(teacher) + KL: the KL part shrinks) and raised agreement.
-    s2 = _steps(tmp_path / "kd")
+    s2 = step_entries(tmp_path / "kd")
     assert _mean([e["soft_loss"] for e in s2[-6:]]) < _mean([e["soft_loss"] for e in s2[:6]])
     after, s_logits, t_logits = _agreement(tmp_path / "kd" / "final", teacher, data)
     assert after >= 0.85 and after > before + 0.15, (before, after)
-    assert _kl(t_logits, s_logits).sum() < 0.8 * _kl(t_logits0, s0_logits).sum()
+    assert kl_rows(t_logits, s_logits).sum() < 0.8 * kl_rows(t_logits0, s0_logits).sum()
 
     # Layout and metadata.
     kd = tmp_path / "kd"
@@ -171,8 +135,8 @@ def test_finetune_and_two_stage_distillation(tiny_bert: Callable[..., Path], tmp
     assert run["best"]["metric"] == "accuracy" and run["best"]["value"] >= run["final_eval"]["accuracy"] - 1e-12
 
     # β: total KL(q_t ‖ q_s) over the train split in eval mode, recomputed independently here.
-    q_t, log_q_s = _softmax(t_logits), _log_softmax(s_logits)
-    kl = _kl(t_logits, s_logits)
+    q_t, log_q_s = softmax(t_logits), log_softmax(s_logits)
+    kl = kl_rows(t_logits, s_logits)
     assert run["beta"] == pytest.approx(kl.sum(), rel=1e-4)
     assert run["beta_mean"] == pytest.approx(kl.mean(), rel=1e-4)
     assert run["beta_soft_ce"] == pytest.approx(-(q_t * log_q_s).sum(), rel=1e-4)
@@ -186,7 +150,7 @@ def test_stage2_with_alpha_and_confidence_term_runs(tiny_bert: Callable[..., Pat
     run = distill(DistillConfig(teacher=str(t), student=str(s), task="sst2", data_dir=str(data),
                                 out=str(tmp_path / "kd"), stage="prediction", num_train_epochs=1, alpha=0.5,
                                 lambda_conf=2.0, temperature=2.0, eval_step=None, checkpoint_steps=None))
-    steps = _steps(tmp_path / "kd")
+    steps = step_entries(tmp_path / "kd")
     e = steps[0]
     assert e["hard_loss"] > 0 and e["conf_loss"] > 0
     # The logged total is the weighted sum of the logged parts (batch means).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from confdistill.cli.trainer_args import add_trainer_arguments
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -41,20 +43,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--study-name", help="study name (default TASK-STUDENT)")
     p.add_argument("--out", metavar="DIR", help="output folder (default EXPERIMENT_OUTPUT/tune/TASK-STUDENT)")
     p.add_argument("--data-dir", metavar="DIR", help="data directory (overrides the experiment's)")
-    p.add_argument("--seed", type=int, help="sampler seed (default: the experiment's seed)")
     p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default="tpe")
     p.add_argument("--lambda-choices", type=_floats, metavar="L1,L2,…",
                    help="values of λ searched (default 0,0.3,1,3,10; 0 = plain TinyBERT loss)")
     p.add_argument("--compare-lambda", type=_floats, nargs="?", const=[1.0], metavar="L1,L2,…",
                    help="also run the confidence-aware loss at the baseline hyper-parameters with these λ "
                    "(default 1.0) and compare, in summary.json, with tuning alone (λ = 0) and tuned λ > 0")
-    p.add_argument("--aug-train", metavar="FILE", help="augmented train file: adds augmentation on/off")
     p.add_argument("--make-aug", action="store_true",
                    help="write an augmented train file first (confdistill augment) and search augmentation on/off")
     p.add_argument("--n-aug", type=int, default=20, help="with --make-aug: variants per example (default 20)")
     p.add_argument("--aug-p", type=float, default=0.4, help="with --make-aug: replacement probability")
     p.add_argument("--no-baseline", action="store_true", help="do not enqueue the experiment's own settings")
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model directories")
+    # The options it shares with distill/finetune, defined once (tune's own meaning in the help).
+    add_trainer_arguments(
+        p, defaults={"seed": None, "aug_train": None}, only=("seed", "aug_train"),
+        help_text={"seed": "sampler seed", "aug_train": "augmented train file: adds augmentation on/off to the search"},
+        shown_defaults={"seed": "the experiment's seed", "aug_train": "none"},
+    )
     p.set_defaults(func=run)
 
 

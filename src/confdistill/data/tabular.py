@@ -81,6 +81,12 @@ class TableColumns:
             regression=bool(data.get("regression", False)),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML data (``label_names`` a list or None); ``from_mapping(c.to_dict()) == c``."""
+        return {"text": self.text, "label": self.label, "text_pair": self.text_pair,
+                "label_names": None if self.label_names is None else list(self.label_names),
+                "regression": self.regression}
+
 
 @dataclass(frozen=True)
 class SplitData:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from confdistill.distillation.config import DistillConfig, FinetuneConfig
+from confdistill.distillation.config import LAYER_MAPPINGS, DistillConfig, FinetuneConfig
 
 _LAZY = {
     "distill": "trainer",
     "finetune": "trainer",
     "TrainingInterrupted": "trainer",
+    "evaluation_hook": "trainer",
+    "eval_sigma": "trainer",
     "confidence_gap_loss": "losses",
     "soft_cross_entropy": "losses",
     "prediction_loss": "losses",
@@ -23,7 +25,7 @@ _LAZY = {
     "layer_mapping": "mapping",
 }
 
-__all__ = ["DistillConfig", "FinetuneConfig", *_LAZY]
+__all__ = ["LAYER_MAPPINGS", "DistillConfig", "FinetuneConfig", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

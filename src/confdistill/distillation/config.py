@@ -1,6 +1,7 @@
 """Run settings as plain data: :class:`DistillConfig` (TinyBERT's names and defaults) and :class:`FinetuneConfig`.
 
-Both are dataclasses with only JSON/TOML-friendly fields (str, int, float, bool, None), so that
+Both are dataclasses with only JSON/TOML-friendly fields (str, int, float, bool, None, and the
+plain ``columns`` table of custom data), so that
 ``from_dict(to_dict(c)) == c`` and a run's settings can be stored in ``run.json`` and compared on
 ``--resume``. Validation of values the user can get wrong happens in :meth:`validate` and raises
 :class:`~confdistill.errors.InputError` naming the argument.
@@ -13,6 +14,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from confdistill.errors import InputError
+
+#: Stage-1 layer mapping strategies (see :mod:`confdistill.distillation.mapping`; kept here so that
+#: importing the config never imports torch).
+LAYER_MAPPINGS = ("uniform", "top", "bottom")
 
 STAGES = ("intermediate", "prediction", "both")
 
@@ -52,6 +57,31 @@ class _Base:
             raise InputError(f"--eval-step must be >= 1, got {self.eval_step}")
         if int(self.max_seq_length) > 512:
             raise InputError(f"--max-seq-length must be <= 512, got {self.max_seq_length}")
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        """``columns`` (custom data) is required with ``task="custom"`` and refused with a GLUE task."""
+        from confdistill.data.tabular import CUSTOM_TASK, TableColumns
+
+        columns = getattr(self, "columns", None)
+        custom = str(self.task).strip().lower() == CUSTOM_TASK
+        if columns is not None and not custom:
+            raise InputError(f"--text-column/--label-column (columns) apply to --task {CUSTOM_TASK} only, "
+                             f"not to --task {self.task}")
+        if not custom:
+            return
+        if not isinstance(columns, dict) or not columns.get("text") or not columns.get("label"):
+            raise InputError(f"--task {CUSTOM_TASK} needs --text-column and --label-column "
+                             f"(columns = {{text = ..., label = ...}}), got columns = {columns!r}")
+        try:
+            parsed = TableColumns.from_mapping(columns)
+        except InputError as exc:
+            raise InputError(f"columns: {exc}") from None
+        names = parsed.label_names
+        if names is not None and (len(set(names)) != len(names) or len(names) < 2):
+            raise InputError(f"--label-names must list at least two distinct classes, got {list(names)}")
+        if names is not None and parsed.regression:
+            raise InputError("--label-names does not apply with --regression")
 
 
 @dataclass
@@ -65,6 +95,9 @@ class DistillConfig(_Base):
     stage 1 with 10 epochs at 5e-5 on augmented data, stage 2 with 3 epochs at 3e-5).
     alpha: weight of the hard-label CE in stage 2, loss = (1−α)·soft + α·hard.
     lambda_conf: weight of :func:`~confdistill.distillation.losses.confidence_gap_loss` (0 = off).
+    layer_mapping: stage 1's student→teacher layer rule, "uniform" (TinyBERT), "top" or "bottom".
+    columns: with ``task="custom"``, the columns of ``DATA_DIR/<split>.{csv,tsv,jsonl}`` as plain data
+    ``{"text", "label", "text_pair", "label_names", "regression"}`` (see ``TableColumns``).
     checkpoint_steps: None = checkpoint at epoch ends only. eval_step: stage 2 evaluation period in steps.
     """
 
@@ -96,6 +129,8 @@ class DistillConfig(_Base):
     eval_split: str | None = None
     group_by_length: bool = True
     cpu: bool = False
+    layer_mapping: str = "uniform"
+    columns: dict[str, Any] | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` on settings that cannot work (before anything is written)."""
@@ -110,6 +145,8 @@ class DistillConfig(_Base):
             raise InputError(f"--alpha must be in [0, 1], got {self.alpha}")
         if float(self.lambda_conf) < 0:
             raise InputError(f"--lambda-conf must be >= 0, got {self.lambda_conf}")
+        if self.layer_mapping not in LAYER_MAPPINGS:
+            raise InputError(f"--layer-mapping must be one of {', '.join(LAYER_MAPPINGS)}, got {self.layer_mapping!r}")
         for name in ("learning_rate", "intermediate_lr", "prediction_lr"):
             if float(getattr(self, name)) <= 0:
                 raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
@@ -124,6 +161,7 @@ class FinetuneConfig(_Base):
     """Teacher fine-tuning (hard-label cross-entropy, or MSE for regression) with the same loop.
 
     Defaults follow BERT's GLUE recipe as TinyBERT's teachers were trained: lr 2e-5, 3 epochs, batch 32.
+    columns: custom data's columns with ``task="custom"``, as in :class:`DistillConfig`.
     """
 
     model: str = ""
@@ -145,6 +183,7 @@ class FinetuneConfig(_Base):
     eval_split: str | None = None
     group_by_length: bool = True
     cpu: bool = False
+    columns: dict[str, Any] | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` on settings that cannot work (before anything is written)."""

@@ -14,9 +14,20 @@ Layout of ``OUT`` (one job)::
     OUT/best/             stage 2 / fine-tuning: the evaluation-best model by the task's metric
     OUT/checkpoints/      step-XXXXXXXX/state.pt: weights, optimiser, scheduler, RNG, data position
     OUT/teacher_logits.pt stage 2: teacher logits over the train split, computed once
+    OUT/teacher_eval_logits.pt  stage 2: teacher logits over the evaluation split (for σ at each eval)
+    OUT/teacher_beta_logits.pt  stage 2 with --aug-train: teacher logits over the task's own train split (β)
 
 ``--stage both`` runs stage 1 in ``OUT/intermediate/`` (the layout above) and then stage 2 in
 ``OUT`` itself with ``OUT/intermediate/final`` as its student.
+
+Every stage-2 evaluation also measures ``sigma`` (σ of the teacher–student confidence gap over the
+evaluation rows both classify correctly, as :func:`confdistill.properties.analyze_pair` defines it)
+and ``n_both``, and calls the callback installed with :func:`evaluation_hook` (e.g. a tuner that
+prunes poor trials by raising; the run's state is checkpointed first, so ``--resume`` continues it).
+
+Data: a GLUE task or ``task="custom"`` with ``columns`` (``DATA_DIR/<split>.{csv,tsv,jsonl}``,
+:func:`confdistill.data.load_examples`). β and ``n_train`` are always measured over the task's own
+train split (X_train, on which φ_cnf is judged), also when training on an ``--aug-train`` file.
 
 Data parallelism (``accelerate launch --num_processes P``): every process builds the same global
 batch (same seed → same order) and takes a contiguous slice of its rows; each process's loss is
@@ -27,6 +38,7 @@ single-process gradient — the only difference is float summation order.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import json
 import math
@@ -34,6 +46,7 @@ import os
 import platform
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +80,30 @@ class TrainingInterrupted(RuntimeError):
     """Raised by ``stop_after_steps`` (tests): the run stops as if killed, checkpoints stay on disk."""
 
 
+#: The callback of :func:`evaluation_hook`, per context (so no caller in between has to pass it on).
+_EVAL_HOOK: contextvars.ContextVar[Callable[[dict[str, Any]], None] | None] = contextvars.ContextVar(
+    "confdistill_evaluation_hook", default=None)
+
+
+@contextlib.contextmanager
+def evaluation_hook(callback: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+    """Call ``callback(info)`` after every stage-2 evaluation of any :func:`distill` run inside the block.
+
+    ``info = {"job": "prediction", "out": str(OUT), "step": int, "epoch": float (steps / steps per
+    epoch), "metrics": {task metrics…, "sigma": float | None, "n_both": int | None}}``. An exception
+    raised by the callback (e.g. ``optuna.TrialPruned``) propagates out of :func:`distill` unchanged,
+    after the run's state at that step is checkpointed, so ``--resume`` can continue it. Under several
+    processes the callback runs on every process (same info on each): it must decide the same way on
+    all. Nested blocks: the innermost callback applies. Works through any code path (a
+    :class:`contextvars.ContextVar`), e.g. ``with evaluation_hook(cb): execute(steps, ...)``.
+    """
+    token = _EVAL_HOOK.set(callback)
+    try:
+        yield
+    finally:
+        _EVAL_HOOK.reset(token)
+
+
 @dataclass
 class _Job:
     """One training stage: which loss, which models, where to write, and its hyper-parameters."""
@@ -95,7 +132,14 @@ class _Job:
     group_by_length: bool = True
     resume: bool = False
     cpu: bool = False
+    layer_mapping: str = "uniform"
+    columns: dict[str, Any] | None = None   # custom data: TableColumns as plain data
     settings: dict[str, Any] = field(default_factory=dict)   # the user's config, stored in run.json
+
+
+#: _Job fields added after runs were recorded: left out of the resume record at their default, so
+#: that a run recorded before they existed can still be resumed.
+_RECORD_DEFAULTS: dict[str, Any] = {"layer_mapping": "uniform", "columns": None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +161,8 @@ def distill(config: DistillConfig, *, stop_after_steps: int | None = None) -> di
         weight_decay=config.weight_decay, seed=config.seed, eval_step=config.eval_step,
         checkpoint_steps=config.checkpoint_steps, temperature=config.temperature, alpha=config.alpha,
         lambda_conf=config.lambda_conf, eval_split=config.eval_split, group_by_length=config.group_by_length,
-        resume=config.resume, cpu=config.cpu, settings=settings,
+        resume=config.resume, cpu=config.cpu, settings=settings, layer_mapping=config.layer_mapping,
+        columns=_plain_columns(config.columns),
     )
     if config.stage == "intermediate":
         return _train(_Job("intermediate", out, config.student, learning_rate=config.learning_rate,
@@ -148,9 +193,18 @@ def finetune(config: FinetuneConfig, *, stop_after_steps: int | None = None) -> 
         config.learning_rate, config.num_train_epochs, config.train_batch_size, config.eval_batch_size,
         config.max_seq_length, config.warmup_proportion, config.weight_decay, config.seed, config.eval_step,
         config.checkpoint_steps, eval_split=config.eval_split, group_by_length=config.group_by_length,
-        resume=config.resume, cpu=config.cpu, settings=config.to_dict(),
+        resume=config.resume, cpu=config.cpu, settings=config.to_dict(), columns=_plain_columns(config.columns),
     )
     return _train(job, stop_after_steps)
+
+
+def _plain_columns(columns: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Custom data's columns in one canonical plain form (JSON round trip equal: compared on --resume)."""
+    if columns is None:
+        return None
+    from confdistill.data.tabular import TableColumns
+
+    return TableColumns.from_mapping(columns).to_dict()
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,24 +215,33 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    from confdistill.data import encode, get_task, load_split, make_loader, read_glue_file, resolve_split_file
+    from confdistill.data import TableColumns, encode, load_examples, make_loader, read_glue_file, read_table
     from confdistill.distillation.mapping import check_compatible
     from confdistill.models.loading import check_same_vocab, load_classifier, save_classifier
 
     t_start = time.time()
     # ---- 1. Validate everything the user can get wrong, before writing anything -------------
-    spec = get_task(job.task)
+    columns = TableColumns.from_mapping(job.columns) if job.columns is not None else None
+    # X_train, the task's own train split: β and n_train are measured on it (φ_cnf is judged on it),
+    # and for custom data it fixes the class order of every split.
+    x_train = load_examples(job.task, job.data_dir, "train", columns=columns)
+    spec = x_train.task
+    if columns is not None and not spec.is_regression:
+        columns = dataclasses.replace(columns, label_names=spec.label_names)
     num_labels = 1 if spec.is_regression else len(spec.label_names)
-    train_file = Path(job.aug_train) if job.aug_train else resolve_split_file(job.task, job.data_dir, "train")
-    if job.aug_train and not train_file.is_file():
-        raise InputError("--aug-train file does not exist", path=train_file)
-    train_examples = read_glue_file(job.task, train_file)
+    if job.aug_train:
+        train_file = Path(job.aug_train)
+        if not train_file.is_file():
+            raise InputError("--aug-train file does not exist", path=train_file)
+        train_examples = (read_table(train_file, columns)[0] if columns is not None
+                          else read_glue_file(job.task, train_file))
+    else:
+        train_file, train_examples = x_train.path, x_train.examples
     eval_file = None
     eval_examples: list = []
     if job.kind != "intermediate":
-        eval_split = job.eval_split or "dev"
-        eval_file = resolve_split_file(job.task, job.data_dir, eval_split)
-        eval_examples = load_split(job.task, job.data_dir, eval_split)
+        eval_data = load_examples(job.task, job.data_dir, job.eval_split or "dev", columns=columns)
+        eval_file, eval_examples = eval_data.path, eval_data.examples
     for name, path in (("--student" if job.kind != "finetune" else "--model", job.student),
                        ("--teacher", job.teacher)):
         if path is not None and not Path(path).is_dir():
@@ -190,7 +253,7 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         teacher, teacher_tokenizer = load_classifier(job.teacher, num_labels=num_labels)
         check_same_vocab(teacher_tokenizer, tokenizer, job.teacher, job.student)
         if job.kind == "intermediate":
-            mapping = check_compatible(student.config, teacher.config)
+            mapping = check_compatible(student.config, teacher.config, job.layer_mapping)
 
     out = job.out
     checkpoints_dir = out / "checkpoints"
@@ -221,7 +284,7 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
     steps_per_epoch = len(sampler)
     total_steps = max(1, math.ceil(job.epochs * steps_per_epoch))
     eval_enc = encode(tokenizer, eval_examples, job.max_seq_length) if eval_examples else None
-    n_train = len(train_enc)
+    n_train = len(x_train.examples)
 
     started = (previous.get("started") if previous else None) or _now()
     if accelerator.is_main_process:
@@ -233,6 +296,8 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
     student.to(device)
     fit_denses = None
     teacher_logits: torch.Tensor | None = None
+    teacher_eval_logits: torch.Tensor | None = None   # (n_eval, k): σ at every evaluation
+    beta_enc, teacher_beta_logits = train_enc, None    # X_train and the teacher's logits on it (β)
     teacher_logits_seconds = None
     if job.kind == "intermediate":
         assert teacher is not None and mapping is not None
@@ -249,6 +314,15 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         assert teacher is not None
         t_cache = time.perf_counter()
         teacher_logits = _cached_teacher_logits(teacher, job, train_enc, train_file, accelerator)
+        teacher_beta_logits = teacher_logits
+        if not spec.is_regression:
+            if eval_enc is not None:
+                teacher_eval_logits = _cached_teacher_logits(teacher, job, eval_enc, eval_file, accelerator,
+                                                             "teacher_eval_logits.pt")
+            if job.aug_train:
+                beta_enc = encode(tokenizer, x_train.examples, job.max_seq_length)
+                teacher_beta_logits = _cached_teacher_logits(teacher, job, beta_enc, x_train.path, accelerator,
+                                                             "teacher_beta_logits.pt")
         teacher_logits_seconds = time.perf_counter() - t_cache
         del teacher  # stage 2 needs only the cached logits
         teacher = None
@@ -266,6 +340,7 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
     # ---- 5. Resume -------------------------------------------------------------------------
     step, epoch, position = 0, 0, 0
     best: dict[str, Any] = {"metric": spec.metric, "value": None, "step": None}
+    history: list[dict[str, Any]] = []   # evaluations of this session: {"step", "eval"}
     ckpt = latest_checkpoint(checkpoints_dir) if job.resume else None
     if ckpt is not None:
         state = load_checkpoint(ckpt)
@@ -275,23 +350,27 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         set_rng_state(state["rng"][min(rank, len(state["rng"]) - 1)])
         step, epoch, position = state["progress"]["step"], state["progress"]["epoch"], state["progress"]["position"]
         best = state["progress"]["best"]
+        if state["progress"].get("last_eval"):
+            # Evaluated at this step before the stop (e.g. a pruning hook): not evaluated again.
+            history.append(state["progress"]["last_eval"])
         accelerator.print(f"resuming {out} from {ckpt.name} (step {step}/{total_steps})")
     metrics_path = out / "metrics.jsonl"
     if accelerator.is_main_process:
         _truncate_metrics(metrics_path, step if ckpt is not None else 0)
 
     # ---- 6. The loop ----------------------------------------------------------------------------
-    history: list[dict[str, Any]] = []
     log = _MetricsLog(metrics_path, enabled=accelerator.is_main_process)
     bar = tqdm(total=_samples_in_steps(sampler, total_steps, steps_per_epoch),
                initial=_samples_in_steps(sampler, step, steps_per_epoch), unit="ex", unit_scale=True,
                dynamic_ncols=True, disable=not accelerator.is_local_main_process, desc=f"{job.kind} {out.name}")
     train_seconds, train_samples = 0.0, 0
-    last_eval_step = -1
+    last_eval_step = history[-1]["step"] if history else -1
+    last_checkpoint_step = step if ckpt is not None else -1
+    batches: list = []
 
-    def evaluate_and_keep_best() -> dict[str, float]:
+    def evaluate_and_keep_best() -> dict[str, Any]:
         nonlocal best, last_eval_step
-        scores = _evaluate(raw_model, eval_enc, spec, job, accelerator)
+        scores = _evaluate(raw_model, eval_enc, spec, job, accelerator, teacher_eval_logits)
         last_eval_step = step
         value = scores.get(spec.metric, float("nan"))
         improved = best["value"] is None or (not math.isnan(value) and value > best["value"])
@@ -302,9 +381,26 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         log.write({"step": step, "eval": scores, "best": improved})
         history.append({"step": step, "eval": scores})
         accelerator.wait_for_everyone()
+        hook = _EVAL_HOOK.get()
+        if hook is not None and job.kind == "prediction":
+            info = {"job": job.kind, "out": str(out), "step": step, "epoch": step / steps_per_epoch,
+                    "metrics": dict(scores)}
+            try:
+                hook(info)
+            except BaseException:
+                # The caller stops the run (e.g. a pruned trial): leave this step's state on disk
+                # so that --resume continues from here, then let the exception through unchanged.
+                if last_checkpoint_step != step:
+                    at_end = bool(batches) and position >= len(batches)
+                    checkpoint(epoch + 1 if at_end else epoch, 0 if at_end else position)
+                log.close()
+                bar.close()
+                raise
         return scores
 
     def checkpoint(next_epoch: int, next_position: int) -> None:
+        nonlocal last_checkpoint_step
+        last_checkpoint_step = step
         states = [rng_state()]
         if world > 1:
             from accelerate.utils import gather_object
@@ -315,7 +411,8 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": states,
                 "progress": {"step": step, "epoch": next_epoch, "position": next_position, "best": best,
-                             "total_steps": total_steps},
+                             "total_steps": total_steps,
+                             "last_eval": history[-1] if history and history[-1]["step"] == step else None},
             })
         accelerator.wait_for_everyone()
 
@@ -395,8 +492,9 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
     model.eval()
     beta: dict[str, Any] = {}
     if job.kind == "prediction" and not is_regression:
-        student_logits = _predict_logits(raw_model, train_enc, job.eval_batch_size, accelerator)
-        beta = beta_statistics(student_logits, teacher_logits, torch.as_tensor(train_enc.labels),
+        # Over X_train (the task's train split), not an --aug-train file: φ_cnf is judged on X_train.
+        student_logits = _predict_logits(raw_model, beta_enc, job.eval_batch_size, accelerator)
+        beta = beta_statistics(student_logits, teacher_beta_logits, torch.as_tensor(beta_enc.labels),
                                alpha=job.alpha, temperature=job.temperature)
     if accelerator.is_main_process:
         final_dir = save_classifier(trained, tokenizer, out / "final")
@@ -411,6 +509,8 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
             "stage": job.kind,
             **({"intermediate": _stage_summary(stage1)} if stage1 else {}),
             "task": spec.name,
+            "columns": None if columns is None else columns.to_dict(),
+            "label_names": list(spec.label_names),
             "n_train": n_train,
             "n_eval": len(eval_examples),
             "steps": total_steps,
@@ -418,6 +518,7 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
             "world_size": world,
             "device": str(device),
             "layer_mapping": mapping,
+            "layer_mapping_strategy": job.layer_mapping,
             "fit_denses": None if job.kind != "intermediate" else (
                 "none (equal widths)" if fit_denses is None else f"one Linear per hidden state ({len(fit_denses)})"),
             "final_eval": final_eval,
@@ -426,7 +527,11 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
             "temperature": job.temperature,
             "lambda_conf": job.lambda_conf,
             **{k: v for k, v in beta.items() if k not in ("alpha", "temperature")},
-            "data": {"train": {"path": str(train_file), "sha256": sha256_file(train_file), "rows": n_train},
+            "beta_split_file": str(x_train.path) if job.kind == "prediction" else None,
+            "data": {"train": {"path": str(train_file), "sha256": sha256_file(train_file),
+                               "rows": len(train_examples)},
+                     **({"x_train": {"path": str(x_train.path), "sha256": sha256_file(x_train.path),
+                                     "rows": n_train}} if job.aug_train else {}),
                      **({"eval": {"path": str(eval_file), "sha256": sha256_file(eval_file),
                                   "rows": len(eval_examples)}} if eval_file else {})},
             "models": {"student": str(job.student), "teacher": job.teacher},
@@ -573,24 +678,61 @@ def _predict_logits(model: nn.Module, encoded: Any, batch_size: int, accelerator
     return torch.from_numpy(result)
 
 
-def _evaluate(model: nn.Module, encoded: Any, spec: Any, job: _Job, accelerator: Any) -> dict[str, float]:
-    """The task's metrics on the evaluation split (eval mode, no dropout)."""
+def _evaluate(model: nn.Module, encoded: Any, spec: Any, job: _Job, accelerator: Any,
+              teacher_logits: torch.Tensor | None = None) -> dict[str, Any]:
+    """The task's metrics on the evaluation split (eval mode, no dropout).
+
+    Stage 2 adds ``sigma`` and ``n_both`` (:func:`eval_sigma` against the teacher's cached logits on
+    the same split; both None for regression).
+    """
     from confdistill.data import compute_metrics
 
     logits = _predict_logits(model, encoded, job.eval_batch_size, accelerator)
     preds = logits.view(-1).numpy() if spec.is_regression else logits.argmax(-1).numpy()
-    return compute_metrics(spec, preds, encoded.labels)
+    scores: dict[str, Any] = compute_metrics(spec, preds, encoded.labels)
+    if job.kind == "prediction":
+        if spec.is_regression or teacher_logits is None:
+            scores.update(sigma=None, n_both=None)
+        else:
+            scores.update(eval_sigma(teacher_logits.numpy(), logits.numpy(), np.asarray(encoded.labels)))
+    return scores
 
 
-def _cached_teacher_logits(teacher: nn.Module, job: _Job, encoded: Any, train_file: Path,
-                           accelerator: Any) -> torch.Tensor:
-    """Teacher logits over the train split, (n, k) float32 in row order — computed once, kept in OUT.
+def eval_sigma(teacher_logits: np.ndarray, student_logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """σ of the confidence gap and n_both, exactly as :func:`confdistill.properties.analyze_pair` defines them.
 
-    The cache is keyed by the teacher directory, the train file's SHA-256 and max_seq_length; a
+    teacher_logits, student_logits: (n, k) logits of the same rows; labels: (n,) gold class indices.
+    Probabilities are the float64 softmax at T = 1 (as ``predict`` writes them); Δ = p0_teacher −
+    p0_student for 2 classes, the gold label's probability for more, over the rows both models
+    classify correctly; σ is its population standard deviation. Returns ``{"sigma": float | None,
+    "n_both": int}`` (σ None when no row is right for both).
+    """
+    from confdistill.prediction.predict import softmax64
+    from confdistill.prediction.softmax_file import SoftmaxOutputs
+    from confdistill.properties import analyze_pair
+
+    labels = np.asarray(labels, dtype=np.int64)
+    outputs = []
+    for z in (teacher_logits, student_logits):
+        probs = softmax64(z)
+        outputs.append(SoftmaxOutputs(probs=probs, pred=probs.argmax(axis=1), label=labels))
+    n_both = int((outputs[0].correct & outputs[1].correct).sum())
+    if n_both == 0:
+        return {"sigma": None, "n_both": 0}
+    result = analyze_pair(outputs[0], outputs[1], n_bootstrap=0, split="eval")
+    return {"sigma": float(result.sigma), "n_both": int(result.n_both)}
+
+
+def _cached_teacher_logits(teacher: nn.Module, job: _Job, encoded: Any, data_file: Path,
+                           accelerator: Any, name: str = "teacher_logits.pt") -> torch.Tensor:
+    """Teacher logits over a split, (n, k) float32 in row order — computed once, kept in ``OUT/name``.
+
+    The cache is keyed by the teacher directory, the data file's SHA-256 and max_seq_length; a
     mismatch recomputes it.
     """
-    path = job.out / "teacher_logits.pt"
-    key = {"teacher": str(Path(job.teacher).resolve()), "train_sha256": sha256_file(train_file),
+    path = job.out / name
+    # "train_sha256" names the data file's hash for every split: the key of existing caches is kept.
+    key = {"teacher": str(Path(job.teacher).resolve()), "train_sha256": sha256_file(data_file),
            "max_seq_length": job.max_seq_length, "n": len(encoded)}
     if path.exists():
         cached = torch.load(path, map_location="cpu", weights_only=True)
@@ -719,6 +861,9 @@ def _job_record(job: _Job) -> dict[str, Any]:
     d.pop("settings")
     for k in RESUME_MUTABLE:
         d.pop(k, None)
+    for k, default in _RECORD_DEFAULTS.items():
+        if d.get(k) == default:
+            d.pop(k)
     d["out"] = str(d["out"])
     return d
 
