@@ -18,14 +18,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "tune",
         help="Optuna study: minimise σ(X_train) keeping dev accuracy ≥ teacher's − ε (RQ2)",
-        description="Search stage-1/stage-2 epochs and learning rates, temperature T, α, augmentation and "
-        "the confidence-gap weight λ for one task and student of an experiment file, minimising "
+        description="Search stage-1/stage-2 epochs and learning rates, temperature T, α, augmentation, "
+        "the stage-1 layer mapping (uniform/top/bottom) and the confidence-gap weight λ for one task and student of an experiment file, minimising "
         "σ(X_train) subject to student dev accuracy ≥ teacher dev accuracy − ε (or, with --objective "
         "pareto, the two-objective study of σ and accuracy). The experiment's own settings are the "
         "first (baseline) trial. The study lives in a SQLite file under --out by default: re-running "
         "the same command resumes it; --storage URL (e.g. postgresql://…) lets workers on many machines "
         "share it. Writes trials.csv, pareto.png, best.toml (run it with `confdistill run`) and "
         "summary.json under --out.",
+        epilog="Pruning: searched trials report σ on the dev split at each stage-2 evaluation (a proxy for "
+        "σ(X_train), the objective); one whose report is worse than the median of earlier trials at the "
+        "same evaluation is stopped (PRUNED in trials.csv). With stage 2's eval_step unset, a trial "
+        "evaluates about 4 times. Baseline and --compare-lambda trials are never pruned.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT.toml")
     p.add_argument("--task", help="task key of the experiment (needed when it has several)")
@@ -66,13 +70,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
     from pathlib import Path
 
     from confdistill.errors import InputError
     from confdistill.experiments.config import load_experiment
     from confdistill.tuning.objective import ExperimentObjective, baseline_params, select, space_for
-    from confdistill.tuning.study import SearchSpace, StudyOptions, run_study
+    from confdistill.tuning.study import SearchSpace, StudyOptions, format_summary, run_study
 
     cfg = load_experiment(args.experiment, data_dir=args.data_dir)
     task, student = select(cfg, args.task, args.student)
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         if any(x < 0 for x in args.lambda_choices):
             raise InputError(f"--lambda-choices: expected values >= 0, got {args.lambda_choices}")
         base = dataclasses.replace(base, lambda_conf=tuple(args.lambda_choices))
-    space = space_for(student, base, aug_available=objective.aug_train is not None)
+    space = space_for(student, base, aug_available=objective.aug_train is not None, task=task)
     opts = StudyOptions(
         out=out,
         n_trials=args.trials,
@@ -107,14 +110,6 @@ def run(args: argparse.Namespace) -> int:
         attrs={"experiment": cfg.name, "task": task.key, "student": student.name},
     )
     summary = run_study(objective, opts, write_best=objective.write_best_toml)
-    best, baseline = summary.get("best"), summary.get("baseline")
-    print(f"trials: {json.dumps(summary['trials'])}")
-    if baseline:
-        print(f"baseline: σ = {baseline['sigma']:.4g}, dev accuracy = {baseline['dev_accuracy']:.4f}")
-    if best:
-        print(f"best:     σ = {best['sigma']:.4g}, dev accuracy = {best['dev_accuracy']:.4f} (trial {best['trial']})")
-    else:
-        print("best:     no feasible trial yet")
-    print(f"κ = {summary['kappa']} ({summary['kappa_source']}); φ_cnf restored: {summary['phi_cnf_restored']}")
+    print("\n".join(format_summary(summary)))
     print(f"outputs:  {out}/{{trials.csv,pareto.png,best.toml,summary.json}}")
     return 0

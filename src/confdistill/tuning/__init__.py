@@ -14,6 +14,7 @@ from confdistill.tuning.study import (
     TrialContext,
     TrialFailed,
     TrialResult,
+    format_summary,
     open_study,
     run_study,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "TrialContext",
     "TrialFailed",
     "TrialResult",
+    "format_summary",
     "open_study",
     "run_study",
 ]

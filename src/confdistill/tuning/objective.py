@@ -20,12 +20,26 @@ Parameter → setting (DistillConfig names; the runner runs each stage as its ow
 ``alpha``               ``students.stage2.alpha``
 ``lambda_conf``         ``students.stage2.lambda_conf`` (confidence-gap weight λ)
 ``augment``             ``aug_train`` of both stages (TinyBERT augments both)
-``mapping``             not searched: DistillConfig has only the uniform mapping
+``mapping``             ``students.stage1.layer_mapping`` (uniform | top | bottom)
 ======================  =====================================================
 
-Pruning: the distillation loop offers no per-evaluation callback, so σ exists only after stage 2
-and its predictions; the objective therefore reports no intermediate values and real trials are
-never pruned (the study's MedianPruner acts on objectives that call ``ctx.report``).
+Every trial's complete stage settings are written to ``OUT/trials/NNNNN/settings.json``;
+``best.toml`` holds exactly the best trial's settings (unset optional ones as ``"none"``).
+
+Pruning proxy. σ(X_train) exists only once a trial has finished (stage 2, then predictions over
+the train split). While stage 2 runs, the trainer evaluates on the **dev** split every
+``eval_step`` steps and measures σ of the confidence gap there
+(:func:`confdistill.distillation.evaluation_hook`); the objective reports that dev σ to the
+pruner, which stops a searched trial whose σ is worse than the median of earlier trials at the
+same point. Dev σ is a *proxy* that tracks σ(X_train) (same statistic, same models, a held-out
+sample of the same distribution); only the final σ(X_train) is the objective. Reports are indexed
+by evaluation number (1, 2, 3 …) so that trials of different lengths are compared at the same
+fraction of stage 2 (with the automatic ``eval_step`` below) or at the same step (with an
+experiment's fixed ``eval_step``); the last evaluation of a run is not reported (its training is
+already paid for). When the experiment leaves stage 2's ``eval_step`` unset (or ``"none"``), a
+trial evaluates about :data:`EVALS_PER_STAGE2` times: ``eval_step = ⌈total steps / 4⌉``.
+A pruned trial's model files are deleted (unless ``keep_models``) and its runner state is cleared,
+so it never blocks or is resumed by another trial.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -45,7 +60,11 @@ from confdistill.io import atomic_write
 from confdistill.tuning.study import SearchSpace, TrialContext, TrialFailed, TrialResult
 
 #: DistillConfig defaults used when the experiment file does not set a stage's value.
-_DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "temperature": 1.0, "alpha": 0.0, "lambda_conf": 0.0}
+_DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "temperature": 1.0, "alpha": 0.0, "lambda_conf": 0.0,
+             "layer_mapping": "uniform", "train_batch_size": 32}
+
+#: Stage-2 evaluations (σ reports for pruning) per trial when the experiment leaves ``eval_step`` unset.
+EVALS_PER_STAGE2 = 4
 
 
 def _distill_defaults() -> dict[str, Any]:
@@ -92,18 +111,54 @@ def baseline_params(student: StudentSpec) -> dict[str, Any]:
         "alpha": float(s2.get("alpha", d["alpha"])),
         "lambda_conf": float(s2.get("lambda_conf", d["lambda_conf"])),
         "augment": bool(s2.get("aug_train") or s1.get("aug_train")),
-        "mapping": "uniform",
+        "mapping": str(s1.get("layer_mapping", d["layer_mapping"])),
     }
 
 
-def space_for(student: StudentSpec, base: SearchSpace, *, aug_available: bool) -> SearchSpace:
+def model_layers(source: str | Path | None) -> int | None:
+    """``num_hidden_layers`` from a model directory's (or package reference's) ``config.json``;
+    None when it cannot be read (e.g. a model not downloaded yet)."""
+    if source is None:
+        return None
+    try:
+        from confdistill.experiments.config import resolve_model_source
+
+        config = json.loads((resolve_model_source(str(source), what="model") / "config.json").read_text())
+        return int(config["num_hidden_layers"])
+    except (InputError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def layer_counts(task: TaskConfig, student: StudentSpec) -> tuple[int | None, int | None]:
+    """(student layers, teacher layers) as far as the experiment and its model folders tell."""
+    teacher = model_layers(task.teacher.dir or task.teacher.encoder)
+    if student.dir is not None:
+        own = model_layers(student.dir)
+    elif student.layers is not None:
+        own = student.layers
+    else:
+        own = teacher if student.source == "teacher" else model_layers(student.source)
+    return own, teacher
+
+
+def space_for(
+    student: StudentSpec, base: SearchSpace, *, aug_available: bool, task: TaskConfig | None = None
+) -> SearchSpace:
     """``base`` restricted to what this student can vary: stage-1 dimensions are fixed when the
-    student has no stage 1, augmentation only when an augmented train file exists."""
+    student has no stage 1, augmentation only when an augmented train file exists, and the layer
+    mapping (``base.mapping``, default all three) only when the student has fewer layers than the
+    teacher (with as many, or without stage 1, every mapping is the same). ``task`` gives the
+    teacher; without it (or when a layer count cannot be read) the mapping stays searched."""
     b = baseline_params(student)
     changes: dict[str, Any] = {"augment": (False, True) if aug_available else (b["augment"],)}
     if "stage1" not in student.stages:
         changes["stage1_epochs"] = (b["stage1_epochs"], b["stage1_epochs"])
         changes["stage1_lr"] = (b["stage1_lr"], b["stage1_lr"])
+        changes["mapping"] = (b["mapping"],)
+    elif task is not None:
+        own, teacher = layer_counts(task, student)
+        if own is not None and teacher is not None and own >= teacher:
+            changes["mapping"] = (b["mapping"],)
     if "stage2" not in student.stages:
         raise InputError(f"{student.key}.stages: tuning needs stage 2 (σ is measured on the prediction layer)")
     return dataclasses.replace(base, **changes)
@@ -113,7 +168,8 @@ def student_with(student: StudentSpec, params: dict[str, Any], *, name: str, aug
     """A copy of ``student`` named ``name`` whose stage settings are ``params``."""
     s1 = dict(student.stage1)
     s2 = dict(student.stage2)
-    s1.update(num_train_epochs=float(params["stage1_epochs"]), learning_rate=float(params["stage1_lr"]))
+    s1.update(num_train_epochs=float(params["stage1_epochs"]), learning_rate=float(params["stage1_lr"]),
+              layer_mapping=str(params.get("mapping", s1.get("layer_mapping", "uniform"))))
     s2.update(
         num_train_epochs=float(params["stage2_epochs"]),
         learning_rate=float(params["stage2_lr"]),
@@ -173,6 +229,7 @@ class ExperimentObjective:
         self.keep_models = keep_models
         self.max_consecutive_failures = 3
         self._failures = 0
+        self._rows: dict[tuple[str | None, str], int] = {}
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self.cfg = dataclasses.replace(
             cfg,
@@ -218,21 +275,111 @@ class ExperimentObjective:
 
     # -- one trial ------------------------------------------------------------------------------
 
+    def train_rows(self, aug_train: str | None, columns: dict[str, Any] | None = None) -> int | None:
+        """Rows of the file stage 2 trains on (the augmented file, or the runner's train split), read
+        as the trainer reads them; None when it cannot be read yet (before :meth:`prepare`)."""
+        key = (aug_train, json.dumps(columns, sort_keys=True, default=str))
+        if key not in self._rows:
+            from confdistill.data import TableColumns, load_examples, read_glue_file, read_table
+
+            try:
+                if aug_train:
+                    if columns is not None:
+                        rows = len(read_table(aug_train, TableColumns.from_mapping(columns))[0])
+                    else:
+                        rows = len(read_glue_file(self.task.task, aug_train))
+                else:
+                    rows = len(load_examples(self.task.task, self.data_dir(), "train", columns=columns).examples)
+            except (InputError, OSError):
+                return None
+            self._rows[key] = rows
+        return self._rows[key]
+
+    def auto_eval_step(self, stage2: dict[str, Any]) -> int | None:
+        """``⌈total stage-2 steps / EVALS_PER_STAGE2⌉`` for these stage-2 settings (the trainer's
+        step count: ⌈epochs · ⌈rows / batch⌉⌉); None when the train file cannot be read."""
+        d = _distill_defaults()
+        rows = self.train_rows(stage2.get("aug_train"), stage2.get("columns"))
+        if rows is None:
+            return None
+        batch = int(stage2.get("train_batch_size") or d["train_batch_size"])
+        epochs = float(stage2.get("num_train_epochs", d["num_train_epochs"]))
+        total = max(1, math.ceil(epochs * math.ceil(rows / batch)))
+        return max(1, math.ceil(total / EVALS_PER_STAGE2))
+
+    def student_for(self, params: dict[str, Any], name: str) -> StudentSpec:
+        """The trial's student: ``params`` applied, and stage 2's ``eval_step`` chosen for pruning
+        when the experiment leaves it unset (see the module docstring)."""
+        s = student_with(self.student, params, name=name, aug_train=self.aug_train)
+        if s.stage2.get("eval_step") is None:
+            step = self.auto_eval_step(s.stage2)
+            if step is not None:
+                s = dataclasses.replace(s, stage2={**s.stage2, "eval_step": step})
+        return s
+
     def config_for(self, params: dict[str, Any], name: str, *, output_dir: Path | None = None) -> ExperimentConfig:
         """The one-task, one-student experiment that trains ``params`` as student ``name``."""
-        s = student_with(self.student, params, name=name, aug_train=self.aug_train)
+        s = self.student_for(params, name)
         task = dataclasses.replace(self.cfg.tasks[0], students=[s])
         return dataclasses.replace(self.cfg, tasks=[task], output_dir=output_dir or self.exp_dir)
 
+    def _remove_models(self, student_dir: Path) -> None:
+        # A trial's models are tens of MB each; its predictions, run.json files and analysis stay.
+        if self.keep_models:
+            return
+        for sub in ("init", "stage1", "stage2"):
+            for part in ("final", "best", "checkpoints", "intermediate", "teacher_logits.pt",
+                         "teacher_eval_logits.pt", "teacher_beta_logits.pt"):
+                target = student_dir / sub / part
+                if target.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                elif target.is_file():
+                    target.unlink()
+            if sub == "init":
+                shutil.rmtree(student_dir / sub, ignore_errors=True)
+
     def __call__(self, params: dict[str, Any], ctx: TrialContext) -> TrialResult:
-        from confdistill.experiments.runner import TaskPaths, build_plan, execute
+        import optuna
+
+        from confdistill.distillation import evaluation_hook
+        from confdistill.experiments.runner import TaskPaths, _manifest_path, build_plan, execute
 
         name = f"trial{ctx.number:05d}"
         cfg = self.config_for(params, name)
+        student = cfg.tasks[0].students[0]
         steps = [s for s in build_plan(cfg) if s.kind not in ("report", "footprint")]
-        self.log(f"[trial {ctx.number}] {json.dumps(params)}")
+        student_dir = TaskPaths(self.exp_dir / self.task.key).student(name)
+        with atomic_write(ctx.workdir / "settings.json") as fh:
+            json.dump({"params": params, "student": name, "stages": list(student.stages),
+                       "stage1": student.stage1, "stage2": student.stage2}, fh, indent=2, default=str)
+        self.log(f"[trial {ctx.number}] {json.dumps(params)} (stage-2 eval_step {student.stage2.get('eval_step')})")
+        stage2_epochs = float(student.stage2.get("num_train_epochs", _distill_defaults()["num_train_epochs"]))
+        evaluations = 0
+
+        def on_evaluation(info: dict[str, Any]) -> None:
+            # Called by the trainer after every stage-2 evaluation (on dev): report dev σ, the
+            # pruning proxy, indexed by evaluation number; the last evaluation is not reported.
+            nonlocal evaluations
+            if info.get("job") != "prediction":
+                return
+            evaluations += 1
+            sigma = (info.get("metrics") or {}).get("sigma")
+            if sigma is None or not math.isfinite(float(sigma)) or float(info["epoch"]) >= stage2_epochs - 1e-9:
+                return
+            ctx.report(evaluations, float(sigma))  # may raise optuna.TrialPruned: let it through
+
         try:
-            execute(steps, self.exp_dir, log=lambda m: self.log(f"[trial {ctx.number}] {m}"))
+            with evaluation_hook(on_evaluation):
+                execute(steps, self.exp_dir, log=lambda m: self.log(f"[trial {ctx.number}] {m}"))
+        except optuna.TrialPruned:
+            # Nothing of a pruned trial is reused: drop its models, and forget that its stages were
+            # started, so that a later run under the same name starts afresh instead of resuming it.
+            self.log(f"[trial {ctx.number}] pruned after {evaluations} stage-2 evaluation(s)")
+            self._remove_models(student_dir)
+            for step in steps:
+                if step.train_dir is not None and step.train_dir.is_relative_to(student_dir):
+                    _manifest_path(self.exp_dir, step.name, ".started.json").unlink(missing_ok=True)
+            raise
         except InputError as exc:
             # Inside a trial, an input error is usually the configuration's doing (a diverged
             # student's NaN outputs, a setting the engine refuses): fail this trial, go on. Data and
@@ -242,21 +389,11 @@ class ExperimentObjective:
                 raise InputError(f"{self._failures} trials in a row failed; the last: {exc}") from exc
             raise TrialFailed(f"trial {ctx.number}: {exc}") from exc
         self._failures = 0
-        student_dir = TaskPaths(self.exp_dir / self.task.key).student(name)
         analysis = json.loads((student_dir / "analysis.json").read_text())
         train, dev = analysis["train"], analysis["dev"]
         if train.get("sigma") is None or dev.get("student_accuracy") is None:
             raise TrialFailed(f"trial {ctx.number}: analysis has no σ / accuracy ({student_dir / 'analysis.json'})")
-        if not self.keep_models:
-            for sub in ("init", "stage1", "stage2"):
-                for part in ("final", "best", "checkpoints", "intermediate", "teacher_logits.pt"):
-                    target = student_dir / sub / part
-                    if target.is_dir():
-                        shutil.rmtree(target, ignore_errors=True)
-                    elif target.is_file():
-                        target.unlink()
-                if sub == "init":
-                    shutil.rmtree(student_dir / sub, ignore_errors=True)
+        self._remove_models(student_dir)
         # Copy the trial's analysis beside the study's outputs (small; handy to inspect a trial).
         with atomic_write(ctx.workdir / "analysis.json") as fh:
             json.dump(analysis, fh, indent=2)
@@ -272,6 +409,7 @@ class ExperimentObjective:
                 "n_both": train.get("n_both"),
                 "train_student_accuracy": train.get("student_accuracy"),
                 "dev_sigma": dev.get("sigma"),
+                "eval_step": student.stage2.get("eval_step"),
                 "student": str(student_dir),
             },
         )
@@ -310,6 +448,8 @@ def _toml_value(v: Any) -> str:
         return json.dumps(str(v), ensure_ascii=False)
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table (e.g. a custom task's ``columns``); TOML has no null
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
@@ -317,16 +457,37 @@ def _toml_key(k: str) -> str:
     return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
 
 
-def _table(lines: list[str], header: str | None, items: dict[str, Any]) -> None:
-    body = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in items.items() if v is not None]
+def _table(lines: list[str], header: str | None, items: dict[str, Any], *, optional: frozenset[str] = frozenset()) -> None:
+    # TOML has no null. A None of a key in ``optional`` (a config field typed ``X | None``) is written
+    # as "none", which the experiment loader reads back as None: leaving it out would bring back the
+    # field's default (e.g. eval_step 50), and the file would no longer train the same model.
+    body = [
+        f"{_toml_key(k)} = {_toml_value('none' if v is None else v)}"
+        for k, v in items.items()
+        if v is not None or k in optional
+    ]
     if header is not None:
         lines.append("")
         lines.append(header)
     lines.extend(body)
 
 
+def optional_fields(class_name: str) -> frozenset[str]:
+    """Fields of ``confdistill.distillation.<class_name>`` typed ``X | None`` (may be switched off)."""
+    import typing
+
+    from confdistill.distillation import config as dconfig
+
+    cls = getattr(dconfig, class_name)
+    hints = typing.get_type_hints(cls)
+    return frozenset(f.name for f in dataclasses.fields(cls) if type(None) in typing.get_args(hints[f.name]))
+
+
 def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
-    """TOML text that :func:`confdistill.experiments.config.load_experiment` reads back into ``cfg``."""
+    """TOML text that :func:`confdistill.experiments.config.load_experiment` reads back into ``cfg``:
+    every hyper-parameter table (teacher fine-tuning, student stages) with exactly its settings,
+    ``None`` written as ``"none"``."""
+    distill_optional, finetune_optional = optional_fields("DistillConfig"), optional_fields("FinetuneConfig")
     lines: list[str] = [f"# {comment}"] if comment else []
     _table(lines, "[experiment]", {
         "name": cfg.name, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "kappa": cfg.kappa,
@@ -344,7 +505,7 @@ def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
         })
         _table(lines, f"[{tk}.teacher]", {"dir": t.teacher.dir, "encoder": t.teacher.encoder})
         if t.teacher.encoder is not None and t.teacher.finetune:
-            _table(lines, f"[{tk}.teacher.finetune]", t.teacher.finetune)
+            _table(lines, f"[{tk}.teacher.finetune]", t.teacher.finetune, optional=finetune_optional)
         for s in t.students:
             _table(lines, f"[[{tk}.students]]", {
                 "name": s.name,
@@ -355,5 +516,5 @@ def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
             for stage in ("stage1", "stage2"):
                 hp = getattr(s, stage)
                 if hp:
-                    _table(lines, f"[{tk}.students.{stage}]", hp)
+                    _table(lines, f"[{tk}.students.{stage}]", hp, optional=distill_optional)
     return "\n".join(lines) + "\n"

@@ -23,6 +23,12 @@ when the worker ran on this host and its process is gone, otherwise by Optuna's 
 machines share one study; each worker stops when the study reaches the target (a worker may
 overshoot by the trials already running elsewhere).
 
+Pruning. An objective may report intermediate σ values (``TrialContext.report``); in the
+constrained study a searched trial whose report is worse than the median of earlier trials at the
+same step is pruned (``MedianPruner`` after ``pruner_startup_trials`` completed trials) and shows
+as PRUNED in trials.csv. The real objective reports σ on the dev split at stage-2 evaluations, a
+proxy for σ(X_train) (:mod:`confdistill.tuning.objective`).
+
 Determinism. The sampler is re-seeded before each trial from ``(seed, trial number)``, so a
 single worker with a given seed proposes the same sequence of configurations, a resumed study
 does not re-propose the configurations of its first trials, and concurrent workers (which draw
@@ -35,6 +41,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import json
 import math
 import os
 import socket
@@ -85,7 +92,9 @@ class SearchSpace:
     AdamW peak rates (log-uniform); ``temperature`` is T ≥ 1 of the stage-2 soft loss (κ needs
     T ≥ 1); ``alpha`` is the hard-label weight, < 1; ``lambda_conf`` is the weight λ of the
     confidence-gap term (a categorical grid that includes 0, so "tuning alone" is inside the
-    space); ``augment`` uses the augmented train file; ``mapping`` is the stage-1 layer mapping.
+    space); ``augment`` uses the augmented train file; ``mapping`` is the stage-1 layer mapping
+    (DistillConfig.layer_mapping: TinyBERT's ``uniform``, the teacher's ``top`` or ``bottom`` layers;
+    :func:`confdistill.tuning.objective.space_for` fixes it where it makes no difference).
     """
 
     stage1_epochs: tuple[float, float] = (1, 10)
@@ -96,7 +105,7 @@ class SearchSpace:
     alpha: tuple[float, float] = (0.0, 0.9)
     lambda_conf: tuple[float, ...] = (0.0, 0.3, 1.0, 3.0, 10.0)
     augment: tuple[bool, ...] = (False,)
-    mapping: tuple[str, ...] = ("uniform",)
+    mapping: tuple[str, ...] = ("uniform", "top", "bottom")
 
     def __post_init__(self) -> None:
         for name in ("stage1_epochs", "stage2_epochs", "stage1_lr", "stage2_lr", "temperature", "alpha"):
@@ -162,9 +171,13 @@ def _suggest_epochs(trial: optuna.trial.Trial, name: str, bounds: tuple[float, f
 class TrialContext:
     """Handed to the objective with the parameters.
 
-    ``report(step, sigma)`` records an intermediate σ(X_train) (pruning); it raises
-    :class:`optuna.TrialPruned` when the pruner decides the trial is hopeless — let it propagate.
-    ``workdir`` is a fresh directory for this trial's models and predictions.
+    ``report(step, sigma)`` records an intermediate estimate of the trial's σ at progress point
+    ``step`` (steps must mean the same progress in every trial: the median pruner compares trials
+    at equal steps); it raises :class:`optuna.TrialPruned` when the pruner decides the trial is
+    hopeless — let it propagate. Only ``role == "search"`` trials are pruned, and only in the
+    constrained study (optuna cannot prune multi-objective trials). The real objective reports σ
+    on the dev split at stage-2 evaluations, a proxy for the final σ(X_train).
+    ``workdir`` is a fresh directory for this trial's small outputs (settings, analysis).
     """
 
     number: int
@@ -334,7 +347,9 @@ class StudyOptions:
     compare_lambda: λ values to try *at the baseline hyper-parameters* (the confidence-aware
         loss without tuning), enqueued after the baseline.
     attrs: identity of the experiment (task, student, teacher…): stored on creation, and a resumed
-        study with different attrs is refused (its trials would not be comparable).
+        study with different attrs is refused (its trials would not be comparable); so is one whose
+        categorical choices (λ, augment, mapping) differ (Optuna cannot change them in a study).
+    pruner_startup_trials: completed trials before the median pruner may prune.
     """
 
     out: Path
@@ -397,6 +412,16 @@ def open_study(opts: StudyOptions) -> optuna.Study:
                 f"study {opts.study_name!r} in {redact_url(url)} was created for a different experiment "
                 f"({details}); use another --study-name or --out"
             )
+        # Optuna cannot change a categorical's choices within a study (its trials would fail one by
+        # one with a ValueError): say so before any trial starts. Numeric ranges may change.
+        old_space, new_space = stored.get("space") or {}, opts.space.to_dict()
+        for name in ("lambda_conf", "augment", "mapping"):
+            if name in old_space and old_space[name] != new_space[name]:
+                raise InputError(
+                    f"study {opts.study_name!r} in {redact_url(url)} searches {name} in {old_space[name]}, "
+                    f"this run in {new_space[name]}: the choices of a study cannot change; use the same "
+                    "options, or another --study-name or --out"
+                )
     return study
 
 
@@ -519,6 +544,10 @@ def run_study(
                 raise TrialFailed(f"non-finite σ or accuracy ({result.sigma}, {result.dev_accuracy})")
         except TrialFailed as exc:
             trial.set_user_attr("fail_reason", " ".join(str(exc).split())[:500])  # a column of trials.csv
+            raise
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("fail_reason", " ".join(f"pruned: {exc}".split())[:500])
+            trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
             raise
         trial.set_user_attr("sigma", float(result.sigma))
         trial.set_user_attr("dev_accuracy", float(result.dev_accuracy))
@@ -666,25 +695,119 @@ def summarize(rows: Sequence[dict[str, Any]], opts: StudyOptions) -> dict[str, A
     if best is not None and baseline is not None:
         summary["sigma_change"] = best["sigma"] - baseline["sigma"]
         summary["accuracy_change"] = best["dev_accuracy"] - baseline["dev_accuracy"]
-    summary["lambda_comparison"] = compare_lambda(rows, kappa)
+    summary["lambda_comparison"] = compare_lambda(rows, kappa, min_dev_accuracy=summary["min_dev_accuracy"])
     return summary
 
 
-def compare_lambda(rows: Sequence[dict[str, Any]], kappa: float | None) -> dict[str, Any]:
-    """Tuning alone (best feasible trial with λ = 0) vs the confidence-aware loss, at the baseline
-    hyper-parameters (the enqueued baseline+λ trials) and tuned (best feasible trial with λ > 0)."""
+def _lam(r: dict[str, Any]) -> float:
+    return float(r["lambda_conf"] or 0.0)
 
-    def lam(r: dict[str, Any]) -> float:
-        return float(r["lambda_conf"] or 0.0)
 
-    at_baseline = [
-        _brief(r, kappa) for r in _complete(rows) if r["role"] in ("baseline+lambda",)
-    ]
-    return {
-        "tuning_alone": _brief(best_row(rows, where=lambda r: lam(r) == 0.0), kappa),
-        "confidence_loss_at_baseline": sorted(at_baseline, key=lambda b: b["params"]["lambda_conf"]),  # type: ignore[index]
-        "confidence_loss_tuned": _brief(best_row(rows, where=lambda r: lam(r) > 0.0), kappa),
+def _arm(row: dict[str, Any] | None, kappa: float | None, min_acc: float | None) -> dict[str, Any] | None:
+    """A trial's line of the λ comparison: :func:`_brief` plus its verdict against κ and the floor."""
+    b = _brief(row, kappa)
+    if b is None:
+        return None
+    b["lambda_conf"] = float(b["params"]["lambda_conf"] or 0.0)
+    b["accuracy_ok"] = None if min_acc is None else bool(b["dev_accuracy"] >= min_acc - 1e-12)
+    b["verdict"] = "unknown (no κ)" if kappa is None else ("holds" if b["sigma"] <= kappa else "fails")
+    return b
+
+
+def compare_lambda(
+    rows: Sequence[dict[str, Any]], kappa: float | None, *, min_dev_accuracy: float | None = None
+) -> dict[str, Any]:
+    """Tuning alone vs the confidence-aware loss (issue RQ2, part 3), on this study's task and student.
+
+    - ``baseline``: the experiment's own settings (no tuning; its λ as the file sets it);
+    - ``tuning_alone``: the best feasible *searched* trial with λ = 0 (hyper-parameters tuned, plain
+      TinyBERT loss);
+    - ``confidence_loss_at_baseline``: the ``--compare-lambda`` trials, the baseline with only λ > 0
+      changed (the loss without tuning), by λ;
+    - ``confidence_loss_tuned``: the best feasible searched trial with λ > 0 (tuning + the loss).
+
+    Each arm has σ(X_train), dev accuracy, ``accuracy_ok`` (≥ teacher − ε), ``verdict`` (σ vs κ)
+    and its parameters; ``counts`` says how many completed trials each arm had (a missing arm is
+    ``None`` and explained in ``notes``); ``restores`` lists the arms whose best trial both keeps
+    the accuracy and holds φ_cnf.
+    """
+    done = _complete(rows)
+    searched0 = [r for r in done if r["role"] == "search" and _lam(r) == 0.0]
+    searched_l = [r for r in done if r["role"] == "search" and _lam(r) > 0.0]
+    arms_at_base = sorted((r for r in done if r["role"] == "baseline+lambda"), key=_lam)
+    baseline = next((r for r in done if r["role"] == "baseline"), None)
+    out: dict[str, Any] = {
+        "kappa": kappa,
+        "min_dev_accuracy": min_dev_accuracy,
+        "baseline": _arm(baseline, kappa, min_dev_accuracy),
+        "tuning_alone": _arm(best_row(searched0), kappa, min_dev_accuracy),
+        "confidence_loss_at_baseline": [_arm(r, kappa, min_dev_accuracy) for r in arms_at_base],
+        "confidence_loss_tuned": _arm(best_row(searched_l), kappa, min_dev_accuracy),
+        "counts": {
+            "tuning_alone": len(searched0),
+            "confidence_loss_at_baseline": len(arms_at_base),
+            "confidence_loss_tuned": len(searched_l),
+        },
     }
+    notes: list[str] = []
+    if not searched0:
+        notes.append("no searched trial had λ = 0, so tuning alone is untested: run a tuning-alone study "
+                     "with --lambda-choices 0 (another --study-name or --out)")
+    elif out["tuning_alone"] is None:
+        notes.append(f"none of the {len(searched0)} searched λ = 0 trials kept dev accuracy ≥ teacher − ε")
+    if not arms_at_base:
+        notes.append("the loss without tuning was not run: add --compare-lambda (e.g. --compare-lambda 0.3,1,3)")
+    if not searched_l:
+        notes.append("no searched trial had λ > 0: tuning + the loss is untested (see --lambda-choices)")
+    elif out["confidence_loss_tuned"] is None:
+        notes.append(f"none of the {len(searched_l)} searched λ > 0 trials kept dev accuracy ≥ teacher − ε")
+    if kappa is None:
+        notes.append("no κ (no --kappa and no completed baseline with β): verdicts unknown")
+    out["notes"] = notes
+    named = [("baseline", out["baseline"]), ("tuning_alone", out["tuning_alone"]),
+             *((f"confidence_loss_at_baseline[λ={a['lambda_conf']:g}]", a) for a in out["confidence_loss_at_baseline"]),
+             ("confidence_loss_tuned", out["confidence_loss_tuned"])]
+    out["restores"] = [n for n, a in named if a is not None and a["verdict"] == "holds" and a["feasible"]]
+    return out
+
+
+def format_summary(summary: dict[str, Any]) -> list[str]:
+    """The study's summary as printable lines: trials, baseline vs best, κ, and the λ comparison
+    (one line per arm: σ, dev accuracy, verdict against κ) with its notes."""
+
+    def arm(label: str, a: dict[str, Any] | None, missing: str) -> str:
+        if a is None:
+            return f"  {label:<28} {missing}"
+        acc = "" if a.get("accuracy_ok") is None else (" (≥ floor)" if a["accuracy_ok"] else " (below floor)")
+        return (f"  {label:<28} σ = {a['sigma']:.4g}, dev accuracy = {a['dev_accuracy']:.4f}{acc}, "
+                f"φ_cnf {a.get('verdict', 'unknown')} (trial {a['trial']}, λ = {a['params']['lambda_conf']:g})")
+
+    lines = [f"trials: {json.dumps(summary['trials'])}"]
+    base, best = summary.get("baseline"), summary.get("best")
+    if base:
+        lines.append(f"baseline: σ = {base['sigma']:.4g}, dev accuracy = {base['dev_accuracy']:.4f}")
+    if best:
+        lines.append(f"best:     σ = {best['sigma']:.4g}, dev accuracy = {best['dev_accuracy']:.4f} "
+                     f"(trial {best['trial']})")
+    else:
+        lines.append("best:     no feasible trial yet")
+    lines.append(f"κ = {summary['kappa']} ({summary['kappa_source']}); φ_cnf restored: {summary['phi_cnf_restored']}")
+    cmp = summary.get("lambda_comparison")
+    if cmp:
+        floor = cmp.get("min_dev_accuracy")
+        lines.append("tuning alone vs the confidence-aware loss"
+                     + ("" if floor is None else f" (accuracy floor {floor:.4f})") + ":")
+        lines.append(arm("baseline (no tuning)", cmp.get("baseline"), "not run"))
+        lines.append(arm("tuning alone (λ = 0)", cmp.get("tuning_alone"), "no feasible searched λ = 0 trial"))
+        for a in cmp.get("confidence_loss_at_baseline") or []:
+            lines.append(arm("loss alone (baseline + λ)", a, ""))
+        if not cmp.get("confidence_loss_at_baseline"):
+            lines.append(arm("loss alone (baseline + λ)", None, "not run (--compare-lambda)"))
+        lines.append(arm("tuning + loss (λ > 0)", cmp.get("confidence_loss_tuned"), "no feasible searched λ > 0 trial"))
+        restores = cmp.get("restores") or []
+        lines.append(f"  restores φ_cnf within the accuracy floor: {', '.join(restores) if restores else 'none'}")
+        lines.extend(f"  note: {n}" for n in cmp.get("notes") or [])
+    return lines
 
 
 def write_trials_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
