@@ -1,6 +1,6 @@
 """Benchmark: `confdistill analyze` (no plots) vs the notebook's way, on a generated 10 M-row pair.
 
-    .venv/bin/python benchmarks/bench_analyze.py [--rows 10000000] [--repeat 1] [--parquet] [--dir DIR]
+    .venv/bin/python benchmarks/bench_analyze.py [--rows 10000000] [--repeat 1] [--parquet] [--dir DIR] [--keep]
 
 Generates a teacher/student pair of softmax files (``pred,p0,p1,label``, float32-derived
 probabilities written as the research code wrote them) in a temporary directory, then times,
@@ -10,10 +10,15 @@ side by side in the same run, each in its own fresh Python process:
   validation, accuracies, σ, 1000-resample bootstrap CI, Wasserstein, normality; no plots);
 - notebook: ``pandas.read_csv`` of both files, ``concat``, filter the both-correct rows, ``np.std``.
 
-Wall time is measured around the process (interpreter start and imports included); peak memory
-is the child's own peak resident set (``VmHWM`` of ``/proc/self/status``, reported by the child).
-Both must print the same σ.
+Wall time is measured around the process (interpreter start and imports included); CPU time is
+the child's user + system time (both threads of a 2-core machine count; on a machine shared with
+other jobs it is the steadier figure); peak memory is the child's own peak resident set
+(``VmHWM`` of ``/proc/self/status``, reported by the child). Both must print the same σ.
 With ``--parquet`` the pair is also written as Parquet and analyze is timed on it.
+With ``--keep`` the generated files stay in ``--dir`` (required) and a later run with the same
+``--rows`` reuses them instead of generating again.
+The parser needs no warm-up (a compiled C extension, no JIT): every analyze run is a cold start.
+Which parser ran is printed (``fast C parser`` or ``pyarrow`` when the extension is not built).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -97,20 +103,23 @@ def generate(path_t: Path, path_s: Path, rows: int, *, seed: int = 0, chunk: int
                     pq_writers[j].write_table(table)
 
 
-def measure(args: list[str]) -> tuple[float, float, str]:
-    """Run a child process; return (wall seconds, peak RSS in MiB, stdout).
+def measure(args: list[str]) -> tuple[float, float, float, str]:
+    """Run a child process; return (wall seconds, peak RSS in MiB, CPU seconds, stdout).
 
     Peak RSS is the child's own ``VmHWM`` (``/proc/self/status``), printed by the child as its
     last stderr line: ``ru_maxrss`` would also count the benchmark process's pages that the
     child inherited between fork and exec.
     """
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"child failed ({proc.returncode}): {' '.join(args)}\n{proc.stderr}")
     hwm_kib = int(proc.stderr.strip().splitlines()[-1].split()[1])
-    return wall, hwm_kib / 1024.0, proc.stdout
+    return wall, hwm_kib / 1024.0, cpu, proc.stdout
 
 
 def main() -> None:
@@ -120,48 +129,73 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--parquet", action="store_true", help="also time analyze on Parquet copies")
     parser.add_argument("--dir", type=Path, default=None, help="where to generate (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the generated files in --dir and reuse them on the next run with the same --rows")
     args = parser.parse_args()
+    if args.keep and args.dir is None:
+        parser.error("--keep needs --dir")
 
-    work = Path(tempfile.mkdtemp(prefix="bench_analyze.", dir=args.dir))
+    if args.keep:
+        work = args.dir
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="bench_analyze.", dir=args.dir))
     try:
         t_csv, s_csv = work / "teacher.csv", work / "student.csv"
-        t0 = time.perf_counter()
-        generate(t_csv, s_csv, args.rows, parquet=args.parquet)
+        stamp = work / "generated.json"
+        want = {"rows": args.rows, "parquet": args.parquet, "seed": 0}
+        if args.keep and stamp.exists() and json.loads(stamp.read_text()) == want:
+            print(f"reusing the generated pair in {work}")
+        else:
+            stamp.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            generate(t_csv, s_csv, args.rows, parquet=args.parquet)
+            stamp.write_text(json.dumps(want))
+            print(f"generated 2 x {args.rows:,} rows in {time.perf_counter() - t0:.1f} s in {work}")
         size = (t_csv.stat().st_size + s_csv.stat().st_size) / 2**20
-        print(f"generated 2 x {args.rows:,} rows ({size:,.0f} MiB of CSV) in {time.perf_counter() - t0:.1f} s "
-              f"in {work}")
-        print(f"machine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()}")
+        print(f"{size:,.0f} MiB of CSV; machine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()}")
         py = sys.executable
-        runs: dict[str, list[tuple[float, float]]] = {"analyze": [], "notebook": [], "analyze_parquet": []}
+        parser_used = subprocess.run(
+            [py, "-c", "from confdistill.prediction.fast_csv import available; "
+                       "print('fast C parser' if available() else 'pyarrow (C extension not built)')"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        print(f"CSV parser used by analyze: {parser_used}")
+        runs: dict[str, list[tuple[float, float, float]]] = {"analyze": [], "notebook": [], "analyze_parquet": []}
         sigma_nb = sigma_an = None
         for _ in range(args.repeat):
-            wall, rss, out = measure([py, "-c", NOTEBOOK, str(t_csv), str(s_csv)])
-            runs["notebook"].append((wall, rss))
+            wall, rss, cpu, out = measure([py, "-c", NOTEBOOK, str(t_csv), str(s_csv)])
+            runs["notebook"].append((wall, rss, cpu))
             sigma_nb = float(out.split()[0])
             res = work / "r.json"
-            wall, rss, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv), "--student",
-                                    str(s_csv), "--json", str(res), "--bootstrap", str(args.bootstrap)])
-            runs["analyze"].append((wall, rss))
+            wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv), "--student",
+                                         str(s_csv), "--json", str(res), "--bootstrap", str(args.bootstrap)])
+            runs["analyze"].append((wall, rss, cpu))
             sigma_an = json.loads(res.read_text())["sigma"]
             if args.parquet:
-                wall, rss, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv.with_suffix(".parquet")),
-                                        "--student", str(s_csv.with_suffix(".parquet")), "--json", str(res),
-                                        "--bootstrap", str(args.bootstrap)])
-                runs["analyze_parquet"].append((wall, rss))
+                wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher",
+                                             str(t_csv.with_suffix(".parquet")), "--student",
+                                             str(s_csv.with_suffix(".parquet")), "--json", str(res),
+                                             "--bootstrap", str(args.bootstrap)])
+                runs["analyze_parquet"].append((wall, rss, cpu))
+            print("  run: " + ", ".join(f"{k} {v[-1][0]:.2f} s wall / {v[-1][2]:.2f} s CPU"
+                                        for k, v in runs.items() if v), flush=True)
         print(f"load average after: {os.getloadavg()}")
         print(f"sigma: analyze {sigma_an!r}, notebook {sigma_nb!r}, |diff| = {abs(sigma_an - sigma_nb):.2e}")
-        best = {k: (min(w for w, _ in v), max(r for _, r in v)) for k, v in runs.items() if v}
-        print(f"{'way':<28}{'wall s (best)':>14}{'peak RSS MiB':>14}")
+        best = {k: (min(w for w, _, _ in v), max(r for _, r, _ in v), min(c for _, _, c in v))
+                for k, v in runs.items() if v}
+        print(f"{'way':<32}{'wall s (best)':>14}{'CPU s (best)':>14}{'peak RSS MiB':>14}")
         for name, label in (("notebook", "notebook (pandas, CSV)"), ("analyze", "confdistill analyze (CSV)"),
                             ("analyze_parquet", "confdistill analyze (Parquet)")):
             if name in best:
-                print(f"{label:<28}{best[name][0]:>14.2f}{best[name][1]:>14.0f}")
-        print(f"speed-up on CSV: {best['notebook'][0] / best['analyze'][0]:.2f}x")
+                print(f"{label:<32}{best[name][0]:>14.2f}{best[name][2]:>14.2f}{best[name][1]:>14.0f}")
+        print(f"speed-up on CSV: {best['notebook'][0] / best['analyze'][0]:.2f}x wall, "
+              f"{best['notebook'][2] / best['analyze'][2]:.2f}x CPU")
         if "analyze_parquet" in best:
             print(f"speed-up, analyze on Parquet vs notebook on CSV: "
-                  f"{best['notebook'][0] / best['analyze_parquet'][0]:.2f}x")
+                  f"{best['notebook'][0] / best['analyze_parquet'][0]:.2f}x wall")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

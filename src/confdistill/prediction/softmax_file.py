@@ -5,10 +5,13 @@ with an optional leading ``id`` column, in CSV (``.csv``), TSV (``.tsv``) or Par
 (``.parquet``/``.pq``). A sidecar ``<file>.meta.json`` records where the predictions come from.
 The full specification is ``docs/formats.md``.
 
-Reading is the hot path of ``confdistill analyze`` (millions of rows): the text is parsed by
-``pyarrow.csv`` with explicit column types (multi-threaded C++, correctly rounded float64 parsing,
-no type inference) and validated with vectorised numpy checks. Only when Arrow rejects the text
-does a slow pure-Python pass run, to find and name the first offending row.
+Reading is the hot path of ``confdistill analyze`` (millions of rows). CSV/TSV text is parsed by
+the C parser of :mod:`confdistill.prediction.fast_csv` when it is built (one pass, threads,
+bit-identical to ``float()``, row checks fused into the pass); text outside its plain grammar,
+or a missing extension, falls back to ``pyarrow.csv`` with explicit column types (correctly
+rounded float64 parsing, no type inference) and vectorised numpy checks. Only when Arrow rejects
+the text does a slow pure-Python pass run, to find and name the first offending row. Whichever
+parser reads a file, the arrays, the error messages and the warnings are the same.
 
 Imports: numpy and pyarrow only (never torch), so that the CLI starts fast.
 """
@@ -125,12 +128,12 @@ def read_softmax(path: str | Path, *, delimiter: str | None = None) -> SoftmaxOu
         raise InputError("empty file, expected a header `pred,p0,...,p{k-1},label` and one row per example",
                          path=path)
     suffix = path.suffix.lower()
+    notes: list[str] = []
     if suffix in _PARQUET_EXT:
         table, k, has_id = _read_parquet(path)
+        out = _validate(path, table, k, has_id, notes)
     else:
-        table, k, has_id = _read_delimited(path, delimiter)
-    notes: list[str] = []
-    out = _validate(path, table, k, has_id, notes)
+        out = _read_delimited(path, delimiter, notes)
     out.meta = _read_sidecar(path, out.n, notes)
     out.notes = notes
     for note in notes:
@@ -194,17 +197,38 @@ def _read_header_line(path: Path) -> tuple[str, int]:
     return text.rstrip("\r\n"), nbytes
 
 
-def _read_delimited(path: Path, delimiter: str | None) -> tuple[Any, int, bool]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    header, _ = _read_header_line(path)
+def _read_delimited(path: Path, delimiter: str | None, notes: list[str]) -> SoftmaxOutputs:
+    """Header checks, then the fast C parser, else Arrow; validated outputs (without sidecar)."""
+    header, header_bytes = _read_header_line(path)
     if not header.strip():
         raise InputError("empty header line, expected `pred,p0,...,p{k-1},label`", path=path)
     if delimiter is None:
         delimiter = _CSV_EXT.get(path.suffix.lower()) or _sniff_delimiter(header)
-    names = next(csv.reader([header], delimiter=delimiter))
+    try:
+        names = next(csv.reader([header], delimiter=delimiter))
+    except csv.Error as exc:  # e.g. old Mac line ends (\r only): the "header" runs on
+        raise InputError(f"cannot read the header line ({exc}): expected `pred,p0,...,p{{k-1}},label` "
+                         "followed by a \\n or \\r\\n line end", path=path) from None
     k, has_id = _check_header(path, names, delimiter=delimiter)
+    from confdistill.prediction.fast_csv import read_delimited_fast
+
+    fast = read_delimited_fast(path, header_bytes, delimiter, k, has_id, sum_tolerance=SUM_TOLERANCE,
+                               tie_tolerance=ARGMAX_TIE_TOLERANCE)
+    if fast is None:  # not built, or text outside the fast grammar: Arrow (and its diagnostics)
+        table = _read_arrow(path, delimiter, k, has_id)
+        return _validate(path, table, k, has_id, notes)
+    if fast.needs_check:  # some row fails or warns: the numpy checks give the exact message
+        return validate_arrays(fast.probs, fast.pred, fast.label, fast.ids, path=path, notes=notes)
+    # Every row passed the same checks in the parse pass; only ids remain to be checked.
+    _check_unique_ids(fast.ids, len(fast.pred), path)
+    return SoftmaxOutputs(probs=fast.probs, pred=fast.pred, label=fast.label, ids=fast.ids, path=path)
+
+
+def _read_arrow(path: Path, delimiter: str, k: int, has_id: bool) -> Any:
+    """The data rows as an Arrow table with typed columns (InputError naming the row if unparsable)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     cols = expected_columns(k, with_id=has_id)
     types = {"pred": pa.int64(), "label": pa.int64(), **{f"p{c}": pa.float64() for c in range(k)}}
     if has_id:
@@ -225,7 +249,7 @@ def _read_delimited(path: Path, delimiter: str | None) -> tuple[Any, int, bool]:
         raise InputError(f"cannot parse: {exc}", path=path) from None
     if table.num_rows == 0:
         raise InputError("no data rows after the header (empty file)", path=path)
-    return table, k, has_id
+    return table
 
 
 def _fill(column: Any, out: np.ndarray) -> None:
@@ -246,6 +270,14 @@ def _fill(column: Any, out: np.ndarray) -> None:
 
 def _diagnose_delimited(path: Path, delimiter: str, cols: list[str]) -> None:
     """Slow pass (only after Arrow failed): raise InputError at the first bad row, if found."""
+    try:
+        _diagnose_rows(path, delimiter, cols)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason}); expected a "
+                         "UTF-8 CSV/TSV softmax file", path=path) from None
+
+
+def _diagnose_rows(path: Path, delimiter: str, cols: list[str]) -> None:
     ncols = len(cols)
     with open(path, encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
@@ -439,11 +471,18 @@ def validate_arrays(
                      f"(first: row {r}); accuracy uses `pred` as written")
     if ids is not None:
         ids = np.asarray(ids, dtype=object)
-        uniq, first_idx, counts = np.unique(ids, return_index=True, return_counts=True)
-        if len(uniq) != n:
-            dup = int(first_idx[np.argmax(counts > 1)])
-            raise InputError(f"duplicate id {ids[dup]!r} (ids must be unique)", path=path, row=dup + 1)
+        _check_unique_ids(ids, n, path)
     return SoftmaxOutputs(probs=probs, pred=pred, label=label, ids=ids, path=path)
+
+
+def _check_unique_ids(ids: np.ndarray | None, n: int, path: Path | None) -> None:
+    """InputError naming the first row whose id occurs more than once in (n,) object ``ids``."""
+    if ids is None:
+        return
+    uniq, first_idx, counts = np.unique(ids, return_index=True, return_counts=True)
+    if len(uniq) != n:
+        dup = int(first_idx[np.argmax(counts > 1)])
+        raise InputError(f"duplicate id {ids[dup]!r} (ids must be unique)", path=path, row=dup + 1)
 
 
 def _read_sidecar(path: Path, n: int, notes: list[str]) -> dict[str, Any]:
