@@ -160,7 +160,7 @@ def test_shipped_example_validates() -> None:
         assert task.teacher.encoder == "minilm"
         assert [(s.name, s.layers) for s in task.students] == [("L3", 3), ("L2", 2)]
     assert cfg.tasks[0].max_train_examples == 5000
-    assert cfg.tasks[1].max_train_examples is None
+    assert cfg.tasks[1].max_train_examples == 1200
     assert cfg.tasks[1].teacher.finetune["num_train_epochs"] == 3.0
     assert cfg.tasks[1].students[0].stage1["num_train_epochs"] == 2.0  # per-task student override
     assert cfg.tasks[0].students[0].stage1["num_train_epochs"] == 3.0
