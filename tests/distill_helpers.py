@@ -3,6 +3,7 @@ generated rows, the one-thread fixture, independent reference computations and r
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -61,6 +62,27 @@ def write_sst2(tmp_path: Path, n_train: int = 200, n_dev: int = 64, *, real: boo
         text = "sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in rows)
         (folder / f"{name}.tsv").write_text(text, encoding="utf-8")
     return root
+
+
+def write_word_sst2(folder: Path, n_train: int = 24, n_dev: int = 12) -> None:
+    """Write ``folder/SST-2/{train,dev}.tsv``: tiny, fixed sentences whose label follows their two
+    sentiment words (the tuning tests' corpus: same text in every run, learnable in a few steps)."""
+    words = ["good", "great", "fine", "bad", "awful", "poor"]
+    task = folder / "SST-2"
+    task.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        lines = ["sentence\tlabel"]
+        for i in range(n):
+            label = i % 2
+            w = words[(i // 2) % 3 + 3 * (1 - label)]
+            lines.append(f"the movie was {w} and {words[(i + 1) % 3 + 3 * (1 - label)]}\t{label}")
+        (task / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts of strings."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def copy_model(src: Path, dst: Path, **config_updates: object) -> Path:

@@ -7,7 +7,6 @@ parameters), so each test takes about a second; one integration test runs a real
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from distill_helpers import read_csv_rows, write_word_sst2
 
 optuna = pytest.importorskip("optuna")
 
@@ -67,10 +68,6 @@ def _opts(out: Path, n: int, **kw: Any) -> StudyOptions:
     return StudyOptions(out=out, n_trials=n, **kw)
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
 
 def test_three_trial_study_writes_outputs(tmp_path: Path) -> None:
     obj = Counting()
@@ -78,7 +75,7 @@ def test_three_trial_study_writes_outputs(tmp_path: Path) -> None:
                         write_best=lambda params, path: path.write_text(json.dumps(params)))
     assert len(obj.calls) == 3
     assert obj.calls[0] == BASELINE  # the baseline runs first, with the experiment's settings
-    rows = _read_csv(tmp_path / "trials.csv")
+    rows = read_csv_rows(tmp_path / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3
     assert [r["role"] for r in rows] == ["baseline", "search", "search"]
     # Independent check of every row against the fake objective.
@@ -106,7 +103,7 @@ def test_resume_does_not_repeat_finished_trials(tmp_path: Path) -> None:
     run_study(second, _opts(tmp_path, 3, baseline=BASELINE))
     assert len(second.calls) == 1  # only the missing trial ran; the baseline is not enqueued again
     assert second.calls[0] not in first.calls
-    rows = _read_csv(tmp_path / "trials.csv")
+    rows = read_csv_rows(tmp_path / "trials.csv")
     assert [int(r["number"]) for r in rows] == [0, 1, 2] and {r["state"] for r in rows} == {"COMPLETE"}
     # Running again with the target reached does nothing.
     third = Counting()
@@ -126,7 +123,7 @@ def test_killed_trial_is_failed_and_retried_with_same_params(tmp_path: Path) -> 
     t.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
     obj = Counting()
     run_study(obj, _opts(tmp_path, 2))
-    rows = _read_csv(tmp_path / "trials.csv")
+    rows = read_csv_rows(tmp_path / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert obj.calls == [params]  # the retry reran the killed trial's configuration
 
@@ -140,7 +137,7 @@ def test_best_respects_accuracy_constraint(tmp_path: Path) -> None:
     study = open_study(_opts(tmp_path, 8, epsilon=0.02))
     study.enqueue_trial(infeasible_low)
     summary = run_study(Counting(objective), _opts(tmp_path, 8, epsilon=0.02))
-    rows = [r for r in _read_csv(tmp_path / "trials.csv") if r["state"] == "COMPLETE"]
+    rows = [r for r in read_csv_rows(tmp_path / "trials.csv") if r["state"] == "COMPLETE"]
     ok = [r for r in rows if 0.95 - 0.3 * float(r["alpha"]) >= 0.9 - 0.02]
     assert min(float(r["sigma"]) for r in rows) == pytest.approx(0.2)  # the infeasible one is the lowest σ
     best = summary["best"]
@@ -217,7 +214,7 @@ def test_median_pruner_prunes_a_bad_trial(tmp_path: Path) -> None:
     for temp in (2.0, 1.0, 1.5, 8.0):
         study.enqueue_trial({**BASELINE, "temperature": temp})
     run_study(objective, opts)
-    states = [r["state"] for r in _read_csv(tmp_path / "trials.csv")]
+    states = [r["state"] for r in read_csv_rows(tmp_path / "trials.csv")]
     assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
 
 
@@ -242,12 +239,12 @@ def test_failed_trial_is_recorded_and_study_goes_on(tmp_path: Path) -> None:
         return fake_result(p)
 
     summary = run_study(objective, _opts(tmp_path, 3))
-    rows = _read_csv(tmp_path / "trials.csv")
+    rows = read_csv_rows(tmp_path / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "FAIL"]  # n_trials=3 attempts this run
     assert rows[1]["fail_reason"] == "loss diverged" and "non-finite" in rows[2]["fail_reason"]
     assert summary["trials"] == {"COMPLETE": 1, "FAIL": 2}
     run_study(objective, _opts(tmp_path, 3))  # resuming completes the missing trials
-    assert [r["state"] for r in _read_csv(tmp_path / "trials.csv")].count("COMPLETE") == 3
+    assert [r["state"] for r in read_csv_rows(tmp_path / "trials.csv")].count("COMPLETE") == 3
 
 
 def test_lambda_comparison(tmp_path: Path) -> None:
@@ -259,7 +256,7 @@ def test_lambda_comparison(tmp_path: Path) -> None:
         assert {k: v for k, v in b["params"].items() if k != "lambda_conf"} == {
             k: v for k, v in BASELINE.items() if k != "lambda_conf"}
         assert b["sigma"] == pytest.approx(fake_result({**BASELINE, "lambda_conf": b["params"]["lambda_conf"]}).sigma)
-    rows = [r for r in _read_csv(tmp_path / "trials.csv") if r["state"] == "COMPLETE"]
+    rows = [r for r in read_csv_rows(tmp_path / "trials.csv") if r["state"] == "COMPLETE"]
     # Tuning alone / tuned loss: the best feasible *searched* trial with λ = 0 / λ > 0 (None if none).
     for arm, keep in (("tuning_alone", lambda lam: lam == 0.0), ("confidence_loss_tuned", lambda lam: lam > 0.0)):
         cands = [r for r in rows if r["role"] == "search" and keep(float(r["lambda_conf"]))
@@ -334,18 +331,6 @@ def test_tune_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
-def _write_sst2(folder: Path, n_train: int = 24, n_dev: int = 12) -> None:
-    words = ["good", "great", "fine", "bad", "awful", "poor"]
-    task = folder / "SST-2"
-    task.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("dev", n_dev)):
-        lines = ["sentence\tlabel"]
-        for i in range(n):
-            label = i % 2
-            w = words[(i // 2) % 3 + 3 * (1 - label)]
-            lines.append(f"the movie was {w} and {words[(i + 1) % 3 + 3 * (1 - label)]}\t{label}")
-        (task / f"{split}.tsv").write_text("\n".join(lines) + "\n")
-
 
 @pytest.mark.slow
 def test_tune_cli_real_one_trial_study_on_tiny_berts(tiny_bert, tmp_path: Path) -> None:
@@ -356,7 +341,7 @@ def test_tune_cli_real_one_trial_study_on_tiny_berts(tiny_bert, tmp_path: Path) 
     from confdistill.experiments.config import load_experiment
     from confdistill.tuning.objective import experiment_to_toml
 
-    _write_sst2(tmp_path / "glue")
+    write_word_sst2(tmp_path / "glue")
     teacher = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
     from confdistill.experiments.config import experiment_from_dict
 
@@ -378,5 +363,5 @@ def test_tune_cli_real_one_trial_study_on_tiny_berts(tiny_bert, tmp_path: Path) 
     assert summary["phi_cnf_restored"] == (base["sigma"] <= summary["kappa"])
     best = load_experiment(out / "best.toml").tasks[0].students[0]
     assert best.name == "L1-tuned" and best.stage2["temperature"] == 1.0 and best.stage2["num_train_epochs"] == 1.0
-    rows = _read_csv(out / "trials.csv")
+    rows = read_csv_rows(out / "trials.csv")
     assert len(rows) == 1 and rows[0]["role"] == "baseline"

@@ -8,13 +8,14 @@ BERTs through the real hook.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from distill_helpers import read_csv_rows, write_word_sst2
 
 optuna = pytest.importorskip("optuna")
 
@@ -36,22 +37,6 @@ BASELINE = {
 N_TRAIN, N_DEV, BATCH = 24, 12, 8
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _write_sst2(folder: Path, n_train: int = N_TRAIN, n_dev: int = N_DEV) -> None:
-    words = ["good", "great", "fine", "bad", "awful", "poor"]
-    task = folder / "SST-2"
-    task.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("dev", n_dev)):
-        lines = ["sentence\tlabel"]
-        for i in range(n):
-            label = i % 2
-            w = words[(i // 2) % 3 + 3 * (1 - label)]
-            lines.append(f"the movie was {w} and {words[(i + 1) % 3 + 3 * (1 - label)]}\t{label}")
-        (task / f"{split}.tsv").write_text("\n".join(lines) + "\n")
 
 
 def _experiment(glue: Path, teacher: Path, *, eval_step: Any = None, layers: int = 1,
@@ -82,7 +67,7 @@ def _objective(tmp_path: Path, **kw: Any):
     from confdistill.experiments.config import experiment_from_dict
     from confdistill.tuning.objective import ExperimentObjective, select
 
-    _write_sst2(tmp_path / "glue")
+    write_word_sst2(tmp_path / "glue")
     teacher = _fake_teacher(tmp_path / "teacher")
     cfg = experiment_from_dict(_experiment(tmp_path / "glue", teacher, **kw), base_dir=tmp_path)
     task, student = select(cfg, None, None)
@@ -153,7 +138,7 @@ def test_objective_prunes_from_stage2_sigma_reports_and_resumes(tmp_path: Path, 
         study.enqueue_trial({**BASELINE, "temperature": temp})
     summary = run_study(obj, opts, write_best=obj.write_best_toml)
 
-    rows = _read_csv(out / "trials.csv")
+    rows = read_csv_rows(out / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
     assert rows[3]["pruned_at_step"] == "1" and rows[3]["fail_reason"].startswith("pruned")
     assert float(rows[3]["pruned_sigma"]) == pytest.approx(sigma_of({"temperature": 8.0}))
@@ -179,7 +164,7 @@ def test_objective_prunes_from_stage2_sigma_reports_and_resumes(tmp_path: Path, 
     run_study(obj, StudyOptions(out=out, n_trials=5, pruner_startup_trials=2, show_progress=False,
                                 space=SearchSpace(stage2_epochs=(1.0, 4.0))))
     assert list(fake.evaluated) == ["SST-2/trial00004/stage2"]
-    assert [r["state"] for r in _read_csv(out / "trials.csv")][:4] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
+    assert [r["state"] for r in read_csv_rows(out / "trials.csv")][:4] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
 
 
 def test_baseline_and_pareto_trials_are_never_pruned(tmp_path: Path, monkeypatch) -> None:
@@ -195,7 +180,7 @@ def test_baseline_and_pareto_trials_are_never_pruned(tmp_path: Path, monkeypatch
     for temp in (1.2, 1.0):
         study.enqueue_trial({**BASELINE, "temperature": temp})
     run_study(obj, opts)
-    assert [(r["role"], r["state"]) for r in _read_csv(out / "trials.csv")] == [
+    assert [(r["role"], r["state"]) for r in read_csv_rows(out / "trials.csv")] == [
         ("search", "COMPLETE"), ("search", "COMPLETE"), ("baseline", "COMPLETE")]
     # Two objectives: optuna cannot prune, so a searched trial with the worst σ also completes.
     opts = StudyOptions(out=tmp_path / "pareto", n_trials=3, mode="pareto", pruner_startup_trials=1,
@@ -204,7 +189,7 @@ def test_baseline_and_pareto_trials_are_never_pruned(tmp_path: Path, monkeypatch
     for temp in (1.2, 1.0, 8.0):
         study.enqueue_trial({**BASELINE, "temperature": temp})
     run_study(obj, opts)
-    assert [r["state"] for r in _read_csv(tmp_path / "pareto" / "trials.csv")] == ["COMPLETE"] * 3
+    assert [r["state"] for r in read_csv_rows(tmp_path / "pareto" / "trials.csv")] == ["COMPLETE"] * 3
 
 
 def test_best_toml_reproduces_the_best_trial_field_by_field(tmp_path: Path, monkeypatch) -> None:
@@ -260,7 +245,7 @@ def test_layer_mapping_dimension(tmp_path: Path) -> None:
     from confdistill.tuning.objective import baseline_params, select, space_for, student_with
 
     assert "layer_mapping" in {f for f in DistillConfig.__dataclass_fields__}
-    _write_sst2(tmp_path / "glue")
+    write_word_sst2(tmp_path / "glue")
     teacher = _fake_teacher(tmp_path / "teacher", layers=2)
 
     def student_of(**kw: Any):
@@ -298,7 +283,7 @@ def test_lambda_comparison_arms_and_printout(tmp_path: Path) -> None:
         study.enqueue_trial({**BASELINE, **p})
     summary = run_study(_fake, opts)
     cmp = summary["lambda_comparison"]
-    rows = [r for r in _read_csv(tmp_path / "trials.csv") if r["state"] == "COMPLETE"]
+    rows = [r for r in read_csv_rows(tmp_path / "trials.csv") if r["state"] == "COMPLETE"]
 
     def best(rs: list[dict[str, str]]) -> dict[str, str]:
         ok = [r for r in rs if float(r["dev_accuracy"]) >= 0.9 - 0.01]
@@ -343,7 +328,7 @@ def test_real_trial_reports_dev_sigma_and_a_pruned_trial_leaves_no_trace(tiny_be
     from confdistill.experiments.config import experiment_from_dict
     from confdistill.tuning.objective import ExperimentObjective, select
 
-    _write_sst2(tmp_path / "glue")
+    write_word_sst2(tmp_path / "glue")
     teacher = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
     cfg = experiment_from_dict(_experiment(tmp_path / "glue", teacher), base_dir=tmp_path)
     task, student = select(cfg, None, None)
