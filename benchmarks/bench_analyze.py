@@ -1,24 +1,25 @@
-"""Benchmark: `confdistill analyze` (no plots) vs the notebook's way, on a generated 10 M-row pair.
+"""Benchmark: `confdistill analyze` (every figure, no plots) vs the notebook's way, and at production size.
 
-    .venv/bin/python benchmarks/bench_analyze.py [--rows 10000000] [--repeat 1] [--parquet] [--dir DIR] [--keep]
+    .venv/bin/python benchmarks/bench_analyze.py [--rows 10000000] [--repeat 1] [--dir DIR] [--keep]
+    .venv/bin/python benchmarks/bench_analyze.py --rows 0 --parquet-rows 30000000,100000000 --shards 10 --dir DIR
 
-Generates a teacher/student pair of softmax files (``pred,p0,p1,label``, float32-derived
-probabilities written as the research code wrote them) in a temporary directory, then times,
-side by side in the same run, each in its own fresh Python process:
+CSV (``--rows``): generates a teacher/student pair of softmax files (``pred,p0,p1,label``,
+float32-derived probabilities written as the research code wrote them), then times, side by
+side in the same run, each in its own fresh Python process:
 
-- analyze: ``confdistill analyze --teacher T.csv --student S.csv --json R.json`` (full analysis:
-  validation, accuracies, σ, 1000-resample bootstrap CI, Wasserstein, normality; no plots);
+- analyze: ``confdistill analyze --teacher T.csv --student S.csv --kappa 0.05 --json R.json``:
+  validation (the row checks as DuckDB queries), accuracies, σ with its bootstrap intervals,
+  decisions and flip rates at 0.5/0.9 and on the τ curve, calibration of both models with
+  intervals, Wasserstein, normality, the 20 worst rows and flips; no plots;
 - notebook: ``pandas.read_csv`` of both files, ``concat``, filter the both-correct rows, ``np.std``.
 
+Parquet (``--parquet-rows``): for each size, writes the pair as ``--shards`` Parquet shards per
+model (streamed, bounded memory) and runs analyze on the two directories: wall time and peak
+resident memory (the target: ≤ 2 GB, not growing with n).
+
 Wall time is measured around the process (interpreter start and imports included); CPU time is
-the child's user + system time (both threads of a 2-core machine count; on a machine shared with
-other jobs it is the steadier figure); peak memory is the child's own peak resident set
-(``VmHWM`` of ``/proc/self/status``, reported by the child). Both must print the same σ.
-With ``--parquet`` the pair is also written as Parquet and analyze is timed on it.
-With ``--keep`` the generated files stay in ``--dir`` (required) and a later run with the same
-``--rows`` reuses them instead of generating again.
-The parser needs no warm-up (a compiled C extension, no JIT): every analyze run is a cold start.
-Which parser ran is printed (``fast C parser`` or ``pyarrow`` when the extension is not built).
+the child's user + system time; peak memory is the child's own peak resident set (``VmHWM`` of
+``/proc/self/status``, reported by the child). Both ways must print the same σ.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ rc = m.main(sys.argv[1:])
 
 
 def generate(path_t: Path, path_s: Path, rows: int, *, seed: int = 0, chunk: int = 1_000_000,
-             parquet: bool = False) -> None:
-    """Write a binary teacher/student pair of ``rows`` rows in chunks (bounded memory)."""
+             parquet: bool = False, csv: bool = True) -> None:
+    """Write a binary teacher/student pair of ``rows`` rows in chunks (bounded memory): CSV at the
+    paths (``csv``) and/or Parquet beside them (``parquet``)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -79,7 +81,7 @@ def generate(path_t: Path, path_s: Path, rows: int, *, seed: int = 0, chunk: int
     schema = pa.schema(fields)
     with contextlib.ExitStack() as stack:
         writers = []
-        for path in (path_t, path_s):
+        for path in (path_t, path_s) if csv else ():
             fh = stack.enter_context(open(path, "wb"))
             fh.write(b"pred,p0,p1,label\n")
             writers.append(stack.enter_context(
@@ -98,7 +100,8 @@ def generate(path_t: Path, path_s: Path, rows: int, *, seed: int = 0, chunk: int
                 p1 = (np.float32(1.0) - p0).astype(np.float32)
                 table = pa.table({"pred": (p1 > p0).astype(np.int64), "p0": p0.astype(np.float64),
                                   "p1": p1.astype(np.float64), "label": label}, schema=schema)
-                writers[j].write_table(table)
+                if csv:
+                    writers[j].write_table(table)
                 if parquet:
                     pq_writers[j].write_table(table)
 
@@ -122,80 +125,105 @@ def measure(args: list[str]) -> tuple[float, float, float, str]:
     return wall, hwm_kib / 1024.0, cpu, proc.stdout
 
 
+def generate_parquet_shards(root: Path, rows: int, shards: int, *, seed: int = 0) -> tuple[Path, Path]:
+    """``root/teacher/part-*.parquet`` and ``root/student/part-*.parquet``: ``rows`` rows in ``shards`` shards."""
+    dirs = (root / "teacher", root / "student")
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    per = -(-rows // shards)
+    tmp = root / "tmp"
+    tmp.mkdir(exist_ok=True)
+    for i in range(shards):
+        m = min(per, rows - i * per)
+        if m <= 0:
+            break
+        generate(tmp / "t.csv", tmp / "s.csv", m, seed=seed + i, parquet=True, csv=False)
+        for src, d in ((tmp / "t.parquet", dirs[0]), (tmp / "s.parquet", dirs[1])):
+            os.replace(src, d / f"part-{i:05d}.parquet")
+    shutil.rmtree(tmp)
+    return dirs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="CSV rows (0: skip the CSV comparison)")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each way (default 1)")
     parser.add_argument("--bootstrap", type=int, default=1000)
-    parser.add_argument("--parquet", action="store_true", help="also time analyze on Parquet copies")
+    parser.add_argument("--parquet-rows", default="", help="comma-separated sizes for the Parquet shard runs")
+    parser.add_argument("--shards", type=int, default=10, help="Parquet shards per model (default 10)")
     parser.add_argument("--dir", type=Path, default=None, help="where to generate (default: a temp dir)")
     parser.add_argument("--keep", action="store_true",
-                        help="keep the generated files in --dir and reuse them on the next run with the same --rows")
+                        help="keep the generated files in --dir and reuse them on the next run with the same sizes")
     args = parser.parse_args()
     if args.keep and args.dir is None:
         parser.error("--keep needs --dir")
-
-    if args.keep:
-        work = args.dir
-        work.mkdir(parents=True, exist_ok=True)
-    else:
-        work = Path(tempfile.mkdtemp(prefix="bench_analyze.", dir=args.dir))
+    work = args.dir if args.keep else Path(tempfile.mkdtemp(prefix="bench_analyze.", dir=args.dir))
+    work.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    print(f"machine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()}")
     try:
-        t_csv, s_csv = work / "teacher.csv", work / "student.csv"
-        stamp = work / "generated.json"
-        want = {"rows": args.rows, "parquet": args.parquet, "seed": 0}
-        if args.keep and stamp.exists() and json.loads(stamp.read_text()) == want:
-            print(f"reusing the generated pair in {work}")
-        else:
-            stamp.unlink(missing_ok=True)
-            t0 = time.perf_counter()
-            generate(t_csv, s_csv, args.rows, parquet=args.parquet)
-            stamp.write_text(json.dumps(want))
-            print(f"generated 2 x {args.rows:,} rows in {time.perf_counter() - t0:.1f} s in {work}")
-        size = (t_csv.stat().st_size + s_csv.stat().st_size) / 2**20
-        print(f"{size:,.0f} MiB of CSV; machine: {os.cpu_count()} CPUs, load average before: {os.getloadavg()}")
-        py = sys.executable
-        parser_used = subprocess.run(
-            [py, "-c", "from confdistill.prediction.fast_csv import available; "
-                       "print('fast C parser' if available() else 'pyarrow (C extension not built)')"],
-            capture_output=True, text=True, check=True).stdout.strip()
-        print(f"CSV parser used by analyze: {parser_used}")
-        runs: dict[str, list[tuple[float, float, float]]] = {"analyze": [], "notebook": [], "analyze_parquet": []}
-        sigma_nb = sigma_an = None
-        for _ in range(args.repeat):
-            wall, rss, cpu, out = measure([py, "-c", NOTEBOOK, str(t_csv), str(s_csv)])
-            runs["notebook"].append((wall, rss, cpu))
-            sigma_nb = float(out.split()[0])
-            res = work / "r.json"
-            wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv), "--student",
-                                         str(s_csv), "--json", str(res), "--bootstrap", str(args.bootstrap)])
-            runs["analyze"].append((wall, rss, cpu))
-            sigma_an = json.loads(res.read_text())["sigma"]
-            if args.parquet:
-                wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher",
-                                             str(t_csv.with_suffix(".parquet")), "--student",
-                                             str(s_csv.with_suffix(".parquet")), "--json", str(res),
-                                             "--bootstrap", str(args.bootstrap)])
-                runs["analyze_parquet"].append((wall, rss, cpu))
-            print("  run: " + ", ".join(f"{k} {v[-1][0]:.2f} s wall / {v[-1][2]:.2f} s CPU"
-                                        for k, v in runs.items() if v), flush=True)
-        print(f"load average after: {os.getloadavg()}")
-        print(f"sigma: analyze {sigma_an!r}, notebook {sigma_nb!r}, |diff| = {abs(sigma_an - sigma_nb):.2e}")
-        best = {k: (min(w for w, _, _ in v), max(r for _, r, _ in v), min(c for _, _, c in v))
-                for k, v in runs.items() if v}
-        print(f"{'way':<32}{'wall s (best)':>14}{'CPU s (best)':>14}{'peak RSS MiB':>14}")
-        for name, label in (("notebook", "notebook (pandas, CSV)"), ("analyze", "confdistill analyze (CSV)"),
-                            ("analyze_parquet", "confdistill analyze (Parquet)")):
-            if name in best:
-                print(f"{label:<32}{best[name][0]:>14.2f}{best[name][2]:>14.2f}{best[name][1]:>14.0f}")
-        print(f"speed-up on CSV: {best['notebook'][0] / best['analyze'][0]:.2f}x wall, "
-              f"{best['notebook'][2] / best['analyze'][2]:.2f}x CPU")
-        if "analyze_parquet" in best:
-            print(f"speed-up, analyze on Parquet vs notebook on CSV: "
-                  f"{best['notebook'][0] / best['analyze_parquet'][0]:.2f}x wall")
+        if args.rows:
+            csv_comparison(args, work, py)
+        for rows in [int(x) for x in args.parquet_rows.split(",") if x.strip()]:
+            root = work / f"parquet-{rows}"
+            stamp = root / "generated.json"
+            want = {"rows": rows, "shards": args.shards, "seed": 0}
+            if not (args.keep and stamp.exists() and json.loads(stamp.read_text()) == want):
+                t0 = time.perf_counter()
+                generate_parquet_shards(root, rows, args.shards)
+                stamp.write_text(json.dumps(want))
+                print(f"generated 2 x {rows:,} rows as {args.shards} Parquet shards each in "
+                      f"{time.perf_counter() - t0:.0f} s")
+            res = root / "r.json"
+            wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(root / "teacher"),
+                                         "--student", str(root / "student"), "--kappa", "0.05", "--json", str(res),
+                                         "--bootstrap", str(args.bootstrap)])
+            r = json.loads(res.read_text())
+            print(f"Parquet {rows:>12,} rows: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:,.0f} MiB; "
+                  f"sigma {r['sigma']:.6f}, flips@0.9 {r['flips']['0.9']['rate']:.4f}, "
+                  f"ECE teacher {r['calibration']['teacher']['ece']:.4f}", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def csv_comparison(args: argparse.Namespace, work: Path, py: str) -> None:
+    """Generate (or reuse) the CSV pair and time analyze against the notebook, alternating."""
+    t_csv, s_csv = work / "teacher.csv", work / "student.csv"
+    stamp = work / "generated.json"
+    want = {"rows": args.rows, "seed": 0}
+    if args.keep and stamp.exists() and json.loads(stamp.read_text()) == want:
+        print(f"reusing the generated pair in {work}")
+    else:
+        stamp.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        generate(t_csv, s_csv, args.rows)
+        stamp.write_text(json.dumps(want))
+        print(f"generated 2 x {args.rows:,} rows in {time.perf_counter() - t0:.1f} s in {work}")
+    size = (t_csv.stat().st_size + s_csv.stat().st_size) / 2**20
+    print(f"{size:,.0f} MiB of CSV")
+    runs: dict[str, list[tuple[float, float, float]]] = {"analyze": [], "notebook": []}
+    sigma_nb = sigma_an = None
+    for _ in range(args.repeat):
+        wall, rss, cpu, out = measure([py, "-c", NOTEBOOK, str(t_csv), str(s_csv)])
+        runs["notebook"].append((wall, rss, cpu))
+        sigma_nb = float(out.split()[0])
+        res = work / "r.json"
+        wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv), "--student",
+                                     str(s_csv), "--kappa", "0.05", "--json", str(res), "--bootstrap",
+                                     str(args.bootstrap)])
+        runs["analyze"].append((wall, rss, cpu))
+        sigma_an = json.loads(res.read_text())["sigma"]
+        print("  run: " + ", ".join(f"{k} {v[-1][0]:.2f} s wall / {v[-1][2]:.2f} s CPU" for k, v in runs.items()),
+              flush=True)
+    print(f"load average after: {os.getloadavg()}")
+    print(f"sigma: analyze {sigma_an!r}, notebook {sigma_nb!r}, |diff| = {abs(sigma_an - sigma_nb):.2e}")
+    best = {k: (min(w for w, _, _ in v), max(r for _, r, _ in v), min(c for _, _, c in v)) for k, v in runs.items()}
+    print(f"{'way':<36}{'wall s (best)':>14}{'CPU s (best)':>14}{'peak RSS MiB':>14}")
+    for name, label in (("notebook", "notebook (pandas, CSV, σ only)"), ("analyze", "confdistill analyze (CSV, all)")):
+        print(f"{label:<36}{best[name][0]:>14.2f}{best[name][2]:>14.2f}{best[name][1]:>14.0f}")
+    print(f"analyze vs notebook on CSV: {best['notebook'][0] / best['analyze'][0]:.2f}x wall, "
+          f"{best['notebook'][2] / best['analyze'][2]:.2f}x CPU")
 
 
 if __name__ == "__main__":

@@ -83,12 +83,15 @@ def test_verdicts_and_outputs(cli, tmp_path: Path) -> None:
                          tmp_path / "r2.json", "--out", tmp_path / "noplots", "--no-plots")
     assert code == 0 and "FAILS" in out
     assert json.loads((tmp_path / "r2.json").read_text())["verdict"] == "fails"
-    assert sorted(p.name for p in (tmp_path / "noplots").iterdir()) == ["analysis.json"]
-    # β-derived κ agrees with the formula κ = T·sqrt(β / (2(1−α) n_b)) (train split: N = n)
+    assert sorted(p.name for p in (tmp_path / "noplots").iterdir()) == ["analysis.json", "worst.csv"]
+    # β-derived κ_β agrees with the formula κ_β = T·sqrt(β / (2(1−α) n_b)) (train split: N = n); it is a
+    # consistency check of the measurement, never the verdict
     code, out, err = cli("analyze", "--teacher", t, "--student", s, "--beta", "3.5", "--alpha", "0.2",
                          "--temperature", "2", "--json", tmp_path / "r3.json", "--bootstrap", "0")
     d = json.loads((tmp_path / "r3.json").read_text())
-    assert code == 0 and d["kappa"] == pytest.approx(2 * np.sqrt(3.5 / (2 * 0.8 * d["n_both"])))
+    assert code == 0 and d["kappa_from_beta"] == pytest.approx(2 * np.sqrt(3.5 / (2 * 0.8 * d["n_both"])))
+    assert d["kappa"] is None and d["verdict"] == "no verdict"
+    assert d["bound_check"] == ("consistent" if d["sigma"] <= d["kappa_from_beta"] else "violated")
 
 
 def test_same_seed_same_json(cli, tmp_path: Path) -> None:
@@ -101,7 +104,8 @@ def test_same_seed_same_json(cli, tmp_path: Path) -> None:
 BAD_FILES = {
     "rows.csv": ("pred,p0,p1,label\n0,0.9,0.1,0\n", "student has 1 rows but the teacher", None),
     "labels.csv": ("pred,p0,p1,label\n0,0.9,0.1,0\n1,0.2,0.8,0\n1,0.3,0.7,1\n", "label 0 differs", 2),
-    "columns.csv": ("pred,p0,p1\n0,0.9,0.1\n1,0.2,0.8\n1,0.3,0.7\n", "missing column", None),
+    "columns.csv": ("p0,p1,label\n0.9,0.1,0\n0.2,0.8,1\n0.3,0.7,1\n", "missing column", None),
+    "unlabelled.csv": ("pred,p0,p1\n0,0.9,0.1\n1,0.2,0.8\n1,0.3,0.7\n", "only the teacher file has a `label`", None),
     "extra.csv": ("pred,p0,p1,label,x\n0,0.9,0.1,0,1\n1,0.2,0.8,1,1\n1,0.3,0.7,1,1\n", "unexpected column", None),
     "nan.csv": ("pred,p0,p1,label\n0,0.9,0.1,0\n1,NaN,0.8,1\n1,0.3,0.7,1\n", "non-finite", 2),
     "inf.csv": ("pred,p0,p1,label\n0,0.9,0.1,0\n1,0.2,0.8,1\n1,-inf,0.7,1\n", "non-finite", 3),
@@ -147,11 +151,19 @@ def test_bom_accepted_and_argmax_warning(cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "pattern"), [
-    (["--kappa", "1", "--beta", "2"], "not allowed with"),
+    (["--run", "run.json", "--beta", "2"], "not allowed with"),
     (["--beta", "2", "--temperature", "0.5"], "T >= 1"),
     (["--beta", "2", "--alpha", "1"], "[0, 1)"),
     (["--kappa", "-1"], "--kappa"),
-    (["--beta", "2", "--split", "eval"], "--n-train is required"),
+    (["--kappa", "0"], "--kappa"),
+    (["--check"], "--check needs --kappa"),
+    (["--thresholds", "0.9,0.5"], "--thresholds"),
+    (["--thresholds", "0.5,0.5"], "--thresholds"),
+    (["--thresholds", "0,0.9"], "--thresholds"),
+    (["--thresholds", "0.5,1.5"], "--thresholds"),
+    (["--thresholds", "0.5,x"], "--thresholds"),
+    (["--worst", "-1"], "--worst"),
+    (["--run", "missing-run.json"], "missing-run.json"),
 ])
 def test_usage_errors(cli, tmp_path: Path, args: list[str], pattern: str) -> None:
     t, s = _pair(tmp_path)
@@ -167,3 +179,46 @@ def test_cli_path_does_not_import_torch(tmp_path: Path) -> None:
             "sys.exit(3 if 'torch' in sys.modules else rc)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_check_exit_code_gates_on_the_verdict(cli, tmp_path: Path) -> None:
+    t, s = _pair(tmp_path)
+    sigma = json.loads(_analyze_json(cli, tmp_path, t, s))["sigma"]
+    code, out, err = cli("analyze", "--teacher", t, "--student", s, "--kappa", f"{sigma * 2}", "--check")
+    assert code == 0 and "HOLDS" in out
+    code, out, err = cli("analyze", "--teacher", t, "--student", s, "--kappa", f"{sigma / 2}", "--check")
+    assert code == 1 and "FAILS" in out and "fails" in err
+    # without --check the verdict does not change the exit code
+    code, _, _ = cli("analyze", "--teacher", t, "--student", s, "--kappa", f"{sigma / 2}")
+    assert code == 0
+
+
+def _analyze_json(cli, tmp_path: Path, t: Path, s: Path) -> str:
+    code, _, err = cli("analyze", "--teacher", t, "--student", s, "--json", tmp_path / "probe.json")
+    assert code == 0, err
+    return (tmp_path / "probe.json").read_text()
+
+
+def test_run_json_gives_the_bound_check_never_a_verdict(cli, tmp_path: Path) -> None:
+    t, s = _pair(tmp_path)
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"beta": 50.0, "n_train": 200, "alpha": 0.0, "temperature": 1.0}))
+    code, out, err = cli("analyze", "--teacher", t, "--student", s, "--run", run, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["verdict"] == "no verdict" and data["kappa"] is None
+    assert data["bound_check"] == "consistent" and data["kappa_from_beta"] > data["sigma"]
+    assert "HOLDS" not in out and "no verdict" in out
+
+
+def test_worst_csv_and_flips_in_out_dir(cli, tmp_path: Path) -> None:
+    t, s = _pair(tmp_path)
+    code, _, err = cli("analyze", "--teacher", t, "--student", s, "--out", tmp_path / "o", "--worst", "2",
+                       "--thresholds", "0.5,0.75")
+    assert code == 0, err
+    data = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert list(data["flips"]) == ["0.5", "0.75"]
+    lines = (tmp_path / "o" / "worst.csv").read_text().splitlines()
+    assert lines[0].startswith("kind,row,id,label,teacher_pred,student_pred")
+    rows = [line for line in lines[1:] if line.startswith("largest_delta")]
+    assert len(rows) == min(2, data["n"])

@@ -94,21 +94,23 @@ def test_hand_computed_case() -> None:
 
 def test_hand_computed_kappa() -> None:
     sigma = math.sqrt(0.03 - 1 / 900)
-    # β = 2 over N = 5 rows, n_b = 3, α = 0, T = 1: κ = sqrt(β / (2 n_b)) = sqrt(1/3) ≈ 0.577 ≥ σ ≈ 0.170
+    # β = 2 over N = 5 rows, n_b = 3, α = 0, T = 1: κ_β = sqrt(β / (2 n_b)) = sqrt(1/3) ≈ 0.577 ≥ σ ≈ 0.170.
+    # β alone gives a bound check, never a verdict.
     res = analyze_pair(_binary(T_P0), _binary(S_P0), beta=2.0, n_bootstrap=0)
-    assert res.kappa == pytest.approx(math.sqrt(1 / 3), abs=1e-15)
-    assert res.gamma == pytest.approx(math.sqrt(5 / 6)) and res.kappa_source == "beta"
-    assert res.verdict == "holds"
-    # α = 0.5, T = 2: κ = 2·sqrt(2 / (2·0.5·3)); β given as a mean per example (0.4 × 5 = 2)
+    assert res.kappa_from_beta == pytest.approx(math.sqrt(1 / 3), abs=1e-15)
+    assert res.gamma == pytest.approx(math.sqrt(5 / 6)) and res.kappa is None
+    assert (res.verdict, res.verdict_95, res.bound_check) == ("no verdict", "no verdict", "consistent")
+    # α = 0.5, T = 2: κ_β = 2·sqrt(2 / (2·0.5·3)); β given as a mean per example (0.4 × 5 = 2)
     res = analyze_pair(_binary(T_P0), _binary(S_P0), beta_mean=0.4, alpha=0.5, temperature=2.0, n_bootstrap=0)
-    assert res.beta == pytest.approx(2.0) and res.kappa == pytest.approx(2 * math.sqrt(2 / 3))
-    # a user tolerance takes precedence; σ ≈ 0.170 > 0.1 → fails
+    assert res.beta == pytest.approx(2.0) and res.kappa_from_beta == pytest.approx(2 * math.sqrt(2 / 3))
+    # the user's tolerance decides; σ ≈ 0.170 > 0.1 → fails, while the bound stays consistent
     res = analyze_pair(_binary(T_P0), _binary(S_P0), kappa=0.1, beta=2.0, n_bootstrap=0)
-    assert (res.kappa, res.kappa_source, res.verdict) == (0.1, "user", "fails")
-    assert res.kappa_from_beta == pytest.approx(math.sqrt(1 / 3))
+    assert (res.kappa, res.kappa_source, res.verdict, res.verdict_95) == (0.1, "user", "fails", "fails")
+    assert res.kappa_from_beta == pytest.approx(math.sqrt(1 / 3)) and res.bound_check == "consistent"
     assert res.sigma == pytest.approx(sigma)
-    # β = 0.1: κ = sqrt(0.1/6) ≈ 0.129 < σ → fails
-    assert analyze_pair(_binary(T_P0), _binary(S_P0), beta=0.1, n_bootstrap=0).verdict == "fails"
+    # β = 0.1: κ_β = sqrt(0.1/6) ≈ 0.129 < σ: the bound is violated, i.e. β was mis-measured
+    res = analyze_pair(_binary(T_P0), _binary(S_P0), beta=0.1, n_bootstrap=0)
+    assert res.bound_check == "violated" and res.verdict == "no verdict"
 
 
 def test_kappa_bound_forms() -> None:
@@ -125,14 +127,12 @@ def test_kappa_bound_forms() -> None:
         kappa_bound(-1.0, 10)
 
 
-def test_eval_split_needs_n_train(tmp_path: Path) -> None:
+def test_eval_split_is_not_covered_by_the_bound(tmp_path: Path) -> None:
     t, s = _binary(T_P0, meta={"split": "dev"}), _binary(S_P0)
-    with pytest.raises(InputError, match="--n-train is required"):
-        analyze_pair(t, s, beta=2.0)
-    res = analyze_pair(t, s, beta=2.0, n_train=100, n_bootstrap=0)
-    assert res.split == "eval" and res.n_train == 100
-    assert res.kappa == pytest.approx(math.sqrt(2.0 / 100))  # γ = T: train n_b unknown
-    assert "γ = T" in res.kappa_note
+    res = analyze_pair(t, s, beta=2.0, n_train=100, kappa=0.5, n_bootstrap=0)
+    assert res.split == "eval" and res.bound_check == "not covered"
+    assert res.verdict == "holds"  # σ(dev) against the same tolerance
+    assert any("not covered" in note for note in res.judgement_notes)
 
 
 def test_multiclass_label_delta_and_heuristic_note() -> None:
@@ -144,7 +144,7 @@ def test_multiclass_label_delta_and_heuristic_note() -> None:
     # both correct: rows 0..2; Δ on the gold label: 0.1, 0.1, −0.2 → mean 0, σ² = 0.06/3 = 0.02
     assert res.delta_kind == "label" and res.n_both == 3
     assert res.sigma == pytest.approx(math.sqrt(0.02))
-    assert "heuristic (k>2, T>1)" in res.kappa_note
+    assert any("heuristic for k > 2" in note for note in res.judgement_notes)
     p0 = analyze_pair(outputs_from_arrays(probs_t, labels), outputs_from_arrays(probs_s, labels),
                       delta="p0", n_bootstrap=0)
     assert p0.sigma == pytest.approx(np.std([0.1, -0.1, 0.1]))

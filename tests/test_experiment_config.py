@@ -71,6 +71,14 @@ def test_parse_resolves_paths_defaults_and_overrides(tmp_path: Path) -> None:
     assert cfg2.tasks[0].data_dir == (tmp_path / "glue").resolve()
 
 
+def test_kappa_is_the_tolerance_of_every_task_unless_a_task_sets_its_own(tmp_path: Path) -> None:
+    text = BASE.replace("seed = 7", "seed = 7\nkappa = 0.05") + "[tasks.RTE]\nkappa = 0.1\n"
+    cfg = load_experiment(write(tmp_path, text))
+    assert cfg.kappa == 0.05
+    assert [(t.key, t.kappa) for t in cfg.tasks] == [("SST-2", 0.05), ("RTE", 0.1)]
+    assert load_experiment(write(tmp_path, BASE, "none.toml")).tasks[0].kappa is None  # no tolerance: no verdict
+
+
 def test_task_teacher_refines_the_default_teacher(tmp_path: Path) -> None:
     text = BASE.replace('[teacher]\ndir = "teacher_model"', '[teacher]\nencoder = "minilm"\n[teacher.finetune]\n'
                         'num_train_epochs = 2.0\nlearning_rate = 4e-5')
@@ -104,6 +112,9 @@ def test_task_teacher_refines_the_default_teacher(tmp_path: Path) -> None:
         ("[tasks.SST-2]", "[tasks.SST-3]", "tasks.SST-3: unknown task 'SST-3'"),
         ('name = "small"', 'name = "L3"', "students[1].name: duplicate student name 'L3'"),
         ("[experiment]", "[experiment]\nkappa = -1", "experiment.kappa: expected a positive number, got -1"),
+        ("[experiment]", "[experiment]\nkappa = 0", "experiment.kappa: expected a positive number, got 0"),
+        ("[experiment]", "[experiment]\nkappa = inf", "experiment.kappa: expected a finite tolerance"),
+        ("max_train_examples = 100", "kappa = -0.5", "tasks.SST-2.kappa: expected a positive number, got -0.5"),
     ],
 )
 def test_errors_name_the_key_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str,

@@ -23,7 +23,8 @@ def experiment(out: Path, corpus: Path, encoder: Path, **stage2_override: Any) -
     fast = {"train_batch_size": 16, "eval_step": None, "checkpoint_steps": None, "max_seq_length": 32}
     narrow_stage2 = {"learning_rate": 5e-3, **stage2_override}
     data = {
-        "experiment": {"name": "tiny", "seed": 3, "max_length": 32, "predict_batch_size": 16},
+        # kappa: the tolerance both splits are judged against (the stage-2 β only checks the bound)
+        "experiment": {"name": "tiny", "seed": 3, "max_length": 32, "predict_batch_size": 16, "kappa": 0.05},
         "finetune": {**fast, "num_train_epochs": 1.0, "learning_rate": 5e-3},
         "stage1": {**fast, "num_train_epochs": 1.0, "learning_rate": 5e-3},
         "stage2": {**fast, "num_train_epochs": 1.0, "learning_rate": 5e-3},
@@ -88,7 +89,7 @@ def test_first_run_runs_every_step_and_writes_the_report(finished: dict[str, Any
 
 
 def test_report_table_equals_independent_analysis(finished: dict[str, Any]) -> None:
-    """Recompute every number of results.json from the prediction files and the run.json β."""
+    """Recompute every number of results.json from the prediction files, the tolerance and the run.json β."""
     from confdistill.prediction.softmax_file import read_softmax
     from confdistill.properties import analyze_pair, kappa_bound
 
@@ -100,18 +101,26 @@ def test_report_table_equals_independent_analysis(finished: dict[str, Any]) -> N
         files = {k: read_softmax(out / v) for k, v in row["files"].items()}
         train = analyze_pair(files["teacher_train"], files["student_train"], n_bootstrap=0)
         dev = analyze_pair(files["teacher_dev"], files["student_dev"], n_bootstrap=0)
-        kappa = kappa_bound(run["beta"], run["n_train"], alpha=run["alpha"], temperature=run["temperature"],
-                            n_both=train.n_both)
-        assert row["n_train"] == run["n_train"] == 64 and row["n_dev"] == 32
+        kappa_beta = kappa_bound(run["beta"], run["n_train"], alpha=run["alpha"], temperature=run["temperature"],
+                                 n_both=train.n_both)
+        assert row["n_rows_train"] == run["n_train"] == 64 and row["n_rows_dev"] == 32
         assert row["teacher_accuracy_train"] == pytest.approx(train.teacher_accuracy, abs=1e-12)
         assert row["student_accuracy_train"] == pytest.approx(train.student_accuracy, abs=1e-12)
         assert row["teacher_accuracy_dev"] == pytest.approx(dev.teacher_accuracy, abs=1e-12)
         assert row["student_accuracy_dev"] == pytest.approx(dev.student_accuracy, abs=1e-12)
         assert row["sigma_train"] == pytest.approx(train.sigma, rel=1e-9)
         assert row["sigma_dev"] == pytest.approx(dev.sigma, rel=1e-9)
-        assert row["kappa"] == pytest.approx(kappa, rel=1e-9)
-        assert row["verdict"] == ("holds" if train.sigma <= kappa else "fails")
-        assert row["verdict_dev"] == ("holds" if dev.sigma <= kappa else "fails")
+        # both splits against the experiment's tolerance, never against κ_β
+        assert row["kappa"] == 0.05 and row["kappa_source"] == "user"
+        assert row["verdict"] == ("holds" if train.sigma <= 0.05 else "fails")
+        assert row["verdict_dev"] == ("holds" if dev.sigma <= 0.05 else "fails")
+        # the stage-2 β is a check of the bound on train (γ from n_both: the rows are X_train); dev not covered
+        assert row["bound"]["kappa_beta"] == pytest.approx(kappa_beta, rel=1e-9)
+        assert row["bound"]["check"] == ("consistent" if train.sigma <= kappa_beta else "violated")
+        assert row["analysis"]["dev"]["bound_check"] == "not covered"
+        saved = json.loads((out / TASK / "students" / row["student"] / "analysis.json").read_text())
+        assert saved["bound_source"] == f"{TASK}/students/{row['student']}/stage2/run.json"
+        assert saved["beta"] == run["beta"] and saved["n_train"] == run["n_train"]
         # the prediction files are one row per example of the (uncapped) splits, in file order
         assert files["teacher_train"].n == files["student_train"].n == 64
     fp = results["footprint"][TASK]

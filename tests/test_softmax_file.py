@@ -105,7 +105,8 @@ def test_paper_file_matches_python_float_parsing(paper_outputs: Path) -> None:
 BAD = [
     ("empty.csv", "", "empty file", None),
     ("header_only.csv", "pred,p0,p1,label\n", "no data rows", None),
-    ("missing_col.csv", "pred,p0,p1\n0,0.9,0.1\n", "missing column.*label", None),
+    ("missing_col.csv", "p0,p1,label\n0.9,0.1,0\n", "missing column.*pred", None),
+    ("label_not_last.csv", "pred,label,p0,p1\n0,0,0.9,0.1\n", "columns out of order", None),
     ("extra_col.csv", "pred,p0,p1,label,score\n0,0.9,0.1,0,3\n", "unexpected column.*'score'", None),
     ("one_prob.csv", "pred,p0,label\n0,1.0,0\n", "k >= 2", None),
     ("semicolon.csv", "pred;p0;p1;label\n0;0.9;0.1;0\n", "semicolon-separated", None),
@@ -116,7 +117,8 @@ BAD = [
     ("negative.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1,-0.1,1.1,1\n", r"outside \[0, 1\]", 2),
     ("sum.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1,0.3,0.6,1\n", "sum to 0.9", 2),
     ("text.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1,abc,0.8,1\n", "expected a number, got 'abc'", 2),
-    ("float_pred.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1.0,0.2,0.8,1\n", "expected an integer", 2),
+    ("float_pred.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1.5,0.2,0.8,1\n", "expected an integer", 2),
+    ("float_label.csv", "pred,p0,p1,label\n0,0.9,0.1,0.25\n", "'label': expected an integer", 1),
     ("blank.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1,,0.8,1\n", "missing value", 2),
     ("short_row.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n0,0.1,0.9,1\n1,0.2,0.8\n", "expected 4 fields", 3),
     ("label_range.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1,0.2,0.8,2\n", r"label 2 is not a class index", 2),
@@ -134,6 +136,27 @@ def test_bad_input(tmp_path: Path, name: str, content: str, pattern: str, row: i
     assert message.startswith(str(path))
     if row is not None:
         assert f"row {row}:" in message
+
+
+def test_unlabelled_log_reads_without_label(tmp_path: Path) -> None:
+    out = read_softmax(_write(tmp_path / "log.csv", "pred,p0,p1\n0,0.9,0.1\n1,0.25,0.75\n"))
+    assert out.label is None and out.pred.tolist() == [0, 1]
+    assert out.probs.tolist() == [[0.9, 0.1], [0.25, 0.75]]
+
+
+def test_shards_read_in_name_order_and_errors_name_the_shard(tmp_path: Path) -> None:
+    d = tmp_path / "shards"
+    d.mkdir()
+    _write(d / "part-1.csv", "pred,p0,p1,label\n1,0.2,0.8,1\n")
+    _write(d / "part-0.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n0,0.6,0.4,1\n")
+    out = read_softmax(d)
+    assert out.pred.tolist() == [0, 0, 1] and out.label.tolist() == [0, 1, 1]
+    assert read_softmax(str(d / "part-*.csv")).n == 3
+    _write(d / "part-2.csv", "pred,p0,p1,label\n0,0.9,0.1,0\n1,0.3,0.6,1\n")
+    with pytest.raises(InputError, match=r"part-2\.csv, row 2: probabilities sum to 0\.9"):
+        read_softmax(d)
+    with pytest.raises(InputError, match="glob matches no file"):
+        read_softmax(str(d / "nothing-*.csv"))
 
 
 def test_missing_file_and_bad_sidecar(tmp_path: Path) -> None:

@@ -60,20 +60,52 @@ def test_synthetic_layout(cli, tmp_path: Path) -> None:
     assert [(m["student"], m["split"]) for m in data["missing"]] == [("S2", "eval")]
     assert [(m["student"], m["split"]) for m in data["invalid"]] == [("S2", "train")]
     assert "label" in data["invalid"][0]["reason"] and "differs" in data["invalid"][0]["reason"]
-    # κ from β for S1: sqrt(β / (2 n_b)) over the train rows; verdict only on the train row
-    train = ok[("S1", "train")]
-    assert train["kappa"] == pytest.approx(np.sqrt(0.5 / (2 * train["n_both"])))
-    assert train["verdict"] == ("holds" if train["sigma"] <= train["kappa"] else "fails")
-    assert ok[("S1", "eval")]["verdict"] == "" and ok[("S1", "eval")]["kappa"] == train["kappa"]
+    # β gives S1's train row a bound check, never a verdict: κ_β = sqrt(β / (2 n_b)) (the rows are X_train)
+    train, ev = ok[("S1", "train")], ok[("S1", "eval")]
+    assert train["kappa_from_beta"] == pytest.approx(np.sqrt(0.5 / (2 * train["n_both"])))
+    assert train["bound_check"] == ("consistent" if train["sigma"] <= train["kappa_from_beta"] else "violated")
+    assert train["kappa"] is None and train["kappa_source"] is None
+    assert (train["verdict"], train["verdict_95"]) == ("no verdict", "no verdict")
+    # the eval row is not covered by the bound (and shows no κ_β number to misread)
+    assert ev["bound_check"] == "not covered" and ev["kappa_from_beta"] is None
+    assert any("not covered by the bound" in n for n in ev["notes"])
     # the CSV holds the same numbers as the JSON
     with open(out / "rq1.csv", newline="") as fh:
         rows = {(r["student"], r["split"]): r for r in csv.DictReader(fh)}
     assert float(rows[("S1", "train")]["sigma"]) == train["sigma"]
     assert rows[("S2", "train")]["status"] == "invalid" and rows[("S2", "eval")]["status"] == "missing"
+    assert rows[("S1", "eval")]["bound_check"] == "not covered" and rows[("S1", "train")]["verdict_95"] == "no verdict"
     md = (out / "rq1.md").read_text()
     assert "| A | S1 | train |" in md and "Missing pairs" in md and "Invalid pairs" in md
+    assert "verdict_95" in md and "not covered" in md
     assert (out / "rq1_sigma.png").read_bytes()[:4] == b"\x89PNG"
     assert "1 invalid" in stdout
+
+
+def test_tolerance_and_beta_together(cli, tmp_path: Path) -> None:
+    """--kappa judges both splits; --beta only checks the bound on train (the two are independent)."""
+    root, out = tmp_path / "root", tmp_path / "rq1"
+    _layout(root)
+    code, _stdout, err = cli("table", "--root", root, "--teacher", "A=T", "--student", "S1", "--kappa", "0.02",
+                             "--beta", "A:S1=1e-9", "--bootstrap", "200", "--out", out)
+    assert code == 0, err
+    ok = {r["split"]: r for r in json.loads((out / "rq1.json").read_text())["rows"]}
+    for split, r in ok.items():
+        assert r["kappa"] == 0.02 and r["kappa_source"] == "user"
+        assert r["verdict"] == ("holds" if r["sigma"] <= 0.02 else "fails"), split
+        lo, hi = r["sigma_lower95"], r["sigma_upper95"]
+        assert lo <= r["sigma"] <= hi
+        assert r["verdict_95"] == ("holds" if hi <= 0.02 else "fails" if lo > 0.02 else "undecided")
+    # σ ≈ 0.03 > 0.02: fails against the tolerance; a β of 1e-9 cannot bound it: violated, β mis-measured
+    assert ok["train"]["verdict"] == "fails" and ok["train"]["bound_check"] == "violated"
+    assert any("mis-measured" in n for n in ok["train"]["notes"])
+    assert ok["eval"]["bound_check"] == "not covered"
+    md = (out / "rq1.md").read_text()
+    assert "β bound violated" in md and "violated (" in md
+    with open(out / "rq1.csv", newline="") as fh:
+        csv_rows = {r["split"]: r for r in csv.DictReader(fh)}
+    assert csv_rows["train"]["verdict_95"] == ok["train"]["verdict_95"]
+    assert csv_rows["train"]["bound_check"] == "violated" and "mis-measured" in csv_rows["train"]["notes"]
 
 
 def test_paper_table(paper_outputs: Path) -> None:
@@ -86,10 +118,14 @@ def test_paper_table(paper_outputs: Path) -> None:
         assert (r.teacher_accuracy, r.student_accuracy) == (pytest.approx(t_acc, abs=1e-9),
                                                             pytest.approx(s_acc, abs=1e-9))
         assert r.sigma == pytest.approx(sigma, abs=1e-9)
-    # κ = 0.05: σ(train) SST-2 6L 0.031 holds, RTE 6L 0.076 fails; eval rows carry no verdict
-    assert rows[("SST-2", "TinyBERT_6L_768D", "train")].verdict == "holds"
-    assert rows[("RTE", "TinyBERT_6L_768D", "train")].verdict == "fails"
-    assert rows[("SST-2", "TinyBERT_6L_768D", "eval")].verdict == ""
+    # tolerance κ = 0.05: σ(train) SST-2 6L 0.031 holds, RTE 6L 0.076 fails (also at 95%: 67k and 2k rows);
+    # σ(eval) of SST-2 6L, 0.068, is judged against the same tolerance and not covered by the bound
+    sst2, rte = rows[("SST-2", "TinyBERT_6L_768D", "train")], rows[("RTE", "TinyBERT_6L_768D", "train")]
+    assert (sst2.verdict, sst2.verdict_95) == ("holds", "holds")
+    assert (rte.verdict, rte.verdict_95) == ("fails", "fails")
+    assert sst2.bound_check is None and sst2.kappa == 0.05  # no β for the paper's runs: no check
+    ev = rows[("SST-2", "TinyBERT_6L_768D", "eval")]
+    assert ev.verdict == "fails" and any("not covered by the bound" in n for n in ev.notes)
     bad = rows[("MRPC", "TinyBERT_4L_312D", "eval")]
     assert bad.status == "invalid" and "1725 rows" in bad.reason
     assert rows[("QQP", "TinyBERT_4L_312D", "train")].status == "missing"
@@ -101,7 +137,9 @@ def test_paper_table(paper_outputs: Path) -> None:
     (["--teacher", "A=T", "--beta", "B:S1=1"], "task 'B' is not among"),
     (["--teacher", "A=T", "--beta", "A:S9=1"], "student 'S9' is not among"),
     (["--teacher", "A=T", "--beta", "A:S1=x"], "is not a number"),
-    (["--teacher", "A=T", "--kappa", "1", "--beta", "A:S1=1"], "not allowed with"),
+    (["--teacher", "A=T", "--beta", "A:S1=-1"], "expected a total loss >= 0"),
+    (["--teacher", "A=T", "--kappa", "0"], "--kappa: expected a tolerance"),
+    (["--teacher", "A=T", "--kappa", "nan"], "--kappa: expected a tolerance"),
 ])
 def test_usage_errors(cli, tmp_path: Path, args: list[str], pattern: str) -> None:
     _layout(tmp_path / "root")

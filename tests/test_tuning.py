@@ -65,6 +65,7 @@ class Counting:
 def _opts(out: Path, n: int, **kw: Any) -> StudyOptions:
     kw.setdefault("space", SPACE)
     kw.setdefault("show_progress", False)
+    kw.setdefault("kappa", 0.1)  # a study needs a tolerance (test_study_without_tolerance_is_refused)
     return StudyOptions(out=out, n_trials=n, **kw)
 
 
@@ -89,9 +90,34 @@ def test_three_trial_study_writes_outputs(tmp_path: Path) -> None:
     assert s["best"]["trial"] == int(want["number"])
     assert s["baseline"]["sigma"] == pytest.approx(fake_result(BASELINE).sigma)
     assert s["kappa"] == 0.12 and s["phi_cnf_restored"] == (float(want["sigma"]) <= 0.12)
+    assert s["best"]["verdict"] == ("holds" if float(want["sigma"]) <= 0.12 else "fails")
+    assert s["best"]["verdict_95"] is None  # the fake objective gives no bootstrap bounds
     assert json.loads((tmp_path / "best.toml").read_text()) == s["best"]["params"]
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "study.db").is_file()
+
+
+def test_study_without_tolerance_is_refused(tmp_path: Path) -> None:
+    """No --kappa, no study: the β bound always holds, so it cannot be the target (nothing is written)."""
+    obj = Counting()
+    with pytest.raises(InputError, match="--kappa") as exc:
+        run_study(obj, _opts(tmp_path / "o", 1, kappa=None))
+    assert "always holds" in str(exc.value) and "\n" not in str(exc.value)
+    assert obj.calls == [] and not (tmp_path / "o").exists()
+    with pytest.raises(InputError, match="--kappa: expected a tolerance"):
+        run_study(obj, _opts(tmp_path / "o", 1, kappa=0.0))
+
+
+def test_verdict_95_from_the_trials_bootstrap_bounds(tmp_path: Path) -> None:
+    def objective(p: dict[str, Any]) -> TrialResult:
+        sigma = 0.2 / p["temperature"]
+        return TrialResult(sigma=sigma, dev_accuracy=0.9, teacher_dev_accuracy=0.9,
+                           extra={"sigma_lower95": sigma - 0.01, "sigma_upper95": sigma + 0.01})
+
+    summary = run_study(Counting(objective), _opts(tmp_path, 1, baseline=BASELINE, kappa=0.195))
+    base = summary["baseline"]  # σ = 0.2, bounds [0.19, 0.21] straddle κ = 0.195
+    assert (base["verdict"], base["verdict_95"]) == ("fails", "undecided")
+    assert summary["best_verdict_95"] == "undecided" and summary["phi_cnf_restored"] is False
 
 
 def test_resume_does_not_repeat_finished_trials(tmp_path: Path) -> None:
@@ -163,7 +189,7 @@ WORKER = textwrap.dedent(
 
     out, n = Path(sys.argv[1]), int(sys.argv[2])
     space = SearchSpace(stage1_epochs=(1.0, 4.0), stage2_epochs=(1.0, 4.0))
-    run_study(objective, StudyOptions(out=out, n_trials=n, space=space, show_progress=False, seed=5))
+    run_study(objective, StudyOptions(out=out, n_trials=n, space=space, show_progress=False, seed=5, kappa=0.1))
     """
 )
 
@@ -324,11 +350,14 @@ def test_tune_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         (["--task", "RTE"], "--task"),
         (["--student", "L9"], "--student"),
         (["--aug-train", str(tmp_path / "missing.tsv")], "--aug-train"),
+        # the experiment sets no kappa: refused before the teacher is prepared, one line
+        ([], "--kappa: tune needs a tolerance"),
+        (["--kappa", "-0.1"], "--kappa: expected a tolerance"),
     ):
         rc = main(["tune", str(tmp_path / "exp.toml"), "--trials", "1", "--out", str(tmp_path / "o"), *argv])
         err = capsys.readouterr().err
-        assert rc == 2 and needle in err and "Traceback" not in err
-    assert not (tmp_path / "o" / "summary.json").exists()
+        assert rc == 2 and needle in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "out").exists()
 
 
 
@@ -349,7 +378,8 @@ def test_tune_cli_real_one_trial_study_on_tiny_berts(tiny_bert, tmp_path: Path) 
     (tmp_path / "exp.toml").write_text(experiment_to_toml(cfg))
     out = tmp_path / "tune"
     # ε = 0.99: every trial is feasible, so the baseline is also the best and best.toml is written.
-    rc = main(["tune", str(tmp_path / "exp.toml"), "--trials", "1", "--epsilon", "0.99", "--out", str(out)])
+    rc = main(["tune", str(tmp_path / "exp.toml"), "--trials", "1", "--epsilon", "0.99", "--kappa", "0.1",
+               "--out", str(out)])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["trials"] == {"COMPLETE": 1}
@@ -358,9 +388,14 @@ def test_tune_cli_real_one_trial_study_on_tiny_berts(tiny_bert, tmp_path: Path) 
     assert base["sigma"] == pytest.approx(analysis["train"]["sigma"])
     assert base["dev_accuracy"] == pytest.approx(analysis["dev"]["student_accuracy"])
     assert base["teacher_dev_accuracy"] == pytest.approx(analysis["dev"]["teacher_accuracy"])
-    assert summary["kappa"] == pytest.approx(analysis["train"]["kappa"])
+    # the trial's analysis is judged against the study's tolerance, not κ_β (a check beside it)
+    assert summary["kappa"] == analysis["train"]["kappa"] == 0.1
+    assert base["verdict"] == analysis["train"]["verdict"] == ("holds" if base["sigma"] <= 0.1 else "fails")
+    assert base["verdict_95"] == analysis["train"]["verdict_95"]
+    assert base["bound_check"] == analysis["train"]["bound_check"] in ("consistent", "violated")
     assert summary["best"]["trial"] == 0
     assert summary["phi_cnf_restored"] == (base["sigma"] <= summary["kappa"])
+    assert load_experiment(out / "best.toml").tasks[0].kappa == 0.1  # best.toml keeps the tolerance
     best = load_experiment(out / "best.toml").tasks[0].students[0]
     assert best.name == "L1-tuned" and best.stage2["temperature"] == 1.0 and best.stage2["num_train_epochs"] == 1.0
     rows = read_csv_rows(out / "trials.csv")

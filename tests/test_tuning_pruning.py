@@ -116,7 +116,8 @@ class FakeExecute:
             student_dir = step.train_dir.parent
             (student_dir / "analysis.json").write_text(json.dumps({
                 "train": {"sigma": sigma_of(p), "kappa": 0.1, "verdict": "holds", "n_both": 20,
-                          "student_accuracy": 0.9},
+                          "student_accuracy": 0.9, "verdict_95": "holds", "bound_check": "consistent",
+                          "sigma_one_sided95": [sigma_of(p) - 0.01, sigma_of(p) + 0.01], "kappa_from_beta": 0.5},
                 "dev": {"sigma": sigma_of(p), "student_accuracy": 0.9, "teacher_accuracy": 0.9},
                 "beta": 1.0, "n_train": N_TRAIN,
             }))
@@ -129,7 +130,7 @@ def test_objective_prunes_from_stage2_sigma_reports_and_resumes(tmp_path: Path, 
     monkeypatch.setattr(runner, "execute", fake)
     obj, _, _ = _objective(tmp_path)
     out = tmp_path / "tune"
-    opts = StudyOptions(out=out, n_trials=4, pruner_startup_trials=2, show_progress=False,
+    opts = StudyOptions(out=out, n_trials=4, kappa=0.1, pruner_startup_trials=2, show_progress=False,
                         space=SearchSpace(stage2_epochs=(1.0, 4.0)))
     study = open_study(opts)
     # Trials 0 and 1 complete (σ 0.1, 0.05); trial 2 (σ 0.075) equals their median: kept;
@@ -158,10 +159,14 @@ def test_objective_prunes_from_stage2_sigma_reports_and_resumes(tmp_path: Path, 
     assert not (out / "experiment" / ".steps" / "SST-2__trial00003__stage2.started.json").exists()
     assert (out / "trials" / "00001" / "analysis.json").is_file()
     assert summary["best"]["trial"] == 1
+    # the trial's bootstrap bounds and β bound check are columns; the summary judges against κ
+    assert float(rows[1]["sigma_lower95"]) == pytest.approx(0.04) and rows[1]["bound_check"] == "consistent"
+    assert summary["best"]["verdict"] == "holds" and summary["best"]["verdict_95"] == "holds"  # 0.06 <= 0.1
+    assert summary["baseline"] is None and summary["best"]["bound_check"] == "consistent"
 
     # Resuming to 5 finished trials runs exactly one new trial; the pruned one is not repeated.
     fake.evaluated.clear()
-    run_study(obj, StudyOptions(out=out, n_trials=5, pruner_startup_trials=2, show_progress=False,
+    run_study(obj, StudyOptions(out=out, n_trials=5, kappa=0.1, pruner_startup_trials=2, show_progress=False,
                                 space=SearchSpace(stage2_epochs=(1.0, 4.0))))
     assert list(fake.evaluated) == ["SST-2/trial00004/stage2"]
     assert [r["state"] for r in read_csv_rows(out / "trials.csv")][:4] == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
@@ -174,7 +179,7 @@ def test_baseline_and_pareto_trials_are_never_pruned(tmp_path: Path, monkeypatch
     obj, _, _ = _objective(tmp_path)
     out = tmp_path / "tune"
     # The baseline (T = 8: the worst σ) is enqueued after two better trials: it still completes.
-    opts = StudyOptions(out=out, n_trials=3, pruner_startup_trials=1, show_progress=False,
+    opts = StudyOptions(out=out, n_trials=3, kappa=0.1, pruner_startup_trials=1, show_progress=False,
                         baseline={**BASELINE, "temperature": 8.0})
     study = open_study(opts)
     for temp in (1.2, 1.0):
@@ -183,7 +188,7 @@ def test_baseline_and_pareto_trials_are_never_pruned(tmp_path: Path, monkeypatch
     assert [(r["role"], r["state"]) for r in read_csv_rows(out / "trials.csv")] == [
         ("search", "COMPLETE"), ("search", "COMPLETE"), ("baseline", "COMPLETE")]
     # Two objectives: optuna cannot prune, so a searched trial with the worst σ also completes.
-    opts = StudyOptions(out=tmp_path / "pareto", n_trials=3, mode="pareto", pruner_startup_trials=1,
+    opts = StudyOptions(out=tmp_path / "pareto", n_trials=3, kappa=0.1, mode="pareto", pruner_startup_trials=1,
                         show_progress=False)
     study = open_study(opts)
     for temp in (1.2, 1.0, 8.0):
@@ -199,7 +204,7 @@ def test_best_toml_reproduces_the_best_trial_field_by_field(tmp_path: Path, monk
     monkeypatch.setattr(runner, "execute", FakeExecute())
     obj, _, _ = _objective(tmp_path)
     out = tmp_path / "tune"
-    opts = StudyOptions(out=out, n_trials=3, show_progress=False, space=SearchSpace(stage2_epochs=(1.0, 4.0)))
+    opts = StudyOptions(out=out, n_trials=3, kappa=0.1, show_progress=False, space=SearchSpace(stage2_epochs=(1.0, 4.0)))
     study = open_study(opts)
     for temp, mapping in ((3.0, "uniform"), (1.25, "bottom"), (2.0, "top")):
         study.enqueue_trial({**BASELINE, "temperature": temp, "mapping": mapping, "alpha": 0.3})
@@ -366,9 +371,9 @@ def test_real_trial_reports_dev_sigma_and_a_pruned_trial_leaves_no_trace(tiny_be
 def test_resumed_study_with_other_choices_is_refused_before_any_trial(tmp_path: Path) -> None:
     from confdistill.errors import InputError
 
-    run_study(_fake, StudyOptions(out=tmp_path, n_trials=1, space=SearchSpace(mapping=("uniform",)),
+    run_study(_fake, StudyOptions(out=tmp_path, n_trials=1, kappa=0.1, space=SearchSpace(mapping=("uniform",)),
                                   show_progress=False))
     with pytest.raises(InputError, match=r"mapping in \['uniform'\]"):
-        run_study(_fake, StudyOptions(out=tmp_path, n_trials=2, show_progress=False))
+        run_study(_fake, StudyOptions(out=tmp_path, n_trials=2, kappa=0.1, show_progress=False))
     stored = optuna.load_study(study_name="confdistill", storage=default_storage_url(tmp_path))
     assert [t.state.name for t in stored.trials] == ["COMPLETE"]  # no trial failed on the way

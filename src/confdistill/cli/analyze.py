@@ -1,105 +1,119 @@
-"""``confdistill analyze``: does the student preserve the teacher's confidence (φ_cnf) on one split?
+"""``confdistill analyze``: can the student replace the teacher on one split (or on a service's logs)?
 
-    confdistill analyze --teacher T.csv --student S.csv [--kappa K | --beta B | --beta-mean B]
-        [--alpha A] [--temperature T] [--n-train N] [--threshold 0.9] [--delta p0|label]
-        [--bootstrap 1000] [--seed 0] [--split train|eval] [--out DIR] [--json FILE] [--no-plots]
+    confdistill analyze --teacher T --student S [--kappa K] [--run RUN.json | --beta B | --beta-mean B]
+        [--thresholds 0.5,0.9] [--worst 20] [--check] [--out DIR] [--json FILE] [--no-plots] …
 
-Prints a readable summary; ``--json FILE`` writes the machine-readable result (keys in
-docs/formats.md); ``--out DIR`` writes ``analysis.json`` and the PNG plots there. Nothing is
-written unless both files are valid and the analysis completed (bad input → exit 2).
+T and S are softmax files (CSV/TSV/Parquet), directories or globs of shard files, labelled or
+not. Prints the answer first, then the evidence; ``--json FILE`` writes the result (keys in
+docs/formats.md); ``--out DIR`` writes ``analysis.json``, ``worst.csv`` and the PNG plots there.
+Nothing is written unless both inputs are valid and the analysis completed (bad input → exit 2).
+``--check`` makes the exit code the verdict: 1 when φ_cnf fails against ``--kappa``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
-PLOT_FILES = ("confidence_teacher.png", "confidence_student.png", "delta_conf.png", "reliability.png")
+EXIT_FAILS = 1
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "analyze",
-        help="confidence preservation (phi_cnf) of a teacher/student pair of softmax files",
-        description="Compare a teacher's and a student's softmax outputs on the same split: accuracies, "
-        "agreement, sigma of the confidence gap on the rows both classify correctly (with a bootstrap "
-        "CI), and the phi_cnf verdict sigma <= kappa.",
+        help="can the student replace the teacher? phi_cnf, decision flips, calibration, worst rows",
+        description="Compare a teacher's and a student's softmax outputs on the same rows: accuracies, "
+        "sigma of the confidence gap (with bootstrap intervals) against your tolerance kappa, decision flips "
+        "at operating thresholds, calibration, and the inputs that moved most. Files without a label column "
+        "(a service's logs) are compared on the rows where both predict the same class.",
     )
-    p.add_argument("--teacher", required=True, type=Path, metavar="FILE", help="teacher softmax file (CSV/TSV/Parquet)")
-    p.add_argument("--student", required=True, type=Path, metavar="FILE", help="student softmax file, same examples")
-    k = p.add_mutually_exclusive_group()
-    k.add_argument("--kappa", type=float, metavar="K", help="your tolerance on sigma (instead of a bound from beta)")
-    k.add_argument("--beta", type=float, metavar="B",
-                   help="prediction-layer distillation loss, TOTAL over the train split (run.json 'beta')")
-    k.add_argument("--beta-mean", type=float, metavar="B", help="the same loss as a mean per train example")
+    p.add_argument("--teacher", required=True, metavar="PATH",
+                   help="teacher softmax file (CSV/TSV/Parquet), directory or glob of shards")
+    p.add_argument("--student", required=True, metavar="PATH", help="student softmax file(s), same rows")
+    p.add_argument("--kappa", type=float, metavar="K",
+                   help="your tolerance on sigma: phi_cnf holds when sigma <= K (no tolerance: no verdict)")
+    b = p.add_mutually_exclusive_group()
+    b.add_argument("--run", type=Path, metavar="RUN_JSON",
+                   help="a stage-2 distillation run.json: beta, N, alpha and T for the bound check")
+    b.add_argument("--beta", type=float, metavar="B",
+                   help="prediction-layer distillation loss, TOTAL over the train split (bound check only)")
+    b.add_argument("--beta-mean", type=float, metavar="B", help="the same loss as a mean per train example")
     p.add_argument("--alpha", type=float, default=0.0, metavar="A", help="hard-label weight of the distillation (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="distillation temperature T >= 1 (default 1)")
     p.add_argument("--n-train", type=int, default=None, metavar="N",
                    help="N = train examples beta was summed over (default: rows analysed; required when "
                    "the analysed split is not train)")
+    p.add_argument("--thresholds", default="0.5,0.9", metavar="T1,T2",
+                   help="operating thresholds: a model acts when a class has probability >= T (default 0.5,0.9)")
+    p.add_argument("--worst", type=int, default=20, metavar="N",
+                   help="list the N rows with the largest confidence gap and N flips at the highest threshold "
+                   "(default 20; 0: none)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when phi_cnf fails against --kappa (for CI gates); needs --kappa")
     p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
-    p.add_argument("--delta", choices=["p0", "label"], default=None,
-                   help="confidence compared: p0 (paper, default for 2 classes) or the gold label's "
-                   "probability (default for more classes)")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the CI (default 1000)")
+    p.add_argument("--delta", choices=["p0", "label", "pred"], default=None,
+                   help="confidence compared: p0 (paper, default for 2 classes), the gold label's probability "
+                   "(default for more classes) or the predicted class's (unlabelled, more classes)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
     p.add_argument("--split", choices=["train", "eval"], default=None,
                    help="analysed split (default: from the sidecar or a <TASK>_on_<split> folder)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json and the PNG plots")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json, worst.csv and the plots")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no plots")
     p.set_defaults(func=run)
 
 
-def write_plots(result: Any, out: Path) -> list[Path]:
-    """Write the analysis plots of a :class:`PairAnalysis` into ``out``; returns the paths."""
-    from confdistill.reports.plots import (
-        plot_confidence_histogram,
-        plot_delta_histogram,
-        plot_reliability,
-    )
-
-    what = "p0" if result.delta_kind == "p0" else "probability of the gold label"
-    paths = [
-        plot_confidence_histogram(result.teacher_conf, out / PLOT_FILES[0], xlabel=what, color="tab:blue",
-                                  title="teacher confidence, both-correct rows"),
-        plot_confidence_histogram(result.student_conf, out / PLOT_FILES[1], xlabel=what, color="tab:orange",
-                                  title="student confidence, both-correct rows"),
-        plot_delta_histogram(result.delta, out / PLOT_FILES[2], sigma=result.sigma, mean=result.mean_delta,
-                             kappa=result.kappa),
-        plot_reliability({"teacher": (result.teacher_maxprob, result.teacher_correct),
-                          "student": (result.student_maxprob, result.student_correct)},
-                         out / PLOT_FILES[3], title="Reliability (all rows)"),
-    ]
-    return paths
+def worst_csv(rows: list[dict[str, Any]], k: int) -> str:
+    """The listed rows as CSV text (one line per row, probabilities of both models, the text when known)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["kind", "row", "id", "label", "teacher_pred", "student_pred", "teacher_conf", "student_conf",
+                "delta", *(f"teacher_p{c}" for c in range(k)), *(f"student_p{c}" for c in range(k)), "text"])
+    for r in rows:
+        w.writerow([r["kind"], r["row"], r["id"] or "", "" if r["label"] is None else r["label"], r["teacher_pred"],
+                    r["student_pred"], repr(r["teacher_conf"]), repr(r["student_conf"]), repr(r["delta"]),
+                    *map(repr, r["teacher_p"]), *map(repr, r["student_p"]), r["text"] or ""])
+    return buf.getvalue()
 
 
 def run(args: argparse.Namespace) -> int:
     import warnings
 
     from confdistill.errors import InputError
-    from confdistill.io import write_json
-    from confdistill.prediction.softmax_file import read_softmax
+    from confdistill.io import atomic_write, write_json
     from confdistill.properties.confidence import analyze_pair
+    from confdistill.properties.decisions import parse_thresholds
+    from confdistill.properties.verdict import BoundInputs, read_run_json
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise InputError("--out: expected a directory, got an existing file", path=args.out)
     if args.json is not None and args.json.is_dir():
         raise InputError("--json: expected a file name, got a directory", path=args.json)
+    if args.check and args.kappa is None:
+        raise InputError("--check needs --kappa: a verdict needs the tolerance you accept")
+    thresholds = parse_thresholds(args.thresholds)
+    labels = [t.strip() for t in args.thresholds.split(",")]
+    bound = None
+    if args.run is not None:
+        bound = read_run_json(args.run)
+    elif args.beta is not None or args.beta_mean is not None:
+        bound = BoundInputs(beta=args.beta, beta_mean=args.beta_mean, n_train=args.n_train, alpha=args.alpha,
+                            temperature=args.temperature, source="--beta" if args.beta is not None else "--beta-mean")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        teacher = read_softmax(args.teacher)
-        student = read_softmax(args.student)
+        result = analyze_pair(
+            args.teacher, args.student, kappa=args.kappa, bound=bound, thresholds=thresholds,
+            threshold_labels=labels, worst=args.worst, threshold=args.threshold, delta=args.delta or "auto",
+            n_bootstrap=args.bootstrap, seed=args.seed, split=args.split)
     for w in caught:
         print(f"confdistill analyze: warning: {w.message}", file=sys.stderr)
-    result = analyze_pair(
-        teacher, student, kappa=args.kappa, beta=args.beta, beta_mean=args.beta_mean, alpha=args.alpha,
-        temperature=args.temperature, n_train=args.n_train, threshold=args.threshold,
-        delta=args.delta or "auto", n_bootstrap=args.bootstrap, seed=args.seed, split=args.split,
-    )
-    del teacher, student
+    for note in result.warnings:
+        print(f"confdistill analyze: warning: {note}", file=sys.stderr)
     data = result.to_dict()
     # Everything is computed: only now write (a failed analysis leaves earlier results alone).
     written: list[Path] = []
@@ -109,10 +123,19 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         if not args.no_plots:
-            written += write_plots(result, args.out)
-        write_json(args.out / "analysis.json", data)
+            from confdistill.reports.plots import write_analysis_plots
+
+            written += write_analysis_plots(data, args.out)
+        with atomic_write(args.out / "worst.csv") as fh:
+            fh.write(worst_csv(result.worst, result.k))
+        written.append(args.out / "worst.csv")
+        write_json(args.out / "analysis.json", data)  # last: its presence means the folder is complete
         written.append(args.out / "analysis.json")
     print(result.summary())
     if written:
         print("wrote: " + ", ".join(str(p) for p in written))
+    if args.check and data["verdict"] == "fails":
+        print(f"confdistill analyze: φ_cnf fails: σ = {data['sigma']:.6f} > κ = {data['kappa']:g} (exit {EXIT_FAILS})",
+              file=sys.stderr)
+        return EXIT_FAILS
     return 0

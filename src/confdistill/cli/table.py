@@ -1,12 +1,14 @@
 """``confdistill table``: the RQ1 table (does φ_cnf hold?) for every task × student × split.
 
     confdistill table --root DIR --teacher TASK=MODEL [...] --student MODEL [...]
-        [--kappa K | --beta TASK:STUDENT=B ...] [--alpha A] [--temperature T]
+        [--kappa K] [--beta TASK:STUDENT=B ...] [--alpha A] [--temperature T]
         [--bootstrap 1000] [--seed 0] [--threshold 0.9] [--out DIR] [--no-plot]
 
 Reads ``DIR/<model>/<TASK>_on_<train|eval>/eval_results.csv`` and writes ``rq1.md``, ``rq1.csv``,
-``rq1.json`` and ``rq1_sigma.png`` into ``--out`` (default ``rq1``). Missing and invalid pairs
-are listed with the reason; only usage errors exit with code 2.
+``rq1.json`` and ``rq1_sigma.png`` into ``--out`` (default ``rq1``). ``--kappa`` is the tolerance
+every row is judged against (``verdict``, ``verdict_95``); ``--beta`` gives a pair's train row its
+``bound_check`` (the β bound is a check, never a verdict). Missing and invalid pairs are listed with
+the reason; only usage errors exit with code 2.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ def add_parser(subparsers: Any) -> None:
                    help="a task and its teacher model folder (repeatable)")
     p.add_argument("--student", required=True, action="append", metavar="MODEL",
                    help="a student model folder (repeatable)")
-    k = p.add_mutually_exclusive_group()
-    k.add_argument("--kappa", type=float, metavar="K", help="tolerance on sigma(train) for every pair")
-    k.add_argument("--beta", action="append", default=[], metavar="TASK:STUDENT=B",
-                   help="total prediction-layer loss of that distillation over the train split (repeatable)")
+    p.add_argument("--kappa", type=float, metavar="K",
+                   help="your tolerance on sigma, for every pair and split (without it: no verdict)")
+    p.add_argument("--beta", action="append", default=[], metavar="TASK:STUDENT=B",
+                   help="total prediction-layer loss of that distillation over the train split: checks the "
+                   "bound kappa_beta on the train row (repeatable; never a verdict)")
     p.add_argument("--alpha", type=float, default=0.0, metavar="A", help="hard-label weight (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, metavar="T", help="distillation temperature (default 1)")
     p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
@@ -71,14 +74,18 @@ def _parse_betas(values: list[str], tasks: dict[str, str], students: list[str]) 
         if student not in students:
             raise InputError(f"--beta {v!r}: student {student!r} is not among --student {students}")
         try:
-            out[(task, student)] = float(num)
+            value = float(num)
         except ValueError:
             raise InputError(f"--beta {v!r}: {num!r} is not a number") from None
+        if not (value >= 0 and value != float("inf")):
+            raise InputError(f"--beta {v!r}: expected a total loss >= 0")
+        out[(task, student)] = value
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
+    from confdistill.properties.verdict import validate_tolerance
     from confdistill.reports.table import build_rq1_table
 
     teachers = _parse_teachers(args.teacher)
@@ -86,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
     betas = _parse_betas(args.beta, teachers, students)
     if args.out.exists() and not args.out.is_dir():
         raise InputError("--out: expected a directory, got an existing file", path=args.out)
-    if args.kappa is not None and not args.kappa >= 0:
-        raise InputError(f"--kappa: expected a tolerance >= 0, got {args.kappa}")
+    validate_tolerance(args.kappa)
     if args.bootstrap < 0:
         raise InputError(f"--bootstrap: expected >= 0, got {args.bootstrap}")
     if not (args.temperature >= 1.0 and 0.0 <= args.alpha < 1.0):

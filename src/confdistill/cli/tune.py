@@ -21,8 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Search stage-1/stage-2 epochs and learning rates, temperature T, α, augmentation, "
         "the stage-1 layer mapping (uniform/top/bottom) and the confidence-gap weight λ for one task and student of an experiment file, minimising "
         "σ(X_train) subject to student dev accuracy ≥ teacher dev accuracy − ε (or, with --objective "
-        "pareto, the two-objective study of σ and accuracy). The experiment's own settings are the "
-        "first (baseline) trial. The study lives in a SQLite file under --out by default: re-running "
+        "pareto, the two-objective study of σ and accuracy); φ_cnf is restored when the best trial's σ "
+        "is within your tolerance --kappa (the experiment's kappa by default; required). The "
+        "experiment's own settings are the first (baseline) trial. The study lives in a SQLite file under --out by default: re-running "
         "the same command resumes it; --storage URL (e.g. postgresql://…) lets workers on many machines "
         "share it. Writes trials.csv, pareto.png, best.toml (run it with `confdistill run`) and "
         "summary.json under --out.",
@@ -42,7 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--objective", choices=("constrained", "pareto"), default="constrained",
                    help="constrained: minimise σ s.t. the accuracy constraint; pareto: minimise σ and "
                    "maximise accuracy (two objectives, constraint stored for filtering)")
-    p.add_argument("--kappa", type=float, help="tolerance for σ (default: the baseline trial's β-derived κ)")
+    p.add_argument("--kappa", type=float, metavar="K",
+                   help="your tolerance on σ(X_train), the target to restore (default: the experiment's kappa; "
+                   "required when it sets none: the β bound always holds, so it cannot be a target)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage URL (default sqlite:///OUT/study.db)")
     p.add_argument("--study-name", help="study name (default TASK-STUDENT)")
     p.add_argument("--out", metavar="DIR", help="output folder (default EXPERIMENT_OUTPUT/tune/TASK-STUDENT)")
@@ -75,7 +78,13 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
     from confdistill.experiments.config import load_experiment
     from confdistill.tuning.objective import ExperimentObjective, baseline_params, select, space_for
-    from confdistill.tuning.study import SearchSpace, StudyOptions, format_summary, run_study
+    from confdistill.tuning.study import (
+        SearchSpace,
+        StudyOptions,
+        format_summary,
+        require_tolerance,
+        run_study,
+    )
 
     cfg = load_experiment(args.experiment, data_dir=args.data_dir)
     task, student = select(cfg, args.task, args.student)
@@ -84,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give either --aug-train FILE or --make-aug, not both")
     if args.aug_train and not Path(args.aug_train).is_file():
         raise InputError("--aug-train: file not found", path=args.aug_train)
-    objective = ExperimentObjective(cfg, task, student, out, aug_train=args.aug_train, keep_models=args.keep_models)
+    # Refuse before the teacher is trained or anything is written: no tolerance, no target.
+    kappa = require_tolerance(args.kappa if args.kappa is not None else task.kappa)
+    objective = ExperimentObjective(cfg, task, student, out, aug_train=args.aug_train, keep_models=args.keep_models,
+                                    kappa=kappa)
     objective.prepare()
     if args.make_aug:
         objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
@@ -99,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         n_trials=args.trials,
         mode=args.objective,
         epsilon=args.epsilon,
-        kappa=args.kappa if args.kappa is not None else task.kappa,
+        kappa=kappa,
         storage=args.storage,
         study_name=args.study_name or f"{task.key}-{student.name}",
         seed=cfg.seed if args.seed is None else args.seed,

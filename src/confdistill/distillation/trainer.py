@@ -719,7 +719,7 @@ def eval_sigma(teacher_logits: np.ndarray, student_logits: np.ndarray, labels: n
     n_both = int((outputs[0].correct & outputs[1].correct).sum())
     if n_both == 0:
         return {"sigma": None, "n_both": 0}
-    result = analyze_pair(outputs[0], outputs[1], n_bootstrap=0, split="eval")
+    result = analyze_pair(outputs[0], outputs[1], n_bootstrap=0, split="eval", worst=0)
     return {"sigma": float(result.sigma), "n_both": int(result.n_both)}
 
 

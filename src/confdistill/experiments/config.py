@@ -106,7 +106,9 @@ class TaskConfig:
     dev_split: str = "dev"
     max_train_examples: int | None = None  # seeded subset of the train split (file order kept)
     max_dev_examples: int | None = None
-    kappa: float | None = None  # user tolerance; None -> κ from the stage-2 run.json β
+    # The user's tolerance on σ (> 0; defaults to the experiment's): every split is judged against it.
+    # None -> no φ_cnf verdict (the stage-2 run.json β only gives the bound check, never a verdict).
+    kappa: float | None = None
 
 
 @dataclass
@@ -137,7 +139,7 @@ class ExperimentConfig:
     output_dir: Path
     tasks: list[TaskConfig]
     seed: int = 42
-    kappa: float | None = None
+    kappa: float | None = None  # the tolerance on σ for every task that sets none of its own
     max_length: int = 128
     predict_batch_size: int = 64
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
@@ -198,7 +200,7 @@ def experiment_from_dict(
 
     name = v.string(exp, "name", "experiment", default=default_name)
     seed = v.integer(exp, "seed", "experiment", default=42, minimum=0)
-    kappa = v.number(exp, "kappa", "experiment", default=None, positive=True)
+    kappa = v.tolerance(exp, "experiment", default=None)
     max_length = v.integer(exp, "max_length", "experiment", default=128, minimum=8)
     predict_bs = v.integer(exp, "predict_batch_size", "experiment", default=64, minimum=1)
     train_split = v.string(exp, "train_split", "experiment", default="train")
@@ -312,7 +314,7 @@ def experiment_from_dict(
                 dev_split=v.string(task_t, "dev_split", where, default=dev_split),
                 max_train_examples=v.integer(task_t, "max_train_examples", where, default=None, minimum=1),
                 max_dev_examples=v.integer(task_t, "max_dev_examples", where, default=None, minimum=1),
-                kappa=v.number(task_t, "kappa", where, default=kappa, positive=True),
+                kappa=v.tolerance(task_t, where, default=kappa),
             )
         )
 
@@ -463,6 +465,13 @@ class _Validator:
             kind = "a positive number" if positive else "a number"
             raise self.fail(f"{where}.{key}", f"expected {kind}, got {_show(value)}")
         return float(value)
+
+    def tolerance(self, t: dict[str, Any], where: str, *, default: float | None) -> float | None:
+        """``kappa``: the user's tolerance on σ, a finite number > 0 (the β bound is never one)."""
+        value = self.number(t, "kappa", where, default=default, positive=True)
+        if value is not None and value == float("inf"):
+            raise self.fail(f"{where}.kappa", "expected a finite tolerance on σ > 0 (e.g. 0.05), got inf")
+        return value
 
     def path(self, s: str) -> Path:
         p = Path(s).expanduser()

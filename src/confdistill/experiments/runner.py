@@ -579,44 +579,35 @@ def _footprint(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_di
     write_json(out, fp)
 
 
-def read_beta(run_json: Path | None) -> dict[str, Any]:
-    """The κ inputs of a stage-2 run.json: beta (total), n_train, alpha, temperature (None if absent)."""
-    if run_json is None or not run_json.is_file():
-        return {}
-    run = json.loads(run_json.read_text())
-    return {k: run.get(k) for k in ("beta", "beta_mean", "n_train", "alpha", "temperature")}
-
-
 def analyze_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, run_json: Path | None) -> dict[str, Any]:
     """analyze_pair on train and dev for one student, from the prediction files on disk.
 
-    κ: the task's (or experiment's) tolerance when given, else the bound from the stage-2 run.json β
-    (total over the train split; ``n_train``, ``alpha``, ``temperature`` from the same file).
+    Both splits are judged against the task's (or experiment's) tolerance ``kappa`` (None: no
+    verdict). The stage-2 run.json (β, N, α, T) is the bound: it gives the train split its
+    ``bound_check`` and marks dev "not covered"; it is never the κ a split is judged against.
     """
     from confdistill.prediction.softmax_file import read_softmax
     from confdistill.properties import analyze_pair
+    from confdistill.properties.verdict import read_run_json
 
     out = cfg.output_dir
-    beta = read_beta(run_json) if s.stages and s.stages[-1] == "stage2" else {}
-    result: dict[str, Any] = {"kappa_source": "user" if task.kappa is not None else
-                              ("beta" if beta.get("beta") is not None else "none"), **beta}
+    bound = None
+    if s.stages and s.stages[-1] == "stage2" and run_json is not None and run_json.is_file():
+        # Relative to OUT in messages: the output folder can be moved and its hashes stay the same.
+        bound = dataclasses.replace(read_run_json(run_json), source=_rel(run_json, out))
+    result: dict[str, Any] = {
+        "kappa": task.kappa, "kappa_source": None if task.kappa is None else "user",
+        "bound_source": None if bound is None else bound.source,
+        **{k: None if bound is None else getattr(bound, k) for k in ("beta", "beta_mean", "n_train", "alpha",
+                                                                     "temperature")},
+    }
     kwargs: dict[str, Any] = {"threshold": cfg.analysis.threshold, "delta": cfg.analysis.delta,
                               "n_bootstrap": cfg.analysis.n_bootstrap, "seed": cfg.seed}
     for role in ("train", "dev"):
         teacher = read_softmax(prediction_files(out, task.key, "teacher", role)[0])
         student = read_softmax(prediction_files(out, task.key, s.name, role)[0])
-        extra: dict[str, Any] = {}
-        if task.kappa is not None:
-            extra["kappa"] = task.kappa
-        elif role == "dev" and result["train"].get("kappa") is not None:
-            # κ bounds σ over the *train* split; dev is judged against the same κ.
-            extra["kappa"] = result["train"]["kappa"]
-        elif beta.get("beta") is not None:
-            extra.update(beta=beta["beta"], alpha=beta.get("alpha") or 0.0,
-                         temperature=beta.get("temperature") or 1.0, n_train=beta.get("n_train"))
         split = "train" if role == "train" else "eval"
-        analysis = analyze_pair(teacher, student, split=split, **kwargs, **extra).to_dict()
-        # Paths relative to OUT: the output folder can be moved and its hashes stay the same.
+        analysis = analyze_pair(teacher, student, kappa=task.kappa, bound=bound, split=split, **kwargs).to_dict()
         analysis["teacher_path"] = _rel(prediction_files(out, task.key, "teacher", role)[0], out)
         analysis["student_path"] = _rel(prediction_files(out, task.key, s.name, role)[0], out)
         result[role] = analysis

@@ -1,26 +1,18 @@
-"""The softmax output file format: one row per example, ``[id,]pred,p0,...,p{k-1},label``.
+"""The softmax output file format: one row per example, ``[id,]pred,p0,...,p{k-1}[,label]``.
 
 This is the research code's ``eval_results.csv`` (``pred,p0,p1,label``) generalised to k classes,
-with an optional leading ``id`` column, in CSV (``.csv``), TSV (``.tsv``) or Parquet
-(``.parquet``/``.pq``). A sidecar ``<file>.meta.json`` records where the predictions come from.
-The full specification is ``docs/formats.md``.
+with an optional leading ``id`` column and an optional ``label`` (a service's logs have none),
+in CSV (``.csv``), TSV (``.tsv``) or Parquet (``.parquet``/``.pq``). A sidecar
+``<file>.meta.json`` records where the predictions come from. The full specification is
+``docs/formats.md``.
 
-Reading is the hot path of ``confdistill analyze`` (millions of rows). CSV/TSV text is parsed by
-the C parser of :mod:`confdistill.prediction.fast_csv` when it is built (one pass, threads,
-bit-identical to ``float()``, row checks fused into the pass); text outside its plain grammar,
-or a missing extension, falls back to ``pyarrow.csv`` with explicit column types (correctly
-rounded float64 parsing, no type inference) and vectorised numpy checks. Only when Arrow rejects
-the text does a slow pure-Python pass run, to find and name the first offending row. Whichever
-parser reads a file, the arrays, the error messages and the warnings are the same.
-
-Imports: numpy and pyarrow only (never torch), so that the CLI starts fast.
+Reading goes through DuckDB (:mod:`confdistill.prediction.sources`: parsing, the row checks as
+queries, shards); :func:`read_softmax` brings one model's outputs into memory as numpy arrays.
+Writing is pyarrow (atomic, with the sidecar). Imports numpy only at module level (never torch).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,17 +22,18 @@ import numpy as np
 
 from confdistill.errors import InputError
 from confdistill.io import atomic_path, write_json
+from confdistill.prediction.sources import (
+    ARGMAX_TIE_TOLERANCE,
+    CSV_EXT,
+    PARQUET_EXT,
+    SUM_TOLERANCE,
+    connect,
+    expected_columns,
+    open_source,
+    sidecar_path,
+)
 
-#: Largest allowed |sum(p) - 1| per row.
-SUM_TOLERANCE = 1e-3
-#: ``pred`` differing from the argmax is only warned about when the written class is less probable
-#: than the argmax by more than this: float32 softmax outputs that tie or nearly tie are legitimate.
-ARGMAX_TIE_TOLERANCE = 1e-6
 FORMAT_VERSION = "confdistill-softmax/1"
-
-_CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
-_PARQUET_EXT = {".parquet", ".pq"}
-_DELIMITER_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe", " ": "space"}
 
 
 class SoftmaxFormatWarning(UserWarning):
@@ -54,7 +47,7 @@ class SoftmaxOutputs:
     Attributes:
         probs: (n, k) float64 class probabilities; every row sums to 1 within ``SUM_TOLERANCE``.
         pred: (n,) int64 predicted class as written in the file (normally the argmax of ``probs``).
-        label: (n,) int64 gold class index in ``[0, k)``.
+        label: (n,) int64 gold class index in ``[0, k)``, or None for unlabelled logs.
         ids: (n,) example ids as str (object array), or None when the file has no ``id`` column.
         path: the file read, or None for in-memory outputs.
         meta: the sidecar JSON (``<file>.meta.json``) if present, else ``{}``.
@@ -63,7 +56,7 @@ class SoftmaxOutputs:
 
     probs: np.ndarray
     pred: np.ndarray
-    label: np.ndarray
+    label: np.ndarray | None
     ids: np.ndarray | None = None
     path: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -92,275 +85,39 @@ class SoftmaxOutputs:
         return str(self.meta.get("model", "<memory>"))
 
 
-def sidecar_path(path: str | Path) -> Path:
-    """The sidecar of ``path``: ``<path>.meta.json`` (e.g. ``eval_results.csv.meta.json``)."""
-    path = Path(path)
-    return path.with_name(path.name + ".meta.json")
-
-
-def expected_columns(k: int, *, with_id: bool = False) -> list[str]:
-    """Column names of a k-class file: ``[id,]pred,p0,...,p{k-1},label``."""
-    return (["id"] if with_id else []) + ["pred"] + [f"p{c}" for c in range(k)] + ["label"]
-
-
-# --------------------------------------------------------------------------------------------
-# Reading
-# --------------------------------------------------------------------------------------------
-
-
 def read_softmax(path: str | Path, *, delimiter: str | None = None) -> SoftmaxOutputs:
-    """Read and validate a softmax output file (CSV / TSV / Parquet, chosen by extension).
+    """Read and validate a softmax output file (CSV / TSV / Parquet, chosen by extension) into memory.
 
+    ``path`` may also be a directory or a glob of shard files (concatenated in name order).
     ``delimiter`` overrides the one implied by the extension (``.csv`` → comma, ``.tsv`` → tab;
     other extensions are sniffed from the header). Raises :class:`InputError` naming the file and
     the first bad row for: a missing/empty file, missing or extra columns, a wrong delimiter,
     unparsable or missing values, NaN/inf, probabilities outside [0, 1], rows not summing to 1
     (tolerance ``SUM_TOLERANCE``), ``pred``/``label`` outside ``[0, k)``, duplicate ids.
     A ``pred`` that is not the argmax only warns (:class:`SoftmaxFormatWarning`).
-    A UTF-8 byte-order mark is accepted.
+    A UTF-8 byte-order mark is accepted. Files without a ``label`` column (unlabelled logs) give
+    ``label = None``. For logs too large for memory, analyse the files directly
+    (:func:`confdistill.properties.analyze_files`): that path streams.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found (expected a softmax output file `pred,p0,...,label`)", path=path)
-    if path.is_dir():
-        raise InputError("is a directory, expected a softmax output file", path=path)
-    if path.stat().st_size == 0:
-        raise InputError("empty file, expected a header `pred,p0,...,p{k-1},label` and one row per example",
-                         path=path)
-    suffix = path.suffix.lower()
-    notes: list[str] = []
-    if suffix in _PARQUET_EXT:
-        table, k, has_id = _read_parquet(path)
-        out = _validate(path, table, k, has_id, notes)
-    else:
-        out = _read_delimited(path, delimiter, notes)
-    out.meta = _read_sidecar(path, out.n, notes)
-    out.notes = notes
-    for note in notes:
+    with connect() as con:
+        src = open_source(path, con, delimiter=delimiter)
+        cols = (["id"] if src.has_id else []) + ["pred"] + [f"p{c}" for c in range(src.k)] + \
+            (["label"] if src.has_label else [])
+        data = con.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {src.scan} "
+                           "ORDER BY file_idx, file_row").fetchnumpy()
+    n = len(data["pred"])
+    # Column-major: column passes (sums, maxima, one class's probability) are the fast ones.
+    probs = np.empty((n, src.k), dtype=np.float64, order="F")
+    for c in range(src.k):
+        probs[:, c] = np.asarray(data[f"p{c}"], dtype=np.float64)
+    label = np.asarray(data["label"], dtype=np.int64) if src.has_label else None
+    ids = np.asarray(data["id"], dtype=object) if src.has_id else None
+    out = SoftmaxOutputs(probs=probs, pred=np.asarray(data["pred"], dtype=np.int64), label=label, ids=ids,
+                         path=src.path if src.path is not None else Path(src.spec), meta=src.meta,
+                         notes=src.notes)
+    for note in src.notes:
         warnings.warn(note, SoftmaxFormatWarning, stacklevel=2)
     return out
-
-
-def _check_header(path: Path, names: list[str], *, delimiter: str | None) -> tuple[int, bool]:
-    """Validate column names; return (k, has_id). Order must be ``[id,]pred,p0..p{k-1},label``."""
-    if len(names) == 1 and delimiter is not None:
-        for cand, cname in _DELIMITER_NAMES.items():
-            if cand != delimiter and cand in names[0] and "pred" in names[0]:
-                expected = _DELIMITER_NAMES[delimiter]
-                raise InputError(
-                    f"header is {cname}-separated but {expected}-separated values were expected "
-                    f"(`.csv` = comma, `.tsv` = tab): rewrite the file with {expected}s or rename it",
-                    path=path, row=None)
-    stripped = [n.strip() for n in names]
-    has_id = bool(stripped) and stripped[0] == "id"
-    body = stripped[1:] if has_id else stripped
-    pcols = [n for n in body if n.startswith("p") and n[1:].isdigit()]
-    k = len(pcols)
-    if k < 2:
-        raise InputError(
-            f"expected columns `[id,]pred,p0,...,p{{k-1}},label` with k >= 2 probability columns, "
-            f"got {','.join(stripped)!r}", path=path)
-    want = expected_columns(k, with_id=has_id)
-    if stripped != want:
-        missing = [c for c in want if c not in stripped]
-        extra = [c for c in stripped if c not in want]
-        detail = []
-        if missing:
-            detail.append("missing column(s) " + ", ".join(missing))
-        if extra:
-            detail.append("unexpected column(s) " + ", ".join(repr(c) for c in extra))
-        if not detail:
-            detail.append("columns out of order")
-        raise InputError(f"{'; '.join(detail)}: expected header {','.join(want)!r}, got {','.join(stripped)!r}",
-                         path=path)
-    return k, has_id
-
-
-def _sniff_delimiter(header: str) -> str:
-    counts = {d: header.count(d) for d in (",", "\t", ";", "|")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
-
-
-def _read_header_line(path: Path) -> tuple[str, int]:
-    """First line of the file, decoded as UTF-8 without BOM; and its length in bytes (incl. newline)."""
-    with open(path, "rb") as fh:
-        raw = fh.readline(1 << 20)
-    nbytes = len(raw)
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"header is not UTF-8 text ({exc.reason}); expected a CSV/TSV softmax file",
-                         path=path, row=None) from None
-    return text.rstrip("\r\n"), nbytes
-
-
-def _read_delimited(path: Path, delimiter: str | None, notes: list[str]) -> SoftmaxOutputs:
-    """Header checks, then the fast C parser, else Arrow; validated outputs (without sidecar)."""
-    header, header_bytes = _read_header_line(path)
-    if not header.strip():
-        raise InputError("empty header line, expected `pred,p0,...,p{k-1},label`", path=path)
-    if delimiter is None:
-        delimiter = _CSV_EXT.get(path.suffix.lower()) or _sniff_delimiter(header)
-    try:
-        names = next(csv.reader([header], delimiter=delimiter))
-    except csv.Error as exc:  # e.g. old Mac line ends (\r only): the "header" runs on
-        raise InputError(f"cannot read the header line ({exc}): expected `pred,p0,...,p{{k-1}},label` "
-                         "followed by a \\n or \\r\\n line end", path=path) from None
-    k, has_id = _check_header(path, names, delimiter=delimiter)
-    from confdistill.prediction.fast_csv import read_delimited_fast
-
-    fast = read_delimited_fast(path, header_bytes, delimiter, k, has_id, sum_tolerance=SUM_TOLERANCE,
-                               tie_tolerance=ARGMAX_TIE_TOLERANCE)
-    if fast is None:  # not built, or text outside the fast grammar: Arrow (and its diagnostics)
-        table = _read_arrow(path, delimiter, k, has_id)
-        return _validate(path, table, k, has_id, notes)
-    if fast.needs_check:  # some row fails or warns: the numpy checks give the exact message
-        return validate_arrays(fast.probs, fast.pred, fast.label, fast.ids, path=path, notes=notes)
-    # Every row passed the same checks in the parse pass; only ids remain to be checked.
-    _check_unique_ids(fast.ids, len(fast.pred), path)
-    return SoftmaxOutputs(probs=fast.probs, pred=fast.pred, label=fast.label, ids=fast.ids, path=path)
-
-
-def _read_arrow(path: Path, delimiter: str, k: int, has_id: bool) -> Any:
-    """The data rows as an Arrow table with typed columns (InputError naming the row if unparsable)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    cols = expected_columns(k, with_id=has_id)
-    types = {"pred": pa.int64(), "label": pa.int64(), **{f"p{c}": pa.float64() for c in range(k)}}
-    if has_id:
-        types["id"] = pa.string()
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=cols, skip_rows=1, use_threads=True,
-                                           block_size=1 << 22),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            # No null markers: an empty field is an error, not a silent NaN.
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[],
-                                                 strings_can_be_null=False,
-                                                 quoted_strings_can_be_null=False),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
-        _diagnose_delimited(path, delimiter, cols)  # raises InputError naming the row
-        raise InputError(f"cannot parse: {exc}", path=path) from None
-    if table.num_rows == 0:
-        raise InputError("no data rows after the header (empty file)", path=path)
-    return table
-
-
-def _fill(column: Any, out: np.ndarray) -> None:
-    """Copy a null-free fixed-width Arrow ChunkedArray into ``out`` (a (n,) view, possibly strided).
-
-    Reads the chunks' data buffers directly: one copy, straight into the final array, and no
-    ``Array.to_numpy`` (which imports pandas, ~0.7 s).
-    """
-    pos = 0
-    for chunk in column.chunks:
-        m = len(chunk)
-        if m == 0:
-            continue
-        data = np.frombuffer(chunk.buffers()[1], dtype=out.dtype, count=m, offset=chunk.offset * out.itemsize)
-        out[pos:pos + m] = data
-        pos += m
-
-
-def _diagnose_delimited(path: Path, delimiter: str, cols: list[str]) -> None:
-    """Slow pass (only after Arrow failed): raise InputError at the first bad row, if found."""
-    try:
-        _diagnose_rows(path, delimiter, cols)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason}); expected a "
-                         "UTF-8 CSV/TSV softmax file", path=path) from None
-
-
-def _diagnose_rows(path: Path, delimiter: str, cols: list[str]) -> None:
-    ncols = len(cols)
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        next(reader, None)
-        row_no = 0
-        for row in reader:
-            if not row:  # blank lines are skipped by the fast reader too
-                continue
-            row_no += 1
-            where = f"(line {reader.line_num})"
-            if len(row) != ncols:
-                hint = ""
-                if len(row) == 1:
-                    for cand, cname in _DELIMITER_NAMES.items():
-                        if cand != delimiter and cand in row[0]:
-                            hint = f"; the row looks {cname}-separated"
-                            break
-                raise InputError(f"expected {ncols} fields ({','.join(cols)}), got {len(row)} {where}{hint}",
-                                 path=path, row=row_no)
-            for name, value in zip(cols, row, strict=True):
-                if name == "id":
-                    continue
-                text = value.strip()
-                if text == "":
-                    raise InputError(f"missing value in column {name!r} {where}", path=path, row=row_no)
-                try:
-                    if name in ("pred", "label"):
-                        int(text)
-                    else:
-                        float(text)
-                except ValueError:
-                    kind = "an integer class index" if name in ("pred", "label") else "a number"
-                    raise InputError(f"column {name!r}: expected {kind}, got {value!r} {where}",
-                                     path=path, row=row_no) from None
-
-
-class _ParquetColumns:
-    """Reads a Parquet softmax file one column at a time (only one Arrow column in memory at once),
-    checking and casting each to the in-memory type."""
-
-    def __init__(self, path: Path) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.path = path
-        try:
-            self.file = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"not a readable Parquet file ({exc})", path=path) from None
-        self.num_rows = self.file.metadata.num_rows
-
-    def column(self, name: str) -> Any:
-        import pyarrow as pa
-
-        # Single-threaded: decoding is cheap, and Arrow's worker threads cost 2x the CPU time for
-        # no wall-time gain on the 2 shared cores this was measured on.
-        column = self.file.read(columns=[name], use_threads=False).column(0)
-        if column.null_count:
-            row = 1 + next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
-            raise InputError(f"missing value in column {name!r}", path=self.path, row=row)
-        if name == "id":
-            want = pa.string()
-        elif name in ("pred", "label"):
-            if not pa.types.is_integer(column.type):
-                raise InputError(f"column {name!r} must hold integer class indices, got {column.type}",
-                                 path=self.path)
-            want = pa.int64()
-        else:
-            if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-                raise InputError(f"column {name!r} must hold numbers, got {column.type}", path=self.path)
-            want = pa.float64()
-        return column if column.type == want else column.cast(want)
-
-    def drop_columns(self, names: list[str]) -> _ParquetColumns:
-        return self
-
-
-def _read_parquet(path: Path) -> tuple[Any, int, bool]:
-    columns = _ParquetColumns(path)
-    k, has_id = _check_header(path, list(columns.file.schema_arrow.names), delimiter=None)
-    if columns.num_rows == 0:
-        raise InputError("no data rows (empty file)", path=path)
-    return columns, k, has_id
 
 
 def row_sum(probs: np.ndarray) -> np.ndarray:
@@ -390,29 +147,6 @@ def take_class(probs: np.ndarray, cls: np.ndarray) -> np.ndarray:
 def _first(mask: np.ndarray) -> int:
     """1-based row number of the first True in a (n,) mask."""
     return int(np.argmax(mask)) + 1
-
-
-def _validate(path: Path, table: Any, k: int, has_id: bool, notes: list[str]) -> SoftmaxOutputs:
-    """Arrow table (or :class:`_ParquetColumns`) with typed columns → validated SoftmaxOutputs;
-    each Arrow column is dropped once copied."""
-    n = table.num_rows
-    # Column-major: each pK column is one contiguous copy from Arrow, and column passes are fast.
-    probs = np.empty((n, k), dtype=np.float64, order="F")
-    for c in range(k):
-        _fill(table.column(f"p{c}"), probs[:, c])
-        table = table.drop_columns([f"p{c}"])
-    pred = np.empty(n, dtype=np.int64)
-    _fill(table.column("pred"), pred)
-    label = np.empty(n, dtype=np.int64)
-    _fill(table.column("label"), label)
-    ids = np.asarray(table.column("id").to_pylist(), dtype=object) if has_id else None
-    del table
-    import pyarrow as pa
-
-    # Arrow's allocator keeps freed blocks for reuse; hand them back so that the parsed text's
-    # buffers do not stay in the process's resident memory next to the numpy arrays.
-    pa.default_memory_pool().release_unused()
-    return validate_arrays(probs, pred, label, ids, path=path, notes=notes)
 
 
 def validate_arrays(
@@ -485,22 +219,6 @@ def _check_unique_ids(ids: np.ndarray | None, n: int, path: Path | None) -> None
         raise InputError(f"duplicate id {ids[dup]!r} (ids must be unique)", path=path, row=dup + 1)
 
 
-def _read_sidecar(path: Path, n: int, notes: list[str]) -> dict[str, Any]:
-    side = sidecar_path(path)
-    if not side.exists():
-        return {}
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"sidecar is not valid JSON ({exc})", path=side) from None
-    if not isinstance(meta, dict):
-        raise InputError("sidecar must hold a JSON object", path=side)
-    if "n_rows" in meta and meta["n_rows"] != n:
-        notes.append(f"{side}: n_rows {meta['n_rows']} in the sidecar but {n} rows in the file "
-                     "(sidecar out of date?)")
-    return meta
-
-
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
@@ -561,14 +279,14 @@ def write_softmax(
     table = pa.table(data)
     suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
-        if suffix in _PARQUET_EXT:
+        if suffix in PARQUET_EXT:
             import pyarrow.parquet as pq
 
             pq.write_table(table, tmp, **parquet_options(k))
-        elif suffix in _CSV_EXT:
+        elif suffix in CSV_EXT:
             import pyarrow.csv as pacsv
 
-            delim = _CSV_EXT[suffix]
+            delim = CSV_EXT[suffix]
             with open(tmp, "wb") as fh:
                 # Header written by hand: Arrow would quote the column names.
                 fh.write((delim.join(table.column_names) + "\n").encode())

@@ -1,36 +1,33 @@
-"""Confidence preservation φ_cnf and the κ bound (numpy/scipy only: importing this never imports torch).
+"""Can the student replace the teacher? φ_cnf, decisions, calibration (numpy/duckdb: importing this never imports torch).
 
     >>> from confdistill.properties import analyze_files
     >>> result = analyze_files("teacher/eval_results.csv", "student/eval_results.csv", kappa=0.05)
-    >>> result.sigma, result.verdict, result.to_dict()["sigma_ci95"]
+    >>> result.sigma, result.verdict, result.verdict_95, result.to_dict()["flips"]
 """
 
-from confdistill.properties.bound import KappaResolution, gamma_factor, kappa_bound, resolve_kappa, verdict
-from confdistill.properties.confidence import (
-    PairAnalysis,
-    align_pair,
-    analyze_files,
-    analyze_pair,
+from confdistill.properties.bound import gamma_factor, kappa_bound
+from confdistill.properties.confidence import PairAnalysis, analyze_files, analyze_pair, infer_split
+from confdistill.properties.sigma_stats import (
     bootstrap_sigma_ci,
-    infer_split,
     normality_test,
     population_sigma,
     wasserstein,
 )
+from confdistill.properties.verdict import BoundInputs, Judgement, judge, read_run_json
 
 __all__ = [
-    "KappaResolution",
+    "BoundInputs",
+    "Judgement",
     "PairAnalysis",
-    "align_pair",
     "analyze_files",
     "analyze_pair",
     "bootstrap_sigma_ci",
     "gamma_factor",
     "infer_split",
+    "judge",
     "kappa_bound",
     "normality_test",
     "population_sigma",
-    "resolve_kappa",
-    "verdict",
+    "read_run_json",
     "wasserstein",
 ]

@@ -8,12 +8,15 @@ the train split, eval mode, final student), for the n_b train rows both models c
 
 (std ≤ RMS; |Δp0| ≤ T·|Δq0^T| for T ≥ 1; Pinsker |Δq| ≤ TV ≤ sqrt(KL/2); CE ≥ 0). When n_b is
 unknown the paper's form γ = T is used, which is implied by the above whenever n_b ≥ N/2.
+
+This module is the arithmetic only. Whether σ is judged against a tolerance or checked against
+κ_β (and which γ applies to which rows) is decided in one place, :mod:`.verdict`: the bound is
+a consistency check of β, never a verdict, because it cannot fail when β is measured right.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from confdistill.errors import InputError
 
@@ -65,86 +68,4 @@ def kappa_bound(
     return gamma * math.sqrt(beta / (n_train * (1.0 - alpha)))
 
 
-@dataclass
-class KappaResolution:
-    """Which κ an analysis uses and where it came from (all fields go into the JSON)."""
-
-    kappa: float | None
-    kappa_source: str | None        # "user" (--kappa), "beta" (derived), None (unknown)
-    kappa_note: str | None          # caveats, e.g. "heuristic (k>2, T>1)"
-    kappa_from_beta: float | None   # the β-derived bound, also when --kappa took precedence
-    beta: float | None              # total β used (β_mean·N when given as a mean)
-    n_train: int | None
-    gamma: float | None
-    alpha: float
-    temperature: float
-
-
-def resolve_kappa(
-    *,
-    kappa: float | None,
-    beta: float | None,
-    beta_mean: float | None,
-    alpha: float,
-    temperature: float,
-    n_train: int | None,
-    n_rows: int,
-    n_both: int,
-    k: int,
-    split: str | None,
-) -> KappaResolution:
-    """Decide κ for one analysed pair (user tolerance takes precedence over the β-derived bound).
-
-    ``split`` is the analysed split ("train", "eval" or None = unknown, treated as train).
-    ``n_rows``/``n_both`` are the analysed file's row count and both-correct count: they are N and
-    n_b only when the analysed split is the full train split.
-    """
-    notes: list[str] = []
-    if kappa is not None and (not math.isfinite(kappa) or kappa < 0):
-        raise InputError(f"--kappa: expected a tolerance >= 0, got {kappa!r}")
-    if beta is not None and beta_mean is not None:
-        raise InputError("give either --beta (total over the train split) or --beta-mean, not both")
-    kappa_beta = gamma = beta_total = None
-    n_used: int | None = n_train
-    if beta is not None or beta_mean is not None:
-        if split not in (None, "train") and n_train is None:
-            raise InputError(
-                f"--n-train is required with --beta/--beta-mean when the analysed split is {split!r}: "
-                "β is a total over the train split, so N cannot be taken from these files")
-        n_used = int(n_train) if n_train is not None else n_rows
-        _check_common(n_used, alpha, temperature)
-        if beta_mean is not None:
-            if not math.isfinite(beta_mean) or beta_mean < 0:
-                raise InputError(f"--beta-mean: expected a mean loss >= 0, got {beta_mean!r}")
-            beta_total = float(beta_mean) * n_used
-        else:
-            beta_total = float(beta)  # type: ignore[arg-type]
-        # n_b is only known when the analysed rows ARE the train split that β was summed over.
-        nb = n_both if split in (None, "train") and n_used == n_rows and n_both > 0 else None
-        if nb is None:
-            notes.append("γ = T (paper's form; n_both of the train split unknown, valid when n_b >= N/2)")
-        gamma = gamma_factor(n_used, temperature=temperature, n_both=nb)
-        kappa_beta = kappa_bound(beta_total, n_used, alpha=alpha, temperature=temperature, n_both=nb)
-        if k > 2 and temperature > 1:
-            notes.append("heuristic (k>2, T>1)")
-    if kappa is not None:
-        value, source = float(kappa), "user"
-        if kappa_beta is not None:
-            notes.append(f"--kappa takes precedence over the β-derived bound {kappa_beta:.6g}")
-    elif kappa_beta is not None:
-        value, source = kappa_beta, "beta"
-    else:
-        value, source = None, None
-    return KappaResolution(
-        kappa=value, kappa_source=source, kappa_note="; ".join(notes) or None, kappa_from_beta=kappa_beta,
-        beta=beta_total, n_train=n_used, gamma=gamma, alpha=float(alpha), temperature=float(temperature))
-
-
-def verdict(sigma: float, kappa: float | None) -> str:
-    """φ_cnf verdict: "holds" when σ ≤ κ, "fails" when σ > κ, "no verdict" when κ is unknown."""
-    if kappa is None:
-        return "no verdict"
-    return "holds" if sigma <= kappa else "fails"
-
-
-__all__ = ["KappaResolution", "gamma_factor", "kappa_bound", "resolve_kappa", "verdict"]
+__all__ = ["gamma_factor", "kappa_bound"]

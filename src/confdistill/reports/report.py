@@ -1,42 +1,110 @@
 """The experiment report: ``results.json`` (the data), ``report.md`` and a self-contained ``report.html``.
 
-- ``results.json``: the RQ1 table's rows (task × student: teacher and student accuracy on train and
-  dev, σ(train), σ(dev), κ and its source, verdict φ_cnf, plus the full analyses and the
-  prediction files they came from), and per task the footprint of every model (parameters, bytes
-  on disk, CPU latency per example at each batch size, speed-up over the teacher).
-- ``report.md``: the same tables in Markdown, figures linked from ``figures/`` next to it.
-- ``report.html``: one file that opens offline: inline CSS, figures embedded as base64 PNG data
-  URIs, no JavaScript.
+The report answers the question first: per student, "can it replace the teacher?" (φ_cnf against
+the user's tolerance with its 95% verdict, accuracy change, decision flips at the operating
+thresholds, ECE change, the footprint gain, and the β bound as a check of the measurement), then
+the plots, then the inputs that moved (:mod:`confdistill.reports.answer`).
 
-Figures: per task × student the confidence plot and the Δconf distribution
-(:mod:`confdistill.reports.plots`), and per task the training-loss curves of the teacher's
-fine-tuning and of every distillation stage (from each run's ``metrics.jsonl``).
+- ``results.json``: one row per task × student (the answer's figures, plus the full train and dev
+  analyses), per task the footprint of every model, the training logs, the provenance (version,
+  date, command, hashes of the prediction files and of the data files their sidecars name) and the
+  figures. Schema: docs/formats.md, "Experiment results (results.json)".
+- ``report.md`` (:mod:`confdistill.reports.markdown`) and ``report.html``
+  (:mod:`confdistill.reports.html`: inline CSS, base64 PNGs, no scripts, readable at 420 px).
+
+Every figure is drawn from the analyses' JSON summaries (:mod:`confdistill.reports.plots`), so the
+report never rereads the prediction files (cheap at any size, and reproducible from results.json).
 """
 
 from __future__ import annotations
 
-import base64
-import html
+import datetime as _dt
+import hashlib
 import json
-import math
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from confdistill.io import atomic_path, atomic_write, write_json
+from confdistill.io import atomic_write, write_json
+from confdistill.reports.answer import combined_verdict
+from confdistill.reports.plots import read_losses  # noqa: F401  (re-exported: was defined here)
 
 if TYPE_CHECKING:
     from confdistill.experiments.config import ExperimentConfig
 
-VERDICT_TEXT = {"holds": "holds", "fails": "fails", "no verdict": "no verdict"}
+#: ``results.json`` schema tag (docs/formats.md).
+SCHEMA = "confdistill-results/2"
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def collect_results(cfg: ExperimentConfig) -> dict[str, Any]:
-    """Gather the finished experiment's analyses, footprints and training logs into plain data.
+def student_row(task: str, glue_task: str, student: str, train: dict[str, Any], dev: dict[str, Any],
+                files: dict[str, str]) -> dict[str, Any]:
+    """One ``results.json`` row from a student's train and dev analyses (``PairAnalysis.to_dict()``)."""
+    t_acc, s_acc = dev.get("teacher_accuracy"), dev.get("student_accuracy")
+    cal = dev.get("calibration") or {}
+    ece = {m: (cal.get(m) or {}).get("ece") for m in ("teacher", "student", "delta")}
+    notes = [*(train.get("judgement_notes") or []), *(dev.get("judgement_notes") or [])]
+    warnings = [*(train.get("warnings") or []), *(dev.get("warnings") or [])]
+    return {
+        "task": task,
+        "glue_task": glue_task,
+        "student": student,
+        "answer": combined_verdict(train.get("verdict_95"), dev.get("verdict_95")),
+        "labelled": bool(dev.get("labelled", t_acc is not None)),
+        "set": dev.get("set"),
+        "delta_kind": dev.get("delta_kind"),
+        "teacher_accuracy_train": train.get("teacher_accuracy"),
+        "teacher_accuracy_dev": t_acc,
+        "student_accuracy_train": train.get("student_accuracy"),
+        "student_accuracy_dev": s_acc,
+        "accuracy_change_dev": None if t_acc is None or s_acc is None else s_acc - t_acc,
+        "agreement_dev": dev.get("agreement"),
+        "sigma_train": train.get("sigma"),
+        "sigma_dev": dev.get("sigma"),
+        "sigma_ci95_train": train.get("sigma_ci95"),
+        "sigma_ci95_dev": dev.get("sigma_ci95"),
+        "sigma_one_sided95_train": train.get("sigma_one_sided95"),
+        "sigma_one_sided95_dev": dev.get("sigma_one_sided95"),
+        "kappa": train.get("kappa"),
+        "kappa_source": train.get("kappa_source"),
+        "verdict": train.get("verdict"),
+        "verdict_95": train.get("verdict_95"),
+        "verdict_dev": dev.get("verdict"),
+        "verdict_95_dev": dev.get("verdict_95"),
+        # The bound is about σ over X_train: the train analysis' check is the one that means anything.
+        "bound": {"check": train.get("bound_check"), "kappa_beta": train.get("kappa_from_beta"),
+                  "beta": train.get("beta"), "n_train": train.get("n_train"), "gamma": train.get("gamma"),
+                  "alpha": train.get("alpha"), "temperature": train.get("temperature")},
+        "flips_dev": dev.get("flips") or {},
+        "ece_teacher_dev": ece["teacher"],
+        "ece_student_dev": ece["student"],
+        "ece_change_dev": ece["delta"],
+        "ece_change_ci95_dev": ((cal.get("ci95") or {}).get("delta") or {}).get("ece"),
+        "n_rows_train": train.get("n"),
+        "n_set_train": train.get("n_set", train.get("n_both")),
+        "n_both_train": train.get("n_both"),
+        "n_rows_dev": dev.get("n"),
+        "n_set_dev": dev.get("n_set", dev.get("n_both")),
+        "n_both_dev": dev.get("n_both"),
+        "notes": list(dict.fromkeys(notes)),
+        "warnings": list(dict.fromkeys(warnings)),
+        "files": files,
+        "analysis": {"train": train, "dev": dev},
+    }
 
-    Paths in the result are relative to ``cfg.output_dir`` so the folder can be moved or shared.
+
+def collect_results(cfg: ExperimentConfig, *, command: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Gather the finished experiment's analyses, footprints, training logs and provenance.
+
+    Reads ``OUT/<task>/<student>/analysis.json`` (``{"train": …, "dev": …}``, each a
+    ``PairAnalysis.to_dict()``), ``OUT/<task>/footprint/<model>.json`` and the runs'
+    ``metrics.jsonl``. ``command``: the command line to record (default: this process' own when
+    it is the ``confdistill`` command). Paths are relative to ``cfg.output_dir``.
     """
     from confdistill.experiments.runner import TaskPaths, prediction_files
 
@@ -51,31 +119,9 @@ def collect_results(cfg: ExperimentConfig) -> dict[str, Any]:
             training[task.key]["teacher"] = {"finetune": _rel(paths.teacher / "metrics.jsonl", out)}
         for s in task.students:
             analysis = json.loads((paths.student(s.name) / "analysis.json").read_text())
-            train, dev = analysis["train"], analysis["dev"]
             files = {f"{m}_{role}": _rel(prediction_files(out, task.key, name, role)[0], out)
                      for m, name in (("teacher", "teacher"), ("student", s.name)) for role in ("train", "dev")}
-            rows.append({
-                "task": task.key,
-                "glue_task": task.task,
-                "student": s.name,
-                "teacher_accuracy_train": train["teacher_accuracy"],
-                "teacher_accuracy_dev": dev["teacher_accuracy"],
-                "student_accuracy_train": train["student_accuracy"],
-                "student_accuracy_dev": dev["student_accuracy"],
-                "sigma_train": train["sigma"],
-                "sigma_dev": dev["sigma"],
-                "kappa": train["kappa"],
-                "kappa_source": analysis.get("kappa_source"),
-                "verdict": train["verdict"],
-                "verdict_dev": dev["verdict"],
-                "beta": analysis.get("beta"),
-                "n_train": train["n"],
-                "n_both_train": train["n_both"],
-                "n_dev": dev["n"],
-                "n_both_dev": dev["n_both"],
-                "files": files,
-                "analysis": {"train": train, "dev": dev},
-            })
+            rows.append(student_row(task.key, task.task, s.name, analysis["train"], analysis["dev"], files))
             training[task.key][s.name] = {
                 st: _rel(paths.student(s.name) / st / "metrics.jsonl", out) for st in s.stages
             }
@@ -91,7 +137,62 @@ def collect_results(cfg: ExperimentConfig) -> dict[str, Any]:
                     fp["speedup"] = {b: teacher["latency_ms"][b] / fp["latency_ms"][b]
                                      for b in fp["latency_ms"] if b in teacher["latency_ms"]}
             footprint[task.key] = fps
-    return {"experiment": cfg.name, "rows": rows, "footprint": footprint, "training": training}
+    files = list(dict.fromkeys(v for r in rows for v in r["files"].values()))
+    return {"schema": SCHEMA, "experiment": cfg.name, "provenance": provenance(out, files, command=command),
+            "rows": rows, "footprint": footprint, "training": training}
+
+
+def provenance(out: Path, files: Sequence[str], *, command: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """Version, date, command line and, per prediction file, its SHA-256 and its sidecar's data hash."""
+    from confdistill import __version__
+
+    if command is None:
+        command = _own_command()
+    elif not isinstance(command, str):
+        command = shlex.join(command)
+    config = out / "experiment.json"
+    return {
+        "confdistill_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "python": platform.python_version(),
+        "experiment_json_sha256": _sha256(config) if config.is_file() else None,
+        "files": [_file_entry(out, f) for f in files],
+    }
+
+
+def _own_command() -> str | None:
+    """This process' command line when it is ``confdistill …`` (not, e.g., a test runner)."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    name = Path(argv0).name
+    if name.startswith("confdistill") or (name == "__main__.py" and "confdistill" in argv0):
+        return shlex.join(["confdistill", *sys.argv[1:]])
+    return None
+
+
+def _file_entry(out: Path, rel: str) -> dict[str, Any]:
+    path = out / rel
+    # The sidecar is <file>.meta.json (docs/formats.md, "Sidecar"): read here as plain JSON.
+    side = path.with_name(path.name + ".meta.json")
+    meta: dict[str, Any] = {}
+    if side.is_file():
+        try:
+            loaded = json.loads(side.read_text())
+            meta = loaded if isinstance(loaded, dict) else {}
+        except (json.JSONDecodeError, OSError):
+            meta = {}
+    return {"path": rel, "sha256": _sha256(path) if path.is_file() else None,
+            "bytes": path.stat().st_size if path.is_file() else None,
+            "model": meta.get("model"), "split": meta.get("split"), "n_rows": meta.get("n_rows"),
+            "data_file": meta.get("data_file"), "data_sha256": meta.get("data_sha256")}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _rel(p: Path, out: Path) -> str:
@@ -104,326 +205,87 @@ def _rel(p: Path, out: Path) -> str:
 # ----------------------------------------------------------------------------- figures
 
 
-def make_figures(results: dict[str, Any], out: Path) -> list[dict[str, str]]:
-    """Write the report's PNGs under ``out/figures``; returns ``[{"path", "title", "section"}]``.
+def make_figures(results: dict[str, Any], out: Path) -> list[dict[str, Any]]:
+    """Write the report's PNGs under ``out/figures``, drawn from the analyses' summaries.
 
-    - summary: σ(train) and σ(dev) per task and student with bootstrap CIs and κ
-      (:func:`~confdistill.reports.plots.plot_sigma_summary`);
-    - confidence: teacher vs student confidence on the both-correct rows, train and dev panels;
-    - delta: the Δconf distribution with ±σ and ±κ (:func:`~confdistill.reports.plots.plot_delta_histogram`);
-    - calibration: reliability diagram of the teacher and every student on dev, per task;
-    - training: loss curves of every training run of a task.
+    Returns ``[{"path", "title", "section", "key", "wide"}]`` (``wide``: spans the page): ``key`` is ``"<task>/<student>"`` for a
+    student's figures (confidence on train and dev, Δconf on train and dev, reliability on dev when labelled,
+    decision flips on dev), null for the summary (σ per task and student) and the training-loss
+    figure of each task (one panel per stage).
     """
-    from confdistill.prediction.softmax_file import read_softmax
-    from confdistill.properties import analyze_pair
     from confdistill.reports import plots
 
     fig_dir = out / "figures"
-    figures: list[dict[str, str]] = []
+    figures: list[dict[str, Any]] = []
 
-    def add(path: Path, title: str, section: str) -> None:
-        figures.append({"path": _rel(path, out), "title": title, "section": section})
+    def add(path: Path, title: str, section: str, key: str | None = None, wide: bool = False) -> None:
+        figures.append({"path": _rel(path, out), "title": title, "section": section, "key": key, "wide": wide})
 
     entries = [
-        {"group": r["task"], "series": f"{r['student']} {role}", "sigma": r["analysis"][role]["sigma"],
-         "ci": r["analysis"][role].get("sigma_ci95"), "kappa": r["kappa"]}
-        for r in results["rows"] for role in ("train", "dev")
+        {"group": r["task"], "series": f"{r['student']} {role}", "sigma": r[f"sigma_{role}"],
+         "ci": r.get(f"sigma_ci95_{role}"), "kappa": r["kappa"]}
+        for r in results["rows"] for role in ("train", "dev") if r.get(f"sigma_{role}") is not None
     ]
     if entries:
         path = plots.plot_sigma_summary(entries, fig_dir / "sigma_summary.png",
-                                        title="σ of Δconf per task and student (black: κ)")
-        add(path, "σ(train), σ(dev) with 95% bootstrap intervals, and κ", "summary")
+                                        title="σ of Δconf per task and student (black: tolerance κ)")
+        add(path, "σ(train), σ(dev) with 95% bootstrap intervals, and the tolerance κ", "summary")
 
-    calibration: dict[str, dict[str, tuple[Any, Any]]] = {}
     for row in results["rows"]:
-        files = {k: read_softmax(out / v) for k, v in row["files"].items()}
+        key = f"{row['task']}/{row['student']}"
         stem = f"{row['task']}_{row['student']}"
-        pairs = {}
-        for role in ("train", "dev"):
-            recorded = row["analysis"][role]
-            # Recomputed from the files (cheap without bootstrap) for the per-row arrays.
-            pairs[role] = analyze_pair(files[f"teacher_{role}"], files[f"student_{role}"], n_bootstrap=0,
-                                       delta=recorded.get("delta_kind") or "auto")
-        conf = fig_dir / f"{stem}_confidence.png"
-        plot_confidence_pair(pairs, conf, title=f"{row['task']} · teacher vs {row['student']}")
-        add(conf, f"Confidence, {row['task']} · teacher vs {row['student']} (both-correct rows)", "confidence")
-        for role in ("train", "dev"):
-            a = pairs[role]
-            path = plots.plot_delta_histogram(
-                a.delta, fig_dir / f"{stem}_{role}_delta.png", sigma=a.sigma, mean=a.mean_delta,
-                kappa=row["kappa"], title=f"{row['task']} · {row['student']} · {role}: Δconf")
-            add(path, f"Δconf, {row['task']} · {row['student']} · {role}", "delta")
-        cal = calibration.setdefault(row["task"], {})
-        cal.setdefault("teacher", (pairs["dev"].teacher_maxprob, pairs["dev"].teacher_correct))
-        cal[row["student"]] = (pairs["dev"].student_maxprob, pairs["dev"].student_correct)
-    for task, curves in calibration.items():
-        path = plots.plot_reliability(curves, fig_dir / f"{task}_reliability.png",
-                                      title=f"{task}: reliability on dev")
-        add(path, f"Reliability on dev, {task}", "calibration")
+        name = f"{row['task']} · {row['student']}"
+        splits = row["analysis"]
+        rows_word = plots.SET_WORDS.get(str(row.get("set")), "set rows")
+        for role, a in splits.items():
+            # One image per split (not one two-panel image): they sit side by side on a wide screen
+            # and stack at full width on a phone.
+            path = plots.plot_confidence_density(
+                {"teacher": a["histograms"]["teacher_conf"], "student": a["histograms"]["student_conf"]},
+                fig_dir / f"{stem}_{role}_confidence.png", delta_kind=row.get("delta_kind"),
+                title=f"{name} · {role}: confidence ({rows_word}, σ = {a['sigma']:.4f})")
+            add(path, f"Confidence of teacher and student on {role}, {name} ({rows_word})", "confidence", key)
+        for role, a in splits.items():
+            path = plots.plot_delta_conf(a["histograms"]["delta"], fig_dir / f"{stem}_{role}_delta.png",
+                                         sigma=a.get("sigma"), mean=a.get("mean_delta"), tolerance=row["kappa"],
+                                         title=f"{name} · {role}: Δconf = teacher − student")
+            add(path, f"Δconf on {role}, {name}", "delta", key)
+        dev = splits["dev"]
+        if dev.get("reliability"):
+            cal = dev.get("calibration") or {}
+            ece = {m: (cal.get(m) or {}).get("ece") for m in ("teacher", "student")}
+            path = plots.plot_reliability_bins(dev["reliability"], fig_dir / f"{stem}_reliability.png",
+                                               title=f"{name}: reliability on dev (all rows)", ece=ece)
+            add(path, f"Reliability on dev, {name}", "calibration", key)
+        if dev.get("flip_curve"):
+            path = plots.plot_flip_curve(dev["flip_curve"], fig_dir / f"{stem}_flips.png", flips=dev.get("flips"),
+                                         title=f"{name}: decision flips on dev (all rows)")
+            add(path, f"Decision flips over τ on dev, {name}", "decisions", key)
+
     for task, models in results["training"].items():
-        curves = {f"{model} {stage}": out / path for model, stages in models.items()
-                  for stage, path in stages.items() if (out / path).is_file()}
-        if curves:
-            loss = fig_dir / f"{task}_training_loss.png"
-            plot_loss_curves(curves, loss, title=f"{task}: training loss")
-            add(loss, f"Training loss, {task}", "training")
+        stages: dict[str, dict[str, Path]] = {}
+        for model, runs in models.items():
+            for stage, rel in runs.items():
+                if (out / rel).is_file():
+                    stages.setdefault(stage, {})[model] = out / rel
+        if stages:
+            path = plots.plot_stage_losses(stages, fig_dir / f"{task}_training_loss.png",
+                                           title=f"{task}: training loss per stage")
+            add(path, f"Training loss, {task} (one panel per stage)", "training", wide=True)
     return figures
 
 
-def plot_confidence_pair(pairs: dict[str, Any], out: Path, *, title: str) -> Path:
-    """Teacher and student confidence distributions overlaid, one panel per split.
-
-    ``pairs``: split -> PairAnalysis; plotted are its ``teacher_conf`` / ``student_conf`` (n_both,),
-    the confidences whose difference is Δconf.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs), 3.6), squeeze=False)
-    bins = np.linspace(0.0, 1.0, 21)
-    for ax, (role, a) in zip(axes.flat, pairs.items(), strict=True):
-        label = "p0" if a.delta_kind == "p0" else "p(gold label)"
-        ax.hist(a.teacher_conf, bins=bins, density=True, alpha=0.55, color="tab:blue", label="teacher")
-        ax.hist(a.student_conf, bins=bins, density=True, histtype="step", lw=1.8, color="tab:orange",
-                label="student")
-        ax.set_xlim(0, 1)
-        ax.set_xlabel(f"confidence ({label})")
-        ax.set_ylabel("density")
-        ax.set_title(f"{role} (n_both = {a.n_both}, σ = {a.sigma:.4f})", fontsize=10)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return out
-
-
-def read_losses(metrics_jsonl: Path) -> tuple[list[float], list[float]]:
-    """(global step, training loss) pairs from a run's ``metrics.jsonl`` (rows with a ``loss``)."""
-    steps: list[float] = []
-    losses: list[float] = []
-    for line in metrics_jsonl.read_text().splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        loss = rec.get("loss", rec.get("train_loss"))
-        if isinstance(loss, int | float) and math.isfinite(loss) and rec.get("split", "train") == "train":
-            steps.append(float(rec.get("step", rec.get("global_step", len(steps)))))
-            losses.append(float(loss))
-    return steps, losses
-
-
-def plot_loss_curves(curves: dict[str, Path], out: Path, *, title: str) -> Path:
-    """Every run's training loss on one log-scale axes, x = fraction of the run's steps.
-
-    Runs have different lengths and losses on different scales (stage-1 MSE, stage-2 soft CE,
-    fine-tuning CE): a shared progress axis and a log y-axis keep them readable on one plot.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    positive = True
-    for label, path in curves.items():
-        steps, losses = read_losses(path)
-        if not losses:
-            continue
-        last = max(steps) or 1.0
-        ax.plot([x / last for x in steps], losses, lw=1.2, label=label)
-        positive = positive and min(losses) > 0
-    if positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("fraction of the run's training steps")
-    ax.set_ylabel("training loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return out
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "–"
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def rq1_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and formatted cells of the RQ1 table."""
-    header = ["task", "student", "teacher acc train", "teacher acc dev", "student acc train",
-              "student acc dev", "σ(train)", "σ(dev)", "κ", "φ_cnf (train)", "φ_cnf (dev)"]
-    cells = []
-    for r in results["rows"]:
-        kappa = _fmt(r["kappa"]) + (" (user)" if r.get("kappa_source") == "user" else "")
-        cells.append([r["task"], r["student"], _pct(r["teacher_accuracy_train"]), _pct(r["teacher_accuracy_dev"]),
-                      _pct(r["student_accuracy_train"]), _pct(r["student_accuracy_dev"]), _fmt(r["sigma_train"]),
-                      _fmt(r["sigma_dev"]), kappa, VERDICT_TEXT.get(r["verdict"], str(r["verdict"])),
-                      VERDICT_TEXT.get(r["verdict_dev"], str(r["verdict_dev"]))])
-    return header, cells
-
-
-def footprint_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the "what distillation bought" table."""
-    batch_sizes: list[str] = []
-    for fps in results["footprint"].values():
-        for fp in fps.values():
-            batch_sizes += [b for b in fp["latency_ms"] if b not in batch_sizes]
-    header = ["task", "model", "parameters", "size on disk (MB)",
-              *[f"ms/example @ batch {b}" for b in batch_sizes], *[f"speed-up @ {b}" for b in batch_sizes]]
-    cells = []
-    for task, fps in results["footprint"].items():
-        for model, fp in fps.items():
-            ratio = fp.get("parameter_ratio")
-            params = f"{fp['parameters'] / 1e6:.2f} M" + ("" if model == "teacher" or not ratio else f" (÷{ratio:.1f})")
-            cells.append([task, model, params, f"{fp['size_bytes'] / 1e6:.1f}",
-                          *[_fmt(fp["latency_ms"].get(b), 2) for b in batch_sizes],
-                          *[(f"{fp['speedup'][b]:.2f}×" if b in fp.get("speedup", {}) else "–") for b in batch_sizes]])
-    return header, cells
-
-
-def _md_table(header: list[str], cells: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-    return "\n".join(lines)
-
-
-def _html_table(header: list[str], cells: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="{_cell_class(c)}">{html.escape(c)}</td>' for c in row) + "</tr>"
-        for row in cells
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cell_class(text: str) -> str:
-    return {"holds": "ok", "fails": "bad", "no verdict": "na"}.get(text, "")
-
-
-def _footprint_sentence(results: dict[str, Any]) -> str:
-    parts = []
-    for task, fps in results["footprint"].items():
-        for model, fp in fps.items():
-            if model == "teacher" or "speedup" not in fp:
-                continue
-            sp = ", ".join(f"{v:.1f}× at batch {b}" for b, v in fp["speedup"].items())
-            parts.append(f"{task} {model}: {fp.get('parameter_ratio', 0):.1f}× fewer parameters, {sp}")
-    return "; ".join(parts)
-
-
-INTRO = (
-    "φ_cnf holds for a student when σ(train), the population standard deviation of "
-    "Δconf(x) = p0_teacher(x) − p0_student(x) over the train inputs both models classify correctly, is at "
-    "most κ. κ is the bound γ·sqrt(β / (N·(1−α))) from the prediction-layer distillation loss β (total over "
-    "the train split, from the stage-2 run.json) unless a tolerance was given; σ(dev) is judged against the "
-    "same κ."
-)
-
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
- color:#222;line-height:1.45;padding:0 1rem}
-h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}
-td:first-child,td:nth-child(2){text-align:left}
-td.ok{background:#e3f4e3;color:#135d13;font-weight:600}td.bad{background:#fbe3e3;color:#8a1414;font-weight:600}
-td.na{color:#777}
-.figs{display:flex;flex-wrap:wrap;gap:1rem}figure{margin:0;max-width:100%}
-figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.85rem;color:#555}
-code{background:#f5f5f5;padding:0 .2rem}.note{color:#555;font-size:.9rem}
-"""
-
-SECTIONS = [("summary", "σ against κ"), ("confidence", "Confidence: teacher vs student"),
-            ("delta", "Δconf distributions"), ("calibration", "Calibration"),
-            ("training", "Training-loss curves")]
-
-
-def render_markdown(results: dict[str, Any], figures: list[dict[str, str]]) -> str:
-    """report.md: tables and figure links relative to the report's folder."""
-    h1, c1 = rq1_table(results)
-    parts = [f"# confdistill report: {results['experiment']}", "", INTRO, "", "## RQ1: is confidence preserved?",
-             "", _md_table(h1, c1), ""]
-    if results["footprint"]:
-        h2, c2 = footprint_table(results)
-        parts += ["## What distillation bought", "", _md_table(h2, c2), "",
-                  f"CPU latency: median of timed forward passes after warm-up, fixed-length inputs "
-                  f"({_seq_len(results)} tokens), {_threads(results)} thread(s), per example.", ""]
-    for section, title in SECTIONS:
-        figs = [f for f in figures if f["section"] == section]
-        if figs:
-            parts += [f"## {title}", ""] + [f"![{f['title']}]({f['path']})" for f in figs] + [""]
-    parts += ["## Files", "", "Prediction files analysed (`pred,p0..,label`, one row per example, file order):", ""]
-    for r in results["rows"]:
-        parts.append(f"- {r['task']} / {r['student']}: " + ", ".join(f"`{v}`" for v in r["files"].values()))
-    parts += ["", "`results.json` holds every number above as data.", ""]
-    return "\n".join(parts)
-
-
-def render_html(results: dict[str, Any], figures: list[dict[str, str]], out: Path) -> str:
-    """report.html: one self-contained page (inline CSS, base64 PNGs, no scripts)."""
-    h1, c1 = rq1_table(results)
-    title = f"confdistill report: {html.escape(results['experiment'])}"
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>",
-             f"<style>{CSS}</style></head><body>", f"<h1>{title}</h1>", f"<p>{html.escape(INTRO)}</p>",
-             "<h2>RQ1: is confidence preserved?</h2>", _html_table(h1, c1)]
-    if results["footprint"]:
-        h2, c2 = footprint_table(results)
-        parts += ["<h2>What distillation bought</h2>", _html_table(h2, c2),
-                  f"<p class=\"note\">{html.escape(_footprint_sentence(results))}. CPU latency: median of timed "
-                  f"forward passes after warm-up, fixed-length inputs ({_seq_len(results)} tokens), "
-                  f"{_threads(results)} thread(s), per example.</p>"]
-    for section, sec_title in SECTIONS:
-        figs = [f for f in figures if f["section"] == section]
-        if not figs:
-            continue
-        parts += [f"<h2>{html.escape(sec_title)}</h2>", '<div class="figs">']
-        for f in figs:
-            data = base64.b64encode((out / f["path"]).read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{html.escape(f["title"])}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{html.escape(f['title'])}</figcaption></figure>")
-        parts.append("</div>")
-    parts += ["<h2>Files</h2><ul>"]
-    for r in results["rows"]:
-        parts.append(f"<li>{html.escape(r['task'])} / {html.escape(r['student'])}: "
-                     + ", ".join(f"<code>{html.escape(v)}</code>" for v in r["files"].values()) + "</li>")
-    parts += ["</ul><p><code>results.json</code> holds every number above as data.</p></body></html>"]
-    return "\n".join(parts)
-
-
-def _seq_len(results: dict[str, Any]) -> str:
-    vals = {fp.get("seq_len") for fps in results["footprint"].values() for fp in fps.values()}
-    return ", ".join(str(v) for v in sorted(v for v in vals if v is not None)) or "?"
-
-
-def _threads(results: dict[str, Any]) -> str:
-    vals = {fp.get("threads") for fps in results["footprint"].values() for fp in fps.values()}
-    return ", ".join(str(v) for v in sorted(v for v in vals if v is not None)) or "?"
+# ----------------------------------------------------------------------------- writing
 
 
 def write_report(results: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write figures, ``results.json``, ``report.md`` and ``report.html`` into ``out`` (atomically each)."""
+    from confdistill.reports.html import render_html
+    from confdistill.reports.markdown import render_markdown
+
     out = Path(out)
     figures = make_figures(results, out)
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", {**results, "figures": figures})
     with atomic_write(out / "report.md") as fh:
         fh.write(render_markdown(results, figures))
     with atomic_write(out / "report.html") as fh:

@@ -6,9 +6,12 @@ files are analysed with :func:`confdistill.properties.analyze_pair`. A pair whos
 absent is *missing*; a pair that cannot be analysed (different row counts, bad values...) is
 *invalid* with the reason; the rest of the table still completes.
 
-The verdict is about σ(train) vs κ: κ is ``kappa`` (a tolerance for every pair) or derived
-from a per-pair β (``betas[(task, student)]``, total over the train split), else "no verdict".
-The eval rows report σ(eval) with the same κ for comparison, and no verdict.
+Verdicts come from :func:`confdistill.properties.verdict.judge` (through ``analyze_pair``): φ_cnf
+is judged against ``kappa``, the user's tolerance for every pair (``verdict``: the paper's point
+verdict σ ≤ κ; ``verdict_95``: from the one-sided 95% bootstrap bounds), else "no verdict". A
+per-pair β (``betas[(task, student)]``, total over the train split) gives ``bound_check`` on the
+train row ("consistent" / "violated", κ_β beside it), never a verdict. The eval rows judge σ(eval)
+against the same tolerance and are labelled "not covered" by the bound.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from confdistill.io import atomic_write, write_json
 SPLITS = ("train", "eval")
 RESULT_FILE = "eval_results.csv"
 COLUMNS = ("task", "student", "split", "status", "n", "n_both", "teacher_accuracy", "student_accuracy",
-           "agreement", "sigma", "sigma_ci_low", "sigma_ci_high", "mean_delta", "kappa", "kappa_source",
-           "verdict", "teacher", "reason")
+           "agreement", "sigma", "sigma_ci_low", "sigma_ci_high", "sigma_lower95", "sigma_upper95", "mean_delta",
+           "kappa", "kappa_source", "verdict", "verdict_95", "bound_check", "kappa_from_beta", "teacher", "reason",
+           "notes")
 
 
 @dataclass
@@ -50,10 +54,16 @@ class TableRow:
     sigma: float | None = None
     sigma_ci_low: float | None = None
     sigma_ci_high: float | None = None
+    sigma_lower95: float | None = None   # one-sided 95% bootstrap bounds on σ (verdict_95 reads them)
+    sigma_upper95: float | None = None
     mean_delta: float | None = None
-    kappa: float | None = None
-    kappa_source: str | None = None
-    verdict: str = ""
+    kappa: float | None = None           # the user's tolerance (the same for every row)
+    kappa_source: str | None = None      # "user" or None
+    verdict: str = ""                    # σ vs the tolerance: holds | fails | no verdict
+    verdict_95: str = ""                 # holds | fails | undecided | no verdict
+    bound_check: str | None = None       # consistent | violated | not covered | None (no β)
+    kappa_from_beta: float | None = None
+    notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -92,21 +102,30 @@ class RQ1Table:
         writer.writerow(COLUMNS)
         for r in self.rows:
             d = asdict(r)
+            d["notes"] = "; ".join(r.notes)
             writer.writerow(["" if d[c] is None else _clean(d[c]) for c in COLUMNS])
         return buf.getvalue()
 
     def to_markdown(self) -> str:
         lines = [
-            "| task | student | split | n | n_both | teacher acc | student acc | σ | 95% CI | κ | verdict |",
-            "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|",
+            "| task | student | split | n | n_both | teacher acc | student acc | σ | 95% CI | κ (tolerance) | "
+            "verdict | verdict_95 | β bound (κ_β) |",
+            "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---|",
         ]
         for r in self.ok:
             kappa = "—" if r.kappa is None else f"{r.kappa:.4f}"
-            verdict = r.verdict if r.split == "train" else "—"
             lines.append(
-                f"| {r.task} | {r.student} | {r.split} | {r.n} | {r.n_both} | {r.teacher_accuracy:.4f} | "
-                f"{r.student_accuracy:.4f} | {r.sigma:.4f} | [{r.sigma_ci_low:.4f}, {r.sigma_ci_high:.4f}] | "
-                f"{kappa} | {verdict} |")
+                f"| {r.task} | {r.student} | {r.split} | {r.n} | {_md(r.n_both)} | {_md(r.teacher_accuracy)} | "
+                f"{_md(r.student_accuracy)} | {_md(r.sigma)} | [{_md(r.sigma_ci_low)}, {_md(r.sigma_ci_high)}] | "
+                f"{kappa} | {r.verdict} | {r.verdict_95} | {_bound_cell(r)} |")
+        lines += ["", "κ is your tolerance on σ: `verdict` compares σ with it, `verdict_95` its one-sided 95% "
+                  "bootstrap bounds (undecided when they straddle κ). The β bound is a consistency check of the "
+                  "distillation's β on the train split, never a verdict; eval rows are not covered by it."]
+        violated = [r for r in self.ok if r.bound_check == "violated"]
+        if violated:
+            lines += ["", "β bound violated (β mis-measured):", ""]
+            lines += [f"- {r.task} / {r.student} / {r.split}: " + " ".join(n for n in r.notes if "violated" in n)
+                      for r in violated]
         if self.missing:
             lines += ["", "Missing pairs:", ""]
             lines += [f"- {r.task} / {r.student} / {r.split}: {r.reason}" for r in self.missing]
@@ -128,18 +147,45 @@ class RQ1Table:
         if plot and self.ok:
             from confdistill.reports.plots import plot_sigma_summary
 
+            # κ drawn is the tolerance, the same on train and eval rows (never the β bound)
             entries = [{"group": r.task, "series": f"{r.student} {r.split}", "sigma": r.sigma,
-                        "ci": (r.sigma_ci_low, r.sigma_ci_high), "kappa": r.kappa if r.split == "train" else None}
-                       for r in self.ok]
+                        "ci": (r.sigma_ci_low, r.sigma_ci_high), "kappa": r.kappa} for r in self.ok]
             paths.append(plot_sigma_summary(entries, out / "rq1_sigma.png",
-                                            title="σ of Δconf per task and student (bars: 95% CI; black: κ)"))
+                                            title="σ of Δconf per task and student (bars: 95% CI; black: your "
+                                            "tolerance κ)"))
         return paths
+
+
+def _md(v: Any) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _bound_cell(r: TableRow) -> str:
+    if r.bound_check is None:
+        return "—"
+    return r.bound_check if r.kappa_from_beta is None else f"{r.bound_check} ({r.kappa_from_beta:.4f})"
 
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def _fill(row: TableRow, d: dict[str, Any]) -> None:
+    """Copy an analysis (``PairAnalysis.to_dict()`` keys, docs/formats.md) into a table row."""
+    row.warnings = list(d.get("warnings") or [])  # the cached teacher's notes included
+    row.n, row.n_both = d["n"], d.get("n_both")
+    row.teacher_accuracy, row.student_accuracy = d.get("teacher_accuracy"), d.get("student_accuracy")
+    row.agreement, row.sigma, row.mean_delta = d["agreement"], d["sigma"], d["mean_delta"]
+    row.sigma_ci_low, row.sigma_ci_high = d["sigma_ci95"]
+    row.sigma_lower95, row.sigma_upper95 = d["sigma_one_sided95"]
+    row.kappa, row.kappa_source = d["kappa"], d["kappa_source"]
+    row.verdict, row.verdict_95 = d["verdict"], d["verdict_95"]
+    row.bound_check, row.kappa_from_beta = d["bound_check"], d["kappa_from_beta"]
+    row.notes = list(d.get("judgement_notes") or [])
 
 
 def result_file(root: Path, model: str, task: str, split: str) -> Path:
@@ -165,16 +211,21 @@ def build_rq1_table(
     """Analyse every task × student × split of the research layout under ``root``.
 
     ``teachers`` maps task → teacher model folder; ``students`` are student model folders;
-    ``betas`` maps (task, student) → β (total prediction-layer loss over that task's train split).
-    InputError only for a missing ``root``; bad or absent files become invalid/missing rows.
+    ``kappa`` is the user's tolerance on σ (every pair, both splits; None: no verdict);
+    ``betas`` maps (task, student) → β (total prediction-layer loss over that task's train split,
+    N = the train file's rows), giving each train row its ``bound_check``.
+    InputError only for a missing ``root`` or a bad ``kappa``; bad or absent files become
+    invalid/missing rows.
     """
     from confdistill.prediction.softmax_file import read_softmax
     from confdistill.properties.confidence import analyze_pair
+    from confdistill.properties.verdict import BoundInputs, validate_tolerance
 
     root = Path(root)
     if not root.is_dir():
         raise InputError("--root: expected the folder holding <model>/<TASK>_on_<split>/eval_results.csv",
                          path=root)
+    kappa = validate_tolerance(kappa)
     betas = dict(betas or {})
     # Task, then split, then student: consecutive pairs share the teacher file (parsed once).
     jobs = [(task, s, split) for task in teachers for split in splits for s in students]
@@ -185,7 +236,6 @@ def build_rq1_table(
         from tqdm import tqdm
 
         bar = tqdm(total=len(jobs), desc="pairs", unit="pair", leave=False)
-    # Train before eval: the eval row reuses the train row's κ (N and n_both come from train).
     for task, student, split in jobs:
         teacher = teachers[task]
         row = TableRow(task=task, student=student, split=split, teacher=teacher, status="ok")
@@ -199,14 +249,10 @@ def build_rq1_table(
             row.status, row.reason = "missing", "no " + " and no ".join(absent)
             continue
         beta = betas.get((task, student))
-        options: dict[str, Any] = {"kappa": kappa}
-        if kappa is None and beta is not None:
-            if split == "train":
-                options["beta"] = beta
-            else:
-                train_row = next((r for r in rows if (r.task, r.student, r.split) == (task, student, "train")
-                                  and r.status == "ok"), None)
-                options["kappa"] = None if train_row is None else train_row.kappa
+        # β was summed over the train file: on the train row N is its row count (judge's default);
+        # on the eval row the bound is "not covered" (no N given: no κ_β number to misread).
+        bound = None if beta is None else BoundInputs(beta=float(beta), alpha=alpha, temperature=temperature,
+                                                      source=f"--beta {task}:{student}")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # kept in result.warnings instead
@@ -214,21 +260,12 @@ def build_rq1_table(
                 if t_path not in teacher_cache:
                     teacher_cache.clear()
                     teacher_cache[t_path] = read_softmax(t_path)
-                result = analyze_pair(teacher_cache[t_path], read_softmax(s_path), alpha=alpha,
-                                      temperature=temperature, threshold=threshold, n_bootstrap=n_bootstrap,
-                                      seed=seed, split=split, **options)
+                result = analyze_pair(teacher_cache[t_path], read_softmax(s_path), kappa=kappa, bound=bound,
+                                      threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
         except InputError as exc:
             row.status, row.reason = "invalid", str(exc)
             continue
-        row.warnings = list(result.warnings)  # the cached teacher's notes included
-        row.n, row.n_both = result.n, result.n_both
-        row.teacher_accuracy, row.student_accuracy = result.teacher_accuracy, result.student_accuracy
-        row.agreement, row.sigma, row.mean_delta = result.agreement, result.sigma, result.mean_delta
-        row.sigma_ci_low, row.sigma_ci_high = result.sigma_ci95
-        row.kappa = result.kappa
-        row.kappa_source = result.kappa_source if split == "train" or result.kappa is None else \
-            ("user" if kappa is not None else "beta (train)")
-        row.verdict = result.verdict if split == "train" else ""
+        _fill(row, result.to_dict())
     if bar is not None:
         bar.close()
     order = {name: i for i, name in enumerate(students)}

@@ -8,7 +8,9 @@ directory (``OUT/experiment``) so that the data, teacher fine-tuning and teacher
 computed once (under a file lock, so concurrent local workers do not duplicate them) and skipped by
 content hash in every later trial. The trial's numbers are read from the runner's ``analysis.json``:
 
-- σ(X_train), κ and the verdict on the **train** split (φ_cnf is defined on X_train);
+- σ(X_train), its one-sided 95% bounds, the verdict against the study's tolerance κ (the task's
+  ``kappa`` is set to it, so the runner's analysis judges against it too) and the β bound check on
+  the **train** split (φ_cnf is defined on X_train);
 - student and teacher accuracy on the **dev** split (the accuracy constraint).
 
 Parameter → setting (DistillConfig names; the runner runs each stage as its own job):
@@ -207,7 +209,9 @@ class ExperimentObjective:
     cfg: the experiment; task / student: which of its pairs to tune; out: the tune output folder
     (the runner's directory is ``out/experiment``); aug_train: an augmented train file, enabling the
     ``augment`` dimension; keep_models: keep every trial's model directories (default: only the
-    predictions, run.json files and analysis are kept — a trial's models are tens of MB).
+    predictions, run.json files and analysis are kept — a trial's models are tens of MB);
+    kappa: the study's tolerance (``tune --kappa``), replacing the task's ``kappa`` in every trial's
+    experiment and in ``best.toml`` (None keeps the task's).
     """
 
     def __init__(
@@ -220,7 +224,10 @@ class ExperimentObjective:
         aug_train: str | Path | None = None,
         keep_models: bool = False,
         log: Callable[[str], None] | None = None,
+        kappa: float | None = None,
     ) -> None:
+        if kappa is not None:
+            task = dataclasses.replace(task, kappa=float(kappa))
         self.task = task
         self.student = student
         self.out = Path(out)
@@ -397,6 +404,7 @@ class ExperimentObjective:
         # Copy the trial's analysis beside the study's outputs (small; handy to inspect a trial).
         with atomic_write(ctx.workdir / "analysis.json") as fh:
             json.dump(analysis, fh, indent=2)
+        lower95, upper95 = train.get("sigma_one_sided95") or (None, None)
         return TrialResult(
             sigma=float(train["sigma"]),
             dev_accuracy=float(dev["student_accuracy"]),
@@ -404,6 +412,12 @@ class ExperimentObjective:
             kappa=None if train.get("kappa") is None else float(train["kappa"]),
             verdict=str(train.get("verdict", "no verdict")),
             extra={
+                "sigma_lower95": lower95,
+                "sigma_upper95": upper95,
+                "verdict_95": train.get("verdict_95"),
+                # the β bound of this trial: a check that β was measured right, never the target
+                "bound_check": train.get("bound_check"),
+                "kappa_from_beta": train.get("kappa_from_beta"),
                 "beta": analysis.get("beta"),
                 "n_train": analysis.get("n_train"),
                 "n_both": train.get("n_both"),

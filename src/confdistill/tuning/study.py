@@ -192,7 +192,8 @@ class TrialResult:
 
     sigma: σ(X_train), population std of Δconf over the train rows both models get right.
     dev_accuracy / teacher_dev_accuracy: fractions in [0, 1] on the dev split.
-    kappa / verdict: the trial's own κ (β-derived, or the user's tolerance) and φ_cnf verdict.
+    kappa / verdict: the tolerance the trial was judged against and its φ_cnf verdict (from the
+        trial's analysis; the study's summary judges every trial against ``StudyOptions.kappa``).
     extra: anything else worth a column in trials.csv (β, agreement, run directory, …; JSON-able).
     """
 
@@ -342,7 +343,8 @@ class StudyOptions:
 
     n_trials: the study's total target of finished (COMPLETE + PRUNED) trials, all workers together.
     epsilon: allowed dev-accuracy loss (fraction, 0.01 = one point).
-    kappa: a user tolerance for σ; None → the baseline trial's β-derived κ.
+    kappa: the user's tolerance for σ (required: :func:`run_study` refuses to start without one,
+        see :func:`require_tolerance`).
     baseline: the configuration to beat (the experiment's own hyper-parameters), enqueued first.
     compare_lambda: λ values to try *at the baseline hyper-parameters* (the confidence-aware
         loss without tuning), enqueued after the baseline.
@@ -369,6 +371,23 @@ class StudyOptions:
     heartbeat_interval: int = 30
     grace_period: int = 120
     show_progress: bool = True
+
+
+def require_tolerance(kappa: float | None) -> float:
+    """The study's tolerance κ, or a one-line InputError naming --kappa.
+
+    Why there is no default: the only other κ is the bound κ_β from β, and σ(X_train) ≤ κ_β holds
+    whenever β is measured right (docs/method.md), so a study "restoring" φ_cnf against it would
+    restore nothing.
+    """
+    from confdistill.properties.verdict import validate_tolerance
+
+    value = validate_tolerance(kappa)
+    if value is None:
+        raise InputError(
+            "--kappa: tune needs a tolerance on σ (--kappa K, or kappa in the experiment file): the β bound "
+            "κ_β always holds when β is measured right, so it cannot be the target")
+    return value
 
 
 def open_study(opts: StudyOptions) -> optuna.Study:
@@ -511,6 +530,7 @@ def run_study(
     import optuna
     from optuna.trial import TrialState
 
+    require_tolerance(opts.kappa)  # before anything is created or trained
     opts.out = Path(opts.out)
     opts.out.mkdir(parents=True, exist_ok=True)
     space = opts.space.including(opts.baseline) if opts.baseline else opts.space
@@ -639,9 +659,25 @@ def best_row(rows: Sequence[dict[str, Any]], *, where: Callable[[dict[str, Any]]
     return min(cands, key=lambda r: (r["sigma"], -r["dev_accuracy"], r["number"]))
 
 
+def _judged(row: dict[str, Any], kappa: float | None) -> Any:
+    """:func:`confdistill.properties.verdict.judge` of a trial's σ(X_train) against the study's κ.
+
+    The one-sided 95% bounds come from the trial's analysis (``sigma_lower95`` / ``sigma_upper95``
+    columns); an objective that does not give them has no ``verdict_95`` (None in the summary).
+    """
+    from confdistill.properties.verdict import judge
+
+    lo, hi = row.get("sigma_lower95"), row.get("sigma_upper95")
+    n = row.get("n_both") or 1
+    return judge(float(row["sigma"]), (lo, hi), tolerance=kappa, bound=None, split="train", n_set=int(n),
+                 n_rows=int(n), k=2)
+
+
 def _brief(row: dict[str, Any] | None, kappa: float | None) -> dict[str, Any] | None:
     if row is None:
         return None
+    j = _judged(row, kappa)
+    known95 = row.get("sigma_lower95") is not None and row.get("sigma_upper95") is not None
     out = {
         "trial": row["number"],
         "role": row["role"],
@@ -651,30 +687,27 @@ def _brief(row: dict[str, Any] | None, kappa: float | None) -> dict[str, Any] | 
         "feasible": row["feasible"],
         "kappa_own": row["kappa"],
         "verdict_own": row["verdict"],
+        "verdict": j.verdict,
+        "verdict_95": j.verdict_95 if known95 else None,
+        "bound_check": row.get("bound_check"),  # the trial's β bound: a check of β, never the target
         "params": {k: row[k] for k in PARAM_NAMES},
     }
     if kappa is not None:
-        out["phi_cnf_holds"] = bool(row["sigma"] <= kappa)
+        out["phi_cnf_holds"] = j.verdict == "holds"
     return out
 
 
 def summarize(rows: Sequence[dict[str, Any]], opts: StudyOptions) -> dict[str, Any]:
-    """The content of summary.json (see :func:`run_study`)."""
+    """The content of summary.json (see :func:`run_study`). κ is the user's tolerance (never κ_β)."""
     baseline = next((r for r in _complete(rows) if r["role"] == "baseline"), None)
-    if opts.kappa is not None:
-        kappa, kappa_source = float(opts.kappa), "--kappa (user tolerance)"
-    elif baseline is not None and baseline["kappa"] is not None:
-        kappa, kappa_source = float(baseline["kappa"]), "baseline trial's β-derived bound"
-    else:
-        kappa, kappa_source = None, "unknown (no --kappa and no completed baseline with β)"
+    kappa = None if opts.kappa is None else float(opts.kappa)
+    kappa_source = None if kappa is None else "user tolerance (--kappa or the experiment's kappa)"
     best = best_row(rows)
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     teacher_acc = next((r["teacher_dev_accuracy"] for r in _complete(rows)), None)
-    restored = None
-    if best is not None and kappa is not None:
-        restored = bool(best["sigma"] <= kappa)
+    base_b, best_b = _brief(baseline, kappa), _brief(best, kappa)
     summary: dict[str, Any] = {
         "study_name": opts.study_name,
         "storage": redact_url(opts.storage or default_storage_url(opts.out)),
@@ -686,10 +719,11 @@ def summarize(rows: Sequence[dict[str, Any]], opts: StudyOptions) -> dict[str, A
         "min_dev_accuracy": None if teacher_acc is None else teacher_acc - opts.epsilon,
         "kappa": kappa,
         "kappa_source": kappa_source,
-        "baseline": _brief(baseline, kappa),
-        "best": _brief(best, kappa),
-        "phi_cnf_restored": restored,
-        "baseline_already_holds": None if baseline is None or kappa is None else bool(baseline["sigma"] <= kappa),
+        "baseline": base_b,
+        "best": best_b,
+        "phi_cnf_restored": None if best_b is None or kappa is None else best_b["verdict"] == "holds",
+        "best_verdict_95": None if best_b is None else best_b["verdict_95"],
+        "baseline_already_holds": None if base_b is None or kappa is None else base_b["verdict"] == "holds",
         "pareto_front": [r["number"] for r in pareto_front(rows)],
     }
     if best is not None and baseline is not None:
@@ -710,7 +744,6 @@ def _arm(row: dict[str, Any] | None, kappa: float | None, min_acc: float | None)
         return None
     b["lambda_conf"] = float(b["params"]["lambda_conf"] or 0.0)
     b["accuracy_ok"] = None if min_acc is None else bool(b["dev_accuracy"] >= min_acc - 1e-12)
-    b["verdict"] = "unknown (no κ)" if kappa is None else ("holds" if b["sigma"] <= kappa else "fails")
     return b
 
 
@@ -726,8 +759,8 @@ def compare_lambda(
       changed (the loss without tuning), by λ;
     - ``confidence_loss_tuned``: the best feasible searched trial with λ > 0 (tuning + the loss).
 
-    Each arm has σ(X_train), dev accuracy, ``accuracy_ok`` (≥ teacher − ε), ``verdict`` (σ vs κ)
-    and its parameters; ``counts`` says how many completed trials each arm had (a missing arm is
+    Each arm has σ(X_train), dev accuracy, ``accuracy_ok`` (≥ teacher − ε), ``verdict`` (σ vs the
+    tolerance κ, through :func:`confdistill.properties.verdict.judge`), ``verdict_95`` and its parameters; ``counts`` says how many completed trials each arm had (a missing arm is
     ``None`` and explained in ``notes``); ``restores`` lists the arms whose best trial both keeps
     the accuracy and holds φ_cnf.
     """
@@ -762,7 +795,7 @@ def compare_lambda(
     elif out["confidence_loss_tuned"] is None:
         notes.append(f"none of the {len(searched_l)} searched λ > 0 trials kept dev accuracy ≥ teacher − ε")
     if kappa is None:
-        notes.append("no κ (no --kappa and no completed baseline with β): verdicts unknown")
+        notes.append("no tolerance κ (--kappa): no verdicts")
     out["notes"] = notes
     named = [("baseline", out["baseline"]), ("tuning_alone", out["tuning_alone"]),
              *((f"confidence_loss_at_baseline[λ={a['lambda_conf']:g}]", a) for a in out["confidence_loss_at_baseline"]),
@@ -779,8 +812,10 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
         if a is None:
             return f"  {label:<28} {missing}"
         acc = "" if a.get("accuracy_ok") is None else (" (≥ floor)" if a["accuracy_ok"] else " (below floor)")
+        v95 = "" if a.get("verdict_95") is None else f", at 95%: {a['verdict_95']}"
         return (f"  {label:<28} σ = {a['sigma']:.4g}, dev accuracy = {a['dev_accuracy']:.4f}{acc}, "
-                f"φ_cnf {a.get('verdict', 'unknown')} (trial {a['trial']}, λ = {a['params']['lambda_conf']:g})")
+                f"φ_cnf {a.get('verdict', 'no verdict')}{v95} (trial {a['trial']}, "
+                f"λ = {a['params']['lambda_conf']:g})")
 
     lines = [f"trials: {json.dumps(summary['trials'])}"]
     base, best = summary.get("baseline"), summary.get("best")
@@ -791,7 +826,10 @@ def format_summary(summary: dict[str, Any]) -> list[str]:
                      f"(trial {best['trial']})")
     else:
         lines.append("best:     no feasible trial yet")
-    lines.append(f"κ = {summary['kappa']} ({summary['kappa_source']}); φ_cnf restored: {summary['phi_cnf_restored']}")
+    restored = summary["phi_cnf_restored"]
+    if summary.get("best_verdict_95") is not None:
+        restored = f"{restored} (best trial at 95%: {summary['best_verdict_95']})"
+    lines.append(f"κ = {summary['kappa']} ({summary['kappa_source']}); φ_cnf restored: {restored}")
     cmp = summary.get("lambda_comparison")
     if cmp:
         floor = cmp.get("min_dev_accuracy")
@@ -857,7 +895,8 @@ def plot_pareto(rows: Sequence[dict[str, Any]], summary: dict[str, Any], path: P
         ax.scatter([best["sigma"]], [best["dev_accuracy"]], marker="D", facecolors="none", edgecolors="tab:green",
                    s=110, lw=2, label=f"best (trial {best['trial']})", zorder=4)
     if summary.get("kappa") is not None:
-        ax.axvline(summary["kappa"], c="tab:purple", ls="--", lw=1.2, label=f"κ = {summary['kappa']:.4g}")
+        ax.axvline(summary["kappa"], c="tab:purple", ls="--", lw=1.2,
+                   label=f"tolerance κ = {summary['kappa']:.4g}")
     if summary.get("min_dev_accuracy") is not None:
         ax.axhline(summary["min_dev_accuracy"], c="grey", ls=":", lw=1.2,
                    label=f"teacher acc − ε = {summary['min_dev_accuracy']:.4f}")

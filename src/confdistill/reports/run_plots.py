@@ -1,0 +1,124 @@
+"""Plots of runs rather than of one analysis: training loss per stage, and σ per task and student.
+
+- :func:`read_losses` / :func:`plot_stage_losses`: the training loss of every run of a task, one
+  panel per stage (finetune / stage1 / stage2), from each run's ``metrics.jsonl``.
+- :func:`plot_sigma_summary`: grouped bars of σ per task and student with CIs and κ (the report's
+  summary, ``confdistill table``).
+
+Re-exported by :mod:`confdistill.reports.plots`, where callers import them from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from confdistill.reports import _figure
+from confdistill.reports._figure import pyplot
+
+#: Pipeline order of the loss panels.
+STAGE_ORDER = ("finetune", "stage1", "stage2")
+
+
+
+def read_losses(metrics_jsonl: Path) -> tuple[list[float], list[float]]:
+    """(global step, training loss) pairs from a run's ``metrics.jsonl`` (rows with a ``loss``)."""
+    steps: list[float] = []
+    losses: list[float] = []
+    for line in Path(metrics_jsonl).read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        loss = rec.get("loss", rec.get("train_loss"))
+        if isinstance(loss, int | float) and math.isfinite(loss) and rec.get("split", "train") == "train":
+            steps.append(float(rec.get("step", rec.get("global_step", len(steps)))))
+            losses.append(float(loss))
+    return steps, losses
+
+
+def plot_stage_losses(stages: Mapping[str, Mapping[str, Path]], path: str | Path, *, title: str) -> Path:
+    """Training loss per step, one panel per stage (``{stage: {model: metrics.jsonl}}``).
+
+    The stages optimise different losses (fine-tuning CE, stage-1 MSE of hidden states and
+    attention, stage-2 soft CE) on different scales: one panel each keeps every curve readable.
+    A log y-axis when every loss of the panel is positive.
+    """
+    plt = pyplot()
+    order = [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
+    ncols = min(3, max(1, len(order)))
+    nrows = max(1, math.ceil(len(order) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(order):]:
+        ax.set_visible(False)
+    for ax, stage in zip(axes.flat, order, strict=False):
+        positive, drawn = True, False
+        for model, metrics in stages[stage].items():
+            steps, losses = read_losses(metrics)
+            if not losses:
+                continue
+            ax.plot(steps, losses, lw=1.2, label=model)
+            positive, drawn = positive and min(losses) > 0, True
+        if drawn and positive:
+            ax.set_yscale("log")
+        if drawn:
+            ax.legend(fontsize=8, loc="upper right")
+        ax.set_title(stage, fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _figure.save(fig, path)
+
+
+# ----------------------------------------------------------------------------- σ summary
+
+
+def plot_sigma_summary(
+    entries: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    title: str = "σ of Δconf per task and student",
+) -> Path:
+    """Grouped bar plot: one group per ``entry["group"]`` (task), one bar per ``entry["series"]``.
+
+    Each entry: ``group`` (str), ``series`` (str, e.g. "TinyBERT_4L train"), ``sigma`` (float),
+    optional ``ci`` ((low, high)) drawn as an error bar and ``kappa`` drawn as a black tick.
+    """
+    plt = pyplot()
+    groups = list(dict.fromkeys(str(e["group"]) for e in entries))
+    series = list(dict.fromkeys(str(e["series"]) for e in entries))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) * max(1, len(series)) / 2), 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    kappa_labelled = False
+    for j, name in enumerate(series):
+        xs, ys, lo, hi = [], [], [], []
+        for e in entries:
+            if str(e["series"]) != name or e.get("sigma") is None:
+                continue
+            x = groups.index(str(e["group"])) + (j - (len(series) - 1) / 2) * width
+            s = float(e["sigma"])
+            ci = e.get("ci") or (s, s)
+            xs.append(x)
+            ys.append(s)
+            lo.append(max(0.0, s - float(ci[0])))
+            hi.append(max(0.0, float(ci[1]) - s))
+            if e.get("kappa") is not None:
+                ax.plot([x - width / 2, x + width / 2], [e["kappa"]] * 2, color="black", lw=2,
+                        label=None if kappa_labelled else "κ")
+                kappa_labelled = True
+        ax.bar(xs, ys, width=width * 0.95, yerr=[lo, hi], capsize=3, label=name, color=colors[j % len(colors)])
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_ylabel("σ (population std of Δconf)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _figure.save(fig, path)
+
+
