@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
+
 from confdistill.errors import InputError
 from confdistill.prediction.shards import (
     CSV_EXT,
@@ -66,6 +68,12 @@ def connect(threads: int | None = None) -> Iterator[Any]:
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def dbl(x: float) -> str:
+    """A float as a DOUBLE SQL literal (shortest round-trip text). A bare ``0.9`` is a DECIMAL in
+    DuckDB: per-row arithmetic with it runs in slow decimal code, and is not IEEE double."""
+    return f"CAST({float(x)!r} AS DOUBLE)"
 
 
 def _sql_str(text: str | Path) -> str:
@@ -161,15 +169,7 @@ class SoftmaxSource:
 
     def global_row_sql(self, alias: str = "") -> str:
         """SQL expression: the 1-based row across shards, in shard order."""
-        a = f"{alias}." if alias else ""
-        if len(self.shard_rows) <= 1:
-            return f"{a}file_row"
-        offsets, total = [], 0
-        for m in self.shard_rows:
-            offsets.append(total)
-            total += m
-        cases = " ".join(f"WHEN {i} THEN {o}" for i, o in enumerate(offsets))
-        return f"(CASE {a}file_idx {cases} END + {a}file_row)"
+        return f"{alias}.row" if alias else "row"
 
 
 def open_source(spec: str | Path, con: Any, *, delimiter: str | None = None, table: str = "src") -> SoftmaxSource:
@@ -188,17 +188,16 @@ def open_source(spec: str | Path, con: Any, *, delimiter: str | None = None, tab
             _check_parquet_types(f, types)
             cols = expected_columns(shard[0], with_id=shard[1], with_label=shard[2])
             sel = ", ".join(f'CAST("{c}" AS {_raw_type(c)}) AS "{c}"' for c in cols)
-            parts.append(f"SELECT {idx} AS file_idx, CAST(file_row_number + 1 AS BIGINT) AS file_row, {sel} "
-                         f"FROM read_parquet({sql_path(f)}, file_row_number = true)")
+            parts.append(f"SELECT {idx} AS file_idx, {sel} FROM read_parquet({sql_path(f)})")
         else:
             delim, names = text_header(f, delimiter)
             shard = check_header(f, names, delimiter=delim)
             cols = expected_columns(shard[0], with_id=shard[1], with_label=shard[2])
             # pred/label are read as DOUBLE (cast after the integrality check): DuckDB would round
-            # "1.5" into an integer column silently. row_number() OVER () streams in file order.
+            # "1.5" into an integer column silently.
             types = ", ".join(f"'{c}': '{_raw_type(c)}'" for c in cols)
             parts.append(
-                f"SELECT {idx} AS file_idx, row_number() OVER () AS file_row, * FROM read_csv({sql_path(f)}, "
+                f"SELECT {idx} AS file_idx, * FROM read_csv({sql_path(f)}, "
                 f"header = true, delim = {sql_path(delim)}, quote = '\"', escape = '\"', "
                 f"columns = {{{types}}}, auto_detect = false, strict_mode = true)")
         if layout is None:
@@ -208,18 +207,27 @@ def open_source(spec: str | Path, con: Any, *, delimiter: str | None = None, tab
                              "every shard)", path=f)
     assert layout is not None
     k, has_id, has_label = layout
-    raw = " UNION ALL ".join(f"({p})" for p in parts)
-    # Rows stored in file order (the pair is then a positional join of two tables).
-    order = " ORDER BY file_idx, file_row" if len(parts) > 1 else ""
     source = SoftmaxSource(spec=str(spec), files=files, k=k, has_id=has_id, has_label=has_label, scan=table)
+    # Parsed once, in parallel, into a table whose rowid is the row's place in file order
+    # (insertion order is preserved; shards are appended one after the other).
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM ({raw}){order}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {parts[0]}")
+        for part in parts[1:]:
+            con.execute(f"INSERT INTO {table} {part}")
     except duckdb.Error as exc:
         _diagnose_failure(source, exc)
+    counts = dict(con.execute(f"SELECT file_idx, count(*) FROM {table} GROUP BY file_idx").fetchall())
+    source.shard_rows = [int(counts.get(i, 0)) for i in range(len(files))]
+    offsets = np.concatenate([[0], np.cumsum(source.shard_rows)[:-1]]).tolist()
+    shift = "0" if len(files) == 1 else \
+        "CASE file_idx " + " ".join(f"WHEN {i} THEN {o}" for i, o in enumerate(offsets)) + " END"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_raw AS SELECT file_idx, rowid + 1 - ({shift}) AS file_row, "
+                f"rowid + 1 AS row, * EXCLUDE (file_idx) FROM {table}")
+    source.scan = f"{table}_raw"
     _validate(con, source)
     cols = expected_columns(k, with_id=has_id, with_label=has_label)
     sel = ", ".join(f'CAST("{c}" AS BIGINT) AS "{c}"' if c in ("pred", "label") else f'"{c}"' for c in cols)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_v AS SELECT file_idx, file_row, {sel} FROM {table}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {table}_v AS SELECT file_idx, file_row, row, {sel} FROM {table}_raw")
     source.scan = f"{table}_v"
     source.meta = read_sidecar(files[0], source.shard_rows[0], source.notes)
     return source
@@ -241,12 +249,12 @@ def _validate(con: Any, src: SoftmaxSource) -> None:
         "integer": " OR ".join(f'NOT isfinite("{c}") OR "{c}" <> trunc("{c}")' for c in ints),
         "nonfinite": " OR ".join(f"NOT isfinite({p})" for p in ps),
         "range": " OR ".join(f"{p} < 0 OR {p} > 1" for p in ps),
-        "sum": f"abs(({' + '.join(ps)}) - 1) > {SUM_TOLERANCE!r}",
+        "sum": f"abs(({' + '.join(ps)}) - 1) > {dbl(SUM_TOLERANCE)}",
         "label": f"label < 0 OR label >= {k}" if src.has_label else "false",
         "pred": f"pred < 0 OR pred >= {k}",
     }
     p_of_pred = "CASE CAST(pred AS BIGINT) " + " ".join(f"WHEN {c} THEN p{c}" for c in range(k)) + " END"
-    offmax = f"{p_of_pred} + {ARGMAX_TIE_TOLERANCE!r} < greatest({', '.join(ps)})"
+    offmax = f"{p_of_pred} + {dbl(ARGMAX_TIE_TOLERANCE)} < greatest({', '.join(ps)})"
     # One code per row (the first failing check, in the order above; the argmax warning last) and
     # one grouped scan: each check is evaluated once per row, only until one fails.
     code = "CASE " + " ".join(f"WHEN {cond} THEN {i}" for i, cond in enumerate(checks.values())) + \
@@ -337,6 +345,7 @@ __all__ = [
     "SoftmaxSource",
     "check_header",
     "connect",
+    "dbl",
     "expected_columns",
     "open_source",
     "read_sidecar",

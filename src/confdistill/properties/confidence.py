@@ -145,8 +145,8 @@ def _memory_source(con: Any, outputs: SoftmaxOutputs, table: str) -> SoftmaxSour
     """Register in-memory outputs with DuckDB as a source (already validated when they were built)."""
     import pyarrow as pa
 
-    data: dict[str, Any] = {"file_idx": np.zeros(outputs.n, dtype=np.int64),
-                            "file_row": np.arange(1, outputs.n + 1, dtype=np.int64)}
+    rows = np.arange(1, outputs.n + 1, dtype=np.int64)
+    data: dict[str, Any] = {"file_idx": np.zeros(outputs.n, dtype=np.int64), "file_row": rows, "row": rows}
     if outputs.ids is not None:
         data["id"] = pa.array([str(v) for v in outputs.ids], type=pa.string())
     data["pred"] = np.asarray(outputs.pred, dtype=np.int64)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from confdistill.errors import InputError
-from confdistill.prediction.sources import SoftmaxSource
+from confdistill.prediction.sources import SoftmaxSource, dbl
 
 #: Up to this many rows the per-row values come to numpy (exact row bootstrap, exact W1).
 EXACT_MAX_N = 50_000
@@ -112,8 +112,9 @@ def build_pair(con: Any, teacher: SoftmaxSource, student: SoftmaxSource, *, delt
             raise InputError(f"id {first[1]!r} of the teacher's row {first[0]} is not in the student file",
                              path=student.name)
     else:
-        # Both sources are stored in row order: row i of one is row i of the other.
-        con.execute(f"CREATE OR REPLACE TEMP VIEW pair AS {select} FROM {teacher.scan} t POSITIONAL JOIN "
+        # Both sources are stored in row order: row i of one is row i of the other. Materialised:
+        # every figure is a scan of ``pair``, and a table scans on all threads (the join does not).
+        con.execute(f"CREATE OR REPLACE TEMP TABLE pair AS {select} FROM {teacher.scan} t POSITIONAL JOIN "
                     f"{student.scan} s")
         n = teacher.n
     if labelled:
@@ -135,6 +136,14 @@ def build_pair(con: Any, teacher: SoftmaxSource, student: SoftmaxSource, *, delt
                 aligned_by="id" if use_id else "row", delta_kind=kind)
 
 
+def _edge(j: str) -> str:
+    """SQL: ECE boundary number ``j`` (0..16) of np.linspace(0, 1, 16), bit for bit: j·step with
+    step = 1/15 rounded, exactly 1.0 for j = 15, and 2.0 past the last. Arithmetic only: a CASE
+    costs DuckDB several times more per row."""
+    step = dbl(np.linspace(0.0, 1.0, 16)[1])
+    return f"(least(CAST({j} AS DOUBLE) * {step}, {dbl(1.0)}) + CAST(({j}) > 15 AS DOUBLE))"
+
+
 def _derived(k: int, kind: str, labelled: bool) -> tuple[str, str]:
     """SELECT lists of view ``v`` (confidences, Δ, the set, correctness) and ``vc`` (calibration terms)."""
     cols: dict[str, str] = {}
@@ -148,18 +157,17 @@ def _derived(k: int, kind: str, labelled: bool) -> tuple[str, str]:
     cols["delta"] = f"({cols['t_c']}) - ({cols['s_c']})"
     if labelled:
         cols["in_set"] = "(t_pred = label AND s_pred = label)"
-        edges = np.linspace(0.0, 1.0, 16)
-        lst = "[" + ", ".join(repr(float(e)) for e in [*edges, 2.0]) + "]"
         for m in ("t", "s"):
             pre = f"{m}_"
             cols[f"{m}_ok"] = f"({m}_pred = label)"
             cal[f"{m}_brier"] = " + ".join(f"pow({pre}p{c} - CAST(label = {c} AS DOUBLE), 2)" for c in range(k))
-            cal[f"{m}_nll"] = f"-ln(greatest({_prob_of(pre, k, 'label')}, {NLL_FLOOR!r}))"
+            cal[f"{m}_nll"] = f"-ln(greatest({_prob_of(pre, k, 'label')}, {dbl(NLL_FLOOR)}))"
             # torchmetrics' bucketize(conf, linspace(0, 1, 16), right=True) - 1 = the boundaries passed:
-            # floor(15·conf), corrected by one exact comparison either way against the float64 boundaries.
+            # floor(15·conf), corrected by one exact comparison either way against the boundaries as
+            # np.linspace makes them (j·step with step = 1/15 rounded, the last exactly 1.0).
             j = f"CAST(floor({m}_conf * 15) AS INTEGER)"
-            cal[f"{m}_bin"] = (f"({j} + CAST({m}_conf >= list_extract({lst}, {j} + 2) AS INTEGER) "
-                               f"- CAST({m}_conf < list_extract({lst}, {j} + 1) AS INTEGER))")
+            cal[f"{m}_bin"] = (f"({j} + CAST({m}_conf >= {_edge(j + ' + 1')} AS INTEGER) "
+                               f"- CAST({m}_conf < {_edge(j)} AS INTEGER))")
     else:
         cols["in_set"] = "(t_pred = s_pred)"
     return (", ".join(f"{expr} AS {name}" for name, expr in cols.items()),
@@ -183,10 +191,10 @@ def decision_cells(pair: Pair, high_conf: float, thresholds: list[float]) -> dic
     grid = set(CURVE_GRID)
     extra = sorted({float(t) for t in thresholds if float(t) not in grid})
     ok = ["t_ok", "s_ok"] if pair.labelled else ["false AS t_ok", "false AS s_ok"]
-    cols = [*ok, "t_pred = s_pred AS agree", f"t_max > {high_conf!r} AS th", f"s_max > {high_conf!r} AS sh",
+    cols = [*ok, "t_pred = s_pred AS agree", f"t_max > {dbl(high_conf)} AS th", f"s_max > {dbl(high_conf)} AS sh",
             f"{_grid_count('t_conf')} AS ga", f"{_grid_count('s_conf')} AS gb"]
     for i, t in enumerate(extra):
-        cols += [f"t_conf >= {t!r} AS xa{i}", f"s_conf >= {t!r} AS xb{i}"]
+        cols += [f"t_conf >= {dbl(t)} AS xa{i}", f"s_conf >= {dbl(t)} AS xb{i}"]
     names = [c.rsplit(" AS ", 1)[1] if " AS " in c else c for c in cols]
     r = pair.numpy(f"SELECT {', '.join(cols)}, count(*) AS n, sum(delta) AS sd, min(delta) AS lo, max(delta) AS hi "
                    f"FROM v GROUP BY {', '.join(names)}")
@@ -235,8 +243,8 @@ def delta_bins(pair: Pair, mean: float) -> dict[str, np.ndarray]:
 
     One scan serves σ's central moments m2..m4 (the normality test), the bootstrap histogram above
     EXACT_MAX_N rows, and the Δ plot (bins merged)."""
-    c = f"(delta - {mean!r})"
-    r = pair.numpy(f"SELECT least(CAST(floor((delta + 1.0) * {DELTA_BINS // 2}) AS BIGINT), {DELTA_BINS - 1}) AS b, "
+    c = f"(delta - {dbl(mean)})"
+    r = pair.numpy(f"SELECT least(CAST(floor((delta + {dbl(1.0)}) * {DELTA_BINS // 2}) AS BIGINT), {DELTA_BINS - 1}) AS b, "
                    f"count(*) AS n, sum({c}) AS s1, sum(pow({c}, 2)) AS s2, sum(pow({c}, 3)) AS s3, "
                    f"sum(pow({c}, 4)) AS s4 FROM v WHERE in_set GROUP BY b")
     out = {name: np.zeros(DELTA_BINS) for name in ("n", "s1", "s2", "s3", "s4")}
@@ -287,7 +295,9 @@ def _grid_count(col: str) -> str:
     j = floor(100·x) is corrected by one comparison either way: j/100 is correctly rounded, so it
     is exactly the double CURVE holds (np.round(…, 2) also divides by 100)."""
     j = f"CAST(floor({col} * 100) AS INTEGER)"
-    fixed = f"({j} + CAST({col} >= ({j} + 1) / 100.0 AS INTEGER) - CAST({col} < {j} / 100.0 AS INTEGER))"
+    hundred = dbl(100.0)
+    fixed = (f"({j} + CAST({col} >= CAST({j} + 1 AS DOUBLE) / {hundred} AS INTEGER) "
+             f"- CAST({col} < CAST({j} AS DOUBLE) / {hundred} AS INTEGER))")
     return f"greatest(least({fixed} - 49, 50), 0)"
 
 
@@ -300,13 +310,14 @@ def calibration_rows(pair: Pair) -> dict[str, np.ndarray]:
 ACE_CUT_BINS = 1 << 20
 
 
-def ace_cuts(pair: Pair, m: str) -> list[tuple[float, int]]:
-    """The (confidence, row) of the rows that start ACE bins 1..14 of model ``m`` ("t" or "s").
+def ace_cuts(pair: Pair, m: str) -> list[tuple[float, int, bool]]:
+    """The (confidence, row, first of its value) of the rows that start ACE bins 1..14 of model ``m``.
 
     ACE bin = floor(rank·15/N) with rows ranked by (confidence, row): bin j starts at rank
     r_j = ceil(j·N/15). No sort of all rows: a histogram of the confidence on 2^20 bins finds the
     bin holding each r_j, and only the rows of those bins are ranked. A row's ACE bin is then the
-    number of starts it is at or after (a plain comparison, no per-row rank kept).
+    number of starts it is at or after (a plain comparison, no per-row rank kept). "First of its
+    value" means no earlier row has the same confidence, so ``conf >= c`` alone decides.
     """
     n = pair.n
     starts = [(j * n + 14) // 15 for j in range(1, 15)]  # 0-based ranks
@@ -316,17 +327,27 @@ def ace_cuts(pair: Pair, m: str) -> list[tuple[float, int]]:
     where = np.searchsorted(before, starts, side="right") - 1
     bins, offsets = h["b"][where].astype(np.int64), np.asarray(starts) - before[where]
     wanted = sorted(set(zip(bins.tolist(), offsets.tolist(), strict=True)))
-    cond = " OR ".join(f"(b = {b} AND rk = {o + 1})" for b, o in wanted)
+    # the starting row (rank o within its bin, rk = o + 1) and the one before it (same bin, or none)
+    cond = " OR ".join(f"(b = {b} AND rk IN ({o}, {o + 1}))" for b, o in wanted)
     rows = pair.con.execute(
         f"SELECT b, rk, c, row FROM (SELECT {key} AS b, {m}_conf AS c, row, row_number() OVER "
         f"(PARTITION BY {key} ORDER BY {m}_conf, row) AS rk FROM v WHERE {key} IN "
         f"({', '.join(str(b) for b, _ in wanted)})) WHERE {cond}").fetchall()
     found = {(int(b), int(rk) - 1): (float(c), int(r)) for b, rk, c, r in rows}
-    return [found[(int(b), int(o))] for b, o in zip(bins, offsets, strict=True)]
+    out = []
+    for b, o in zip(bins.tolist(), offsets.tolist(), strict=True):
+        c, r = found[(b, o)]
+        prev = found.get((b, o - 1))
+        out.append((c, r, prev is None or prev[0] < c))
+    return out
 
 
-def _ace_expr(m: str, cuts: list[tuple[float, int]]) -> str:
-    return " + ".join(f"CAST({m}_conf > {c!r} OR ({m}_conf = {c!r} AND row >= {r}) AS INTEGER)" for c, r in cuts)
+def _ace_expr(m: str, cuts: list[tuple[float, int, bool]]) -> str:
+    # (conf, row) >= (c, r): conf >= c when the start is the first row of its value, else the tie is
+    # split by row, as integer arithmetic (boolean OR/AND costs DuckDB more per row).
+    return " + ".join(f"CAST({m}_conf >= {dbl(c)} AS INTEGER)" if first else
+                      f"CAST({m}_conf > {dbl(c)} AS INTEGER) + CAST({m}_conf = {dbl(c)} AS INTEGER) * "
+                      f"CAST(row >= {r} AS INTEGER)" for c, r, first in cuts)
 
 
 def calibration_cells(pair: Pair) -> dict[str, np.ndarray]:
@@ -350,7 +371,7 @@ def worst_rows(pair: Pair, n_worst: int, flip_tau: float | None) -> list[dict[st
                       *(f"t_p{c}" for c in range(k)), *(f"s_p{c}" for c in range(k))])
     queries = [("largest_delta", "")]
     if flip_tau is not None:
-        tau = repr(float(flip_tau))
+        tau = dbl(flip_tau)
         queries.append(("flip", f"WHERE (t_conf >= {tau}) <> (s_conf >= {tau}) OR (t_conf >= {tau} AND "
                                 f"s_conf >= {tau} AND t_pred <> s_pred)"))
     out = []
