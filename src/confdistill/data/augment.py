@@ -355,11 +355,13 @@ def augment_file(
     use_mlm: bool | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the augmented train file of ``task`` (same TSV format as its train.tsv), atomically.
 
-    out: default ``train_aug.tsv`` beside the train file. Returns a summary dict (rows, words
-    with candidates, candidate source, output path).
+    out: default ``train_aug.tsv`` beside the train file; an existing one is refused (InputError,
+    before any work) unless ``overwrite``. Returns a summary dict (rows, words with candidates,
+    candidate source, output path).
     """
     from tqdm.auto import tqdm
 
@@ -377,6 +379,9 @@ def augment_file(
     out = Path(out) if out is not None else src.with_name("train_aug.tsv")
     if out.resolve() == src.resolve():
         raise InputError("--out: would overwrite the original train file", path=out)
+    from confdistill.folders import check_output_target
+
+    check_output_target(out, overwrite=overwrite, kind="file", what="--out")
     examples = load_split(spec.name, data_dir, "train")
     # The raw lines, split like the reader (tabs, no quoting), so every other column is copied as is.
     with open(src, encoding="utf-8-sig", newline="") as fh:
