@@ -556,8 +556,9 @@ def _make_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, from_
     from confdistill.data import get_task
     from confdistill.models import make_student
 
+    # The runner owns its folder: a re-run (changed inputs) replaces its own earlier student.
     make_student(from_dir, out, layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
-                 num_labels=get_task(task.task).num_labels, seed=cfg.seed)
+                 num_labels=get_task(task.task).num_labels, seed=cfg.seed, overwrite=True)
 
 
 def _predict(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, split: str,
@@ -636,12 +637,32 @@ def _report(cfg: ExperimentConfig) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
+def is_experiment_dir(path: Path) -> bool:
+    """Whether ``path`` is an experiment output folder (``run`` continues it by itself)."""
+    return (path / "experiment.json").is_file() or (path / ".steps").is_dir()
+
+
 def run_experiment(
-    cfg: ExperimentConfig, *, dry_run: bool = False, log: Callable[[str], None] | None = None
+    cfg: ExperimentConfig, *, dry_run: bool = False, log: Callable[[str], None] | None = None,
+    overwrite: bool = False, ours: Callable[[Path], bool] = is_experiment_dir,
 ) -> RunSummary:
-    """Build the plan of ``cfg`` and execute it into ``cfg.output_dir`` (see :func:`execute`)."""
-    steps = build_plan(cfg)
-    if not dry_run:
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(cfg.output_dir / "experiment.json", cfg.to_dict())
-    return execute(steps, cfg.output_dir, dry_run=dry_run, log=log)
+    """Build the plan of ``cfg`` and execute it into ``cfg.output_dir`` (see :func:`execute`).
+
+    The output folder is claimed first (:func:`confdistill.folders.claim_output`): a non-empty
+    folder that is not an experiment's is refused unless ``overwrite`` (then emptied, once the plan
+    is built), a file is never replaced, and the folder is locked for the whole run — a second
+    ``run`` into it stops at once with "… is in use by process N". A dry run writes and locks nothing.
+    ours: which existing folders are continued (default: :func:`is_experiment_dir`).
+    """
+    from confdistill.folders import check_output_target, claim_output, clear_directory
+
+    out = cfg.output_dir
+    if dry_run:
+        check_output_target(out, overwrite=overwrite, ours=ours, what="output folder")
+        return execute(build_plan(cfg), out, dry_run=True, log=log)
+    with claim_output(out, overwrite=overwrite, ours=ours, what="output folder"):
+        steps = build_plan(cfg)
+        if overwrite:
+            clear_directory(out)
+        write_json(out / "experiment.json", cfg.to_dict())
+        return execute(steps, out, dry_run=dry_run, log=log)
