@@ -55,11 +55,12 @@ def commit_files(moves: Sequence[tuple[Path, Path]], *, remove: Sequence[Path] =
     folder = moves[0][1].parent
     ops: list[list[str]] = [["unlink", p.name] for p in remove]
     ops += [["move", src.name, dst.name] for src, dst in moves]
-    if any(p.parent != folder for p in [*remove, *(x for m in moves for x in m)]):
+    if any(os.path.abspath(p.parent) != os.path.abspath(folder) for p in [*remove, *(x for m in moves for x in m)]):
         raise ValueError("commit_files: every file must be in one folder")
     journal = _journal(moves[0][1])
     with atomic_write(journal) as fh:
         json.dump({"pid": os.getpid(), "ops": ops}, fh)
+    # Decided: from here only forward. If this raises, the journal stays for recover_commit.
     _apply(folder, ops)
     journal.unlink()
     _fsync_dir(folder)
@@ -134,9 +135,16 @@ def write_with_sidecar(path: str | Path, sidecar: str | Path, write: Callable[[P
             moves.append((side_tmp, sidecar))
         commit_files(moves, remove=[sidecar])
     except BaseException:
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        if _journal(path).is_file():
+            # Failed after the decision: never roll back (the old companion may be gone already);
+            # finish now if the error allows, else the journal and its temporaries wait for the
+            # next writer or reader.
+            with contextlib.suppress(Exception):
+                recover_commit(path)
+        else:
+            for tmp in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
         raise
 
 

@@ -53,6 +53,18 @@ def default_mode(path: str | Path, *, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
+def default_modes(root: str | Path) -> None:
+    """:func:`default_mode` for a folder and everything in it (executable bits of files kept)."""
+    mask = current_umask()
+    for folder, _dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                mode = 0o777 if os.stat(path).st_mode & 0o100 else 0o666
+                os.chmod(path, mode & ~mask)
+
+
 # ------------------------------------------------------------------------- temporary names
 
 #: ``.NAME.PID.RANDOM.tmp[.ext]`` (files and folders) and ``.NAME.old-PID`` (a folder being replaced).
@@ -160,8 +172,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path.name), suffix=".tmp", dir=path.parent))
     try:
-        default_mode(tmp, directory=True)
         yield tmp
+        default_modes(tmp)  # mkdtemp's 0700, and writers (safetensors) that create 0600 files
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -548,7 +548,8 @@ def _run_locked(objective: Objective, opts: StudyOptions, space: SearchSpace,
     from confdistill.folders import output_lock
     from confdistill.tuning.folder import FailureStreak, claim_identity, tidy_finished_trials
 
-    claim_identity(opts.out, redact_url(opts.storage or default_storage_url(opts.out)), opts.study_name)
+    # The default storage is named relative to OUT: a folder moved elsewhere is still the same study's.
+    claim_identity(opts.out, redact_url(opts.storage) if opts.storage else "sqlite:///OUT/study.db", opts.study_name)
     study = open_study(dataclasses.replace(opts, space=space))
     fail_dead_local_trials(study)
     tidy_finished_trials(study, opts.out, objective)
