@@ -56,12 +56,14 @@ def _key(lock: Path) -> str:
 
 
 def _read_pid(lock: Path) -> str:
-    # The holder writes its pid right after locking: give it a moment.
-    for _ in range(20):
+    """The live process(es) named in the lock file: the exclusive holder writes its pid alone,
+    shared holders append theirs (so the file names every worker that may still hold it)."""
+    for _ in range(20):  # the holder writes its pid right after locking: give it a moment
         with contextlib.suppress(OSError, ValueError):
-            text = lock.read_text().strip()
-            if text:
-                return str(int(text.split()[0]))
+            pids = [int(x) for x in lock.read_text().split()]
+            live = [str(p) for p in dict.fromkeys(pids) if p != os.getpid() and pid_alive(p)]
+            if live:
+                return ", ".join(live)
         time.sleep(0.01)
     return "?"
 
@@ -202,7 +204,10 @@ def output_lock(path: str | Path, *, kind: Kind = "dir", shared: bool = False, w
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
+    if not shared:
+        os.ftruncate(fd, 0)
+    else:
+        os.lseek(fd, 0, os.SEEK_END)
     os.write(fd, f"{os.getpid()}\n".encode())
     key = _key(lock)
     _HELD[key] = [fd, 1, shared]
