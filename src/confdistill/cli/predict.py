@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     # One writer per prediction file: a second predict onto the same --out stops at once.
     with output_lock(target, kind="file"):
         side = sidecar_path(target)
-        remove_stale_temps(target.parent, recursive=False, names=[target.name, target.stem, side.name, side.stem])
+        # A dead predict's temporaries of this pair (data, sidecar, commit journal) go first.
+        remove_stale_temps(target.parent, recursive=False,
+                           names=[target.name, target.stem, side.name, side.stem, f".{target.name}.commit"])
         out = predict_split(args.model, args.task, args.data_dir, args.split, target,
                             batch_size=args.batch_size, max_length=args.max_length,
                             columns=columns_from_args(args), progress=not args.no_progress,

@@ -83,7 +83,7 @@ def _parse_betas(values: list[str], tasks: dict[str, str], students: list[str]) 
 
 def run(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
-    from confdistill.folders import check_output_target
+    from confdistill.folders import check_output_target, remove_stale_temps
     from confdistill.io import atomic_directory
     from confdistill.reports.table import build_rq1_table
 
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
                             n_bootstrap=args.bootstrap, seed=args.seed, progress=sys.stderr.isatty())
     # Written into a temporary sibling and swapped in whole: never new files beside old ones.
     check_output_target(args.out, overwrite=args.overwrite, what="--out")
+    remove_stale_temps(args.out.absolute().parent, recursive=False, names=[args.out.name])
     with atomic_directory(args.out) as tmp:
         written = table.write(tmp, plot=not args.no_plot)
     paths = [args.out / Path(p).name for p in written]

@@ -637,6 +637,28 @@ def _report(cfg: ExperimentConfig) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
+def check_settings(cfg: ExperimentConfig) -> None:
+    """Every training step's settings through the trainer's own validation, before any step runs
+    (a stage-2 batch size 0 is an InputError naming the table now, not after hours of stage 1)."""
+    from confdistill.distillation import DistillConfig, FinetuneConfig
+
+    for task in cfg.tasks:
+        common = _train_kwargs(task, cfg)
+        jobs: list[tuple[str, type, dict[str, Any]]] = []
+        if task.teacher.encoder is not None:
+            jobs.append((f"{task.teacher.key}.finetune", FinetuneConfig,
+                         {"model": "m", **common, **task.teacher.finetune}))
+        for s in task.students:
+            for stage in s.stages:
+                jobs.append((f"{s.key}.{stage}", DistillConfig, {"teacher": "t", "student": "s",
+                             "stage": STAGE_NAMES[stage], **common, **getattr(s, stage)}))
+        for where, cls, settings in jobs:
+            try:
+                cls.from_dict({"task": task.task, "data_dir": "d", "out": "o", **settings}).validate()
+            except InputError as exc:
+                raise InputError(f"{cfg.source}: {where}: {exc}") from None
+
+
 def is_experiment_dir(path: Path) -> bool:
     """Whether ``path`` is an experiment output folder (``run`` continues it by itself)."""
     return (path / "experiment.json").is_file() or (path / ".steps").is_dir()
@@ -657,6 +679,7 @@ def run_experiment(
     from confdistill.folders import check_output_target, claim_output, clear_directory
 
     out = cfg.output_dir
+    check_settings(cfg)
     if dry_run:
         check_output_target(out, overwrite=overwrite, ours=ours, what="output folder")
         return execute(build_plan(cfg), out, dry_run=True, log=log)
