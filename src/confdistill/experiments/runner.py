@@ -565,8 +565,9 @@ def _predict(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir:
              out: Path) -> None:
     from confdistill.prediction.predict import predict_split
 
+    # The runner owns its folder: a re-run (changed inputs, damaged output) replaces its own pair.
     predict_split(model_dir, task.task, data_dir, split, out, batch_size=cfg.predict_batch_size,
-                  max_length=cfg.max_length)
+                  max_length=cfg.max_length, overwrite=True)
 
 
 def _footprint(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, out: Path) -> None:
