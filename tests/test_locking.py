@@ -161,3 +161,23 @@ def test_lock_is_reentrant_and_a_failed_block_leaves_no_folder(tmp_path: Path) -
     with pytest.raises(RuntimeError), output_lock(tmp_path / "new" / "deep"):
         raise RuntimeError("validation failed")
     assert not (tmp_path / "new").exists()
+
+
+def test_only_rank_0_of_a_launch_claims_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``accelerate launch`` every rank runs distill: rank 0 holds OUT's lock, the others
+    must not try (they would find it held by rank 0)."""
+    from confdistill.distillation.run_files import claim_run_dir, launch_rank
+
+    out = tmp_path / "run"
+    holder = _holder(out)  # stands in for rank 0
+    try:
+        monkeypatch.setenv("RANK", "1")
+        assert launch_rank() == 1
+        with claim_run_dir(out, resume=True, overwrite=False):
+            pass
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(InputError, match="is in use"), claim_run_dir(out, resume=True, overwrite=False):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

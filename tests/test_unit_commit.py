@@ -199,6 +199,13 @@ def test_journal_of_a_live_writer_is_left_alone(tmp_path: Path) -> None:
     assert recover_commit(a) is True and a.read_text() == "new" and not journal.exists()
     with pytest.raises(ValueError, match="one folder"):
         commit_files([(tmp_path / "x", tmp_path / "sub" / "x")])
+    # A planted journal may not touch anything but the pair's own files and our temporaries.
+    (tmp_path / "victim.txt").write_text("keep")
+    for ops in ([["unlink", "victim.txt"]], [["unlink", "../victim.txt"]], [["move", "victim.txt", a.name]],
+                [["move", tmp.name, "../x"]], "rm -rf /"):
+        journal.write_text(json.dumps({"pid": 2 ** 22 + 12345, "ops": ops}))
+        assert recover_commit(a) is False and not journal.exists()
+    assert (tmp_path / "victim.txt").read_text() == "keep"
 
 
 def test_predict_split_failure_keeps_the_earlier_pair(tiny_bert: Callable[..., Path], tmp_path: Path,

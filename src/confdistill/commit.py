@@ -19,7 +19,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from confdistill.io import _json_default, atomic_write, os_errors_named, pid_alive, sha256_file, temp_sibling
+from confdistill.io import (
+    _json_default,
+    atomic_write,
+    os_errors_named,
+    pid_alive,
+    sha256_file,
+    temp_owner,
+    temp_sibling,
+)
 
 __all__ = ["JOURNAL_SUFFIX", "commit_files", "recover_commit", "sidecar_matches", "write_with_sidecar"]
 
@@ -98,8 +106,30 @@ def recover_commit(target: str | Path) -> bool:
         return False
     if pid != os.getpid() and pid_alive(pid):
         return False
+    if not _safe_ops(target.name, ops):
+        journal.unlink(missing_ok=True)  # not one of ours (planted?): nothing in it is done
+        return False
     _apply(target.parent, ops)
     journal.unlink(missing_ok=True)
+    return True
+
+
+def _safe_ops(target: str, ops: list[Any]) -> bool:
+    """A journal read back is data from a shared folder: it may only move our temporary files onto
+    ``target`` or its companions (``target.…``) and remove those, all in its own folder."""
+    def ours(name: Any) -> bool:
+        return (isinstance(name, str) and "/" not in name and name not in (".", "..")
+                and (name == target or name.startswith(target + ".")))
+
+    for op in ops:
+        if not isinstance(op, list) or not op:
+            return False
+        if op[0] == "unlink" and len(op) == 2 and ours(op[1]):
+            continue
+        if (op[0] == "move" and len(op) == 3 and ours(op[2]) and isinstance(op[1], str) and "/" not in op[1]
+                and temp_owner(op[1]) is not None):
+            continue
+        return False
     return True
 
 

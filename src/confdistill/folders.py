@@ -204,11 +204,12 @@ def output_lock(path: str | Path, *, kind: Kind = "dir", shared: bool = False, w
     except BaseException:
         os.close(fd)
         raise
-    if not shared:
-        os.ftruncate(fd, 0)
-    else:
-        os.lseek(fd, 0, os.SEEK_END)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # the pid is for messages only (a full disk must not stop us here)
+        if not shared:
+            os.ftruncate(fd, 0)
+        else:
+            os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, f"{os.getpid()}\n".encode())
     key = _key(lock)
     _HELD[key] = [fd, 1, shared]
     ok = False
