@@ -126,8 +126,9 @@ def test_bad_student_file_exit_2_no_output(cli, tmp_path: Path, name: str) -> No
     student.write_text(content)
     previous = tmp_path / "r.json"
     previous.write_text('{"earlier": "result"}\n')
+    # --overwrite: even when replacing is allowed, a failed analysis replaces nothing
     code, out, err = cli("analyze", "--teacher", teacher, "--student", student, "--json", previous,
-                         "--out", tmp_path / "out")
+                         "--out", tmp_path / "out", "--overwrite")
     assert code == 2
     assert err.startswith(f"confdistill analyze: error: {student}") and err.count("\n") == 1
     assert pattern in err and "Traceback" not in err
@@ -222,3 +223,23 @@ def test_worst_csv_and_flips_in_out_dir(cli, tmp_path: Path) -> None:
     assert lines[0].startswith("kind,row,id,label,teacher_pred,student_pred")
     rows = [line for line in lines[1:] if line.startswith("largest_delta")]
     assert len(rows) == min(2, data["n"])
+
+
+def test_out_is_never_overwritten_unless_asked_and_then_replaced_whole(cli, tmp_path: Path) -> None:
+    t, s = _pair(tmp_path)
+    out = tmp_path / "o"
+    assert cli("analyze", "--teacher", t, "--student", s, "--out", out, "--no-plots")[0] == 0
+    before = (out / "analysis.json").read_bytes()
+    (out / "stray.txt").write_text("from another run")
+    code, _, err = cli("analyze", "--teacher", t, "--student", s, "--out", out, "--kappa", "0.5")
+    assert code == 2 and "--overwrite" in err and err.count("\n") == 1
+    assert (out / "analysis.json").read_bytes() == before and (out / "stray.txt").exists()
+    code, _, err = cli("analyze", "--teacher", t, "--student", s, "--out", out, "--kappa", "0.5", "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "analysis.json").read_text())["kappa"] == 0.5
+    assert not (out / "stray.txt").exists()  # the folder is one unit: nothing of the old one stays
+    (tmp_path / "f.json").write_text("{}")
+    code, _, err = cli("analyze", "--teacher", t, "--student", s, "--json", tmp_path / "f.json")
+    assert code == 2 and "--overwrite" in err and (tmp_path / "f.json").read_text() == "{}"
+    code, _, err = cli("analyze", "--teacher", t, "--student", s, "--out", tmp_path / "f.json", "--overwrite")
+    assert code == 2 and (tmp_path / "f.json").read_text() == "{}"  # a file never becomes a folder

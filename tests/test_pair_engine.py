@@ -132,3 +132,12 @@ def test_same_inputs_same_outputs() -> None:
     a = analyze_pair(outputs_from_arrays(tp, labels), outputs_from_arrays(sp, labels), seed=4).to_dict()
     b = analyze_pair(outputs_from_arrays(tp, labels), outputs_from_arrays(sp, labels), seed=4).to_dict()
     assert a == b
+
+
+def test_aggregated_path_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parallel floating-point sums depend on the thread split; the engine must not (same inputs, same JSON)."""
+    monkeypatch.setattr(eng, "EXACT_MAX_N", 0)
+    tp, sp, labels = _pair(200_000, seed=11)
+    t, s = outputs_from_arrays(tp, labels), outputs_from_arrays(sp, labels)
+    runs = [analyze_pair(t, s, n_bootstrap=100, seed=2).to_dict() for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2]

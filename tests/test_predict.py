@@ -115,6 +115,10 @@ def test_predict_bad_input(tiny_bert: Callable[..., Path], sst_dir: Path, tmp_pa
         err = capsys.readouterr().err
         assert expect in err and len(err.strip().splitlines()) == 1, err
 
+    # An existing prediction file is never replaced without --overwrite; with it, a failing run
+    # still leaves the earlier result alone (checked at the end).
+    fails([*base, "--task", "SST-2"], f"{out}: --out already exists: use --overwrite")
+    base.append("--overwrite")
     fails([*base, "--task", "SST-3"], "unknown task 'SST-3'")
     fails([*base, "--task", "MNLI"], "no dev_matched.tsv for task MNLI")
     fails([*base, "--task", "SST-2", "--split", "train"], "no train.tsv")

@@ -182,3 +182,15 @@ def test_parquet_bad_types(tmp_path: Path) -> None:
     pq.write_table(pa.table({"pred": [0, 1], "p0": [0.9, None], "p1": [0.1, 0.8], "label": [0, 1]}), path)
     with pytest.raises(InputError, match="row 2: missing value in column 'p0'"):
         read_softmax(path)
+
+
+def test_a_sidecar_of_other_predictions_is_ignored(tmp_path: Path) -> None:
+    """The file and its sidecar are one unit: a sidecar whose file_sha256 is not the file's is not trusted."""
+    probs, labels = np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 1])
+    path = write_softmax(tmp_path / "a.csv", probs, labels, meta={"split": "train", "model": "m1"})
+    assert json.loads(sidecar_path(path).read_text())["file_sha256"]
+    assert read_softmax(path).meta["split"] == "train"
+    path.write_text("pred,p0,p1,label\n0,0.7,0.3,0\n1,0.4,0.6,1\n")  # other predictions, old sidecar left
+    with pytest.warns(SoftmaxFormatWarning, match="describes another file"):
+        out = read_softmax(path)
+    assert out.meta == {}

@@ -255,6 +255,8 @@ def test_resumed_study_with_other_settings_is_refused(tmp_path: Path) -> None:
 
 
 def test_failed_trial_is_recorded_and_study_goes_on(tmp_path: Path) -> None:
+    """A failed trial (any reason but a bad setting) is FAIL with its one-line reason and does not
+    count towards n_trials: the study runs until it has n_trials finished ones."""
     from confdistill.tuning.study import TrialFailed
 
     def objective(p: dict[str, Any], ctx: TrialContext) -> TrialResult:
@@ -262,15 +264,29 @@ def test_failed_trial_is_recorded_and_study_goes_on(tmp_path: Path) -> None:
             raise TrialFailed("loss diverged")
         if ctx.number == 2:
             return TrialResult(sigma=float("nan"), dev_accuracy=0.9, teacher_dev_accuracy=0.9)
+        if ctx.number == 4:
+            raise RuntimeError("CUDA out of memory\n(details)")  # not the study's fault: FAIL, go on
         return fake_result(p)
 
     summary = run_study(objective, _opts(tmp_path, 3))
     rows = read_csv_rows(tmp_path / "trials.csv")
-    assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "FAIL"]  # n_trials=3 attempts this run
+    assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "FAIL", "COMPLETE"]
     assert rows[1]["fail_reason"] == "loss diverged" and "non-finite" in rows[2]["fail_reason"]
-    assert summary["trials"] == {"COMPLETE": 1, "FAIL": 2}
-    run_study(objective, _opts(tmp_path, 3))  # resuming completes the missing trials
-    assert [r["state"] for r in read_csv_rows(tmp_path / "trials.csv")].count("COMPLETE") == 3
+    assert rows[4]["fail_reason"] == "RuntimeError: CUDA out of memory (details)"
+    assert summary["trials"] == {"COMPLETE": 3, "FAIL": 3}
+    run_study(objective, _opts(tmp_path, 3))  # the target is reached: nothing more runs
+    assert len(read_csv_rows(tmp_path / "trials.csv")) == 6
+
+
+def test_failures_in_a_row_stop_the_study_with_one_line(tmp_path: Path) -> None:
+    from confdistill.errors import InputError
+
+    def objective(p: dict[str, Any], ctx: TrialContext) -> TrialResult:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(InputError, match=r"3 trials in a row failed.*No space left"):
+        run_study(objective, _opts(tmp_path, 5))
+    assert [r["state"] for r in read_csv_rows(tmp_path / "trials.csv")] == ["FAIL"] * 3
 
 
 def test_lambda_comparison(tmp_path: Path) -> None:

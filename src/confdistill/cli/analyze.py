@@ -65,6 +65,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json, worst.csv and the plots")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no plots")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out folder / --json file (refused otherwise)")
     p.set_defaults(func=run)
 
 
@@ -85,15 +87,20 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from confdistill.errors import InputError
-    from confdistill.io import atomic_write, write_json
+    from confdistill.folders import check_output_target, output_lock, remove_stale_temps
+    from confdistill.io import atomic_directory, write_json
     from confdistill.properties.confidence import analyze_pair
     from confdistill.properties.decisions import parse_thresholds
     from confdistill.properties.verdict import BoundInputs, read_run_json
 
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise InputError("--out: expected a directory, got an existing file", path=args.out)
-    if args.json is not None and args.json.is_dir():
-        raise InputError("--json: expected a file name, got a directory", path=args.json)
+    def check_targets() -> None:
+        # Nothing of an earlier result is replaced unless asked, and a file never becomes a folder.
+        if args.out is not None:
+            check_output_target(args.out, overwrite=args.overwrite, what="--out")
+        if args.json is not None:
+            check_output_target(args.json, kind="file", overwrite=args.overwrite, what="--json")
+
+    check_targets()
     if args.check and args.kappa is None:
         raise InputError("--check needs --kappa: a verdict needs the tolerance you accept")
     thresholds = parse_thresholds(args.thresholds)
@@ -104,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.beta is not None or args.beta_mean is not None:
         bound = BoundInputs(beta=args.beta, beta_mean=args.beta_mean, n_train=args.n_train, alpha=args.alpha,
                             temperature=args.temperature, source="--beta" if args.beta is not None else "--beta-mean")
+    from confdistill.reports.plots import write_analysis_plots
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = analyze_pair(
@@ -116,21 +125,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"confdistill analyze: warning: {note}", file=sys.stderr)
     data = result.to_dict()
     # Everything is computed: only now write (a failed analysis leaves earlier results alone).
+    check_targets()
     written: list[Path] = []
     if args.json is not None:
         write_json(args.json, data)
         written.append(args.json)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        if not args.no_plots:
-            from confdistill.reports.plots import write_analysis_plots
-
-            written += write_analysis_plots(data, args.out)
-        with atomic_write(args.out / "worst.csv") as fh:
-            fh.write(worst_csv(result.worst, result.k))
-        written.append(args.out / "worst.csv")
-        write_json(args.out / "analysis.json", data)  # last: its presence means the folder is complete
-        written.append(args.out / "analysis.json")
+        # The folder is filled beside the target and swapped in whole (plots, worst.csv and
+        # analysis.json are one unit), under the folder's lock (one writer at a time).
+        remove_stale_temps(args.out.absolute().parent, recursive=False, names=[args.out.name])
+        # (The lock is a sibling file: a lock inside the folder would be swapped away with it.)
+        with output_lock(args.out, kind="file", what="--out"), atomic_directory(args.out) as tmp:
+            files = [] if args.no_plots else write_analysis_plots(data, tmp)
+            (tmp / "worst.csv").write_text(worst_csv(result.worst, result.k), encoding="utf-8")
+            write_json(tmp / "analysis.json", data)
+            files += [tmp / "worst.csv", tmp / "analysis.json"]
+        written += [args.out / p.name for p in files]
     print(result.summary())
     if written:
         print("wrote: " + ", ".join(str(p) for p in written))

@@ -28,7 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="require the masked-LM head (error if the model has none); default: use it if present")
     p.add_argument("--no-mlm", dest="use_mlm", action="store_false", help="embedding neighbours only")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", default=None, help="output TSV (default: train_aug.tsv beside train.tsv)")
+    p.add_argument("--out", default=None,
+                   help="output TSV (default: train_aug.tsv beside train.tsv); an existing one is refused "
+                   "without --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: off)")
     p.set_defaults(func=run)
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir = resolve_model_source(args.model, what="--model")
     summary = augment_file(
         args.task, args.data_dir, args.out, model_dir=model_dir, n_aug=args.n_aug, p=args.p, k=args.top_k,
-        seed=args.seed, use_mlm=args.use_mlm, log=lambda m: print(m, file=sys.stderr),
+        seed=args.seed, use_mlm=args.use_mlm, log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=2))
     return 0

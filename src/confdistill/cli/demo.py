@@ -22,6 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "seeded subset of the train split (default 1000, 0 = all)")
     p.add_argument("--quick", action="store_true", help="a much smaller run (a couple of minutes): a smoke test")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="empty --out first and start afresh (without it a demo folder is continued and any "
+                   "other non-empty folder is refused; default: off)")
     p.add_argument("--dry-run", action="store_true", help="print the plan of steps and stop")
     p.set_defaults(func=run)
 
@@ -31,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.experiments.demo import run_demo
 
     run_demo(out=args.out, data_dir=args.data_dir, task=args.task, max_train=args.max_train,
-             quick=args.quick, seed=args.seed, dry_run=args.dry_run)
+             quick=args.quick, seed=args.seed, dry_run=args.dry_run, overwrite=args.overwrite)
     return 0

@@ -6,8 +6,10 @@ Modules here import only the standard library at top level; heavy imports (torch
 transformers, matplotlib) happen inside ``func`` so that ``confdistill --help`` and
 ``confdistill analyze`` start fast.
 
-Errors: :class:`confdistill.errors.InputError` -> one line on stderr, exit 2; any other
-exception -> one line, exit 1; ``--debug`` shows the traceback.
+Errors: :class:`confdistill.errors.InputError` -> one line on stderr, exit 2; an operating-system
+error (read-only file system, permission denied, no space left, a path that is a file — also when a
+library wrapped it, as torch does on a full disk) -> one line naming the path and the cause, exit 2;
+any other exception -> one line, exit 1; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment problem: still one line unless --debug
         if debug:
             raise
+        from confdistill.folders import describe_os_error
+        from confdistill.io import os_error_in
+
+        os_error = os_error_in(exc)
+        if os_error is not None:
+            # The user's environment, not a bug: the path and the cause, exit 2.
+            print(f"confdistill {args.command}: error: {describe_os_error(os_error)}", file=sys.stderr)
+            return InputError.exit_code
         print(
             f"confdistill {args.command}: internal error: {type(exc).__name__}: {exc} "
             "(run with --debug for the traceback)",

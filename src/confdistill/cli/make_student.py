@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "copies source layer floor(m*N/M) (1-based; TinyBERT's uniform mapping when M divides N), plus "
         "embeddings, pooler and classifier. With --hidden/--intermediate/--heads, a new randomly "
         "initialised model (seeded) of that size with the source's vocabulary. Output: Hugging Face "
-        "format + vocab.txt + student.json, written atomically.",
+        "format + vocab.txt + student.json, written atomically; an existing --out is never replaced "
+        "without --overwrite.",
     )
     p.add_argument("--from", dest="from_dir", required=True, metavar="DIR",
                    help="source model directory (Hugging Face or TinyBERT format), e.g. the teacher")
@@ -24,7 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-labels", type=int, metavar="K",
                    help="classifier outputs (default: the source's; 1 = regression)")
     p.add_argument("--seed", type=int, default=0, help="seed of any randomly initialised weights (0)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output model directory")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output model directory (an existing non-empty one is refused without --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out as a whole, once the new model is complete (default: off)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = make_student(args.from_dir, args.out, layers=args.layers, hidden=args.hidden,
                        intermediate=args.intermediate, heads=args.heads, num_labels=args.num_labels,
-                       seed=args.seed)
+                       seed=args.seed, overwrite=args.overwrite)
     record = json.loads((out / "student.json").read_text(encoding="utf-8"))
     if record["mode"] == "layers":
         how = f"source layers {record['source_layers_copied']} of {record['source_layers']}"

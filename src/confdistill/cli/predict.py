@@ -19,7 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     p.add_argument("--split", default="dev",
                    help="split to predict: train, dev (MNLI: dev_matched), dev_mismatched, ... (default dev)")
-    p.add_argument("--out", required=True, metavar="FILE", help="output file: .csv, .tsv or .parquet")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="output file: .csv, .tsv or .parquet (an existing one is refused without --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out and its sidecar, as one unit (default: off)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per batch (64)")
     p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (128)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -29,14 +32,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import sys
+    from pathlib import Path
 
     from confdistill.data.tabular import columns_from_args
+    from confdistill.folders import output_lock, remove_stale_temps
     from confdistill.prediction.predict import predict_split
     from confdistill.prediction.softmax_file import sidecar_path
 
-    out = predict_split(args.model, args.task, args.data_dir, args.split, args.out,
-                        batch_size=args.batch_size, max_length=args.max_length,
-                        columns=columns_from_args(args), progress=not args.no_progress)
+    target = Path(args.out)
+    # One writer per prediction file: a second predict onto the same --out stops at once.
+    with output_lock(target, kind="file"):
+        side = sidecar_path(target)
+        # A dead predict's temporaries of this pair (data, sidecar, commit journal) go first.
+        remove_stale_temps(target.parent, recursive=False,
+                           names=[target.name, target.stem, side.name, side.stem, f".{target.name}.commit"])
+        out = predict_split(args.model, args.task, args.data_dir, args.split, target,
+                            batch_size=args.batch_size, max_length=args.max_length,
+                            columns=columns_from_args(args), progress=not args.no_progress,
+                            overwrite=args.overwrite)
     meta = json.loads(sidecar_path(out).read_text(encoding="utf-8"))
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in meta.get("metrics", {}).items())
     print(f"wrote {meta['n_rows']} rows to {out} ({metrics})", file=sys.stderr)

@@ -19,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="output directory (overrides experiment.output_dir)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="data directory for every task (overrides the file's data_dir), e.g. ../shared/data/glue")
+    p.add_argument("--overwrite", action="store_true",
+                   help="empty the output folder first and start afresh (without it an experiment's folder is "
+                   "continued and any other non-empty folder is refused; default: off)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (which steps would run and why, which are up to date) and stop")
     p.set_defaults(func=run)
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.experiments.runner import run_experiment
 
     cfg = load_experiment(args.experiment, out=args.out, data_dir=args.data_dir)
-    summary = run_experiment(cfg, dry_run=args.dry_run)
+    summary = run_experiment(cfg, dry_run=args.dry_run, overwrite=args.overwrite)
     if args.dry_run:
         print(f"plan: {len(summary.ran)} step(s) to run, {len(summary.skipped)} up to date "
               f"(output: {cfg.output_dir})")

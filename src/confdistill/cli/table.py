@@ -5,7 +5,8 @@
         [--bootstrap 1000] [--seed 0] [--threshold 0.9] [--out DIR] [--no-plot]
 
 Reads ``DIR/<model>/<TASK>_on_<train|eval>/eval_results.csv`` and writes ``rq1.md``, ``rq1.csv``,
-``rq1.json`` and ``rq1_sigma.png`` into ``--out`` (default ``rq1``). ``--kappa`` is the tolerance
+``rq1.json`` and ``rq1_sigma.png`` into ``--out`` (default ``rq1``), replaced as a whole; an
+existing non-empty ``--out`` is refused without ``--overwrite``. ``--kappa`` is the tolerance
 every row is judged against (``verdict``, ``verdict_95``); ``--beta`` gives a pair's train row its
 ``bound_check`` (the β bound is a check, never a verdict). Missing and invalid pairs are listed with
 the reason; only usage errors exit with code 2.
@@ -41,7 +42,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples per pair (default 1000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("rq1"), metavar="DIR", help="output folder (default ./rq1)")
+    p.add_argument("--out", type=Path, default=Path("rq1"), metavar="DIR",
+                   help="output folder (default ./rq1); an existing non-empty one is refused without --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out as a whole, once the new table is complete (default: off)")
     p.add_argument("--no-plot", action="store_true", help="skip the summary plot")
     p.set_defaults(func=run)
 
@@ -85,14 +89,15 @@ def _parse_betas(values: list[str], tasks: dict[str, str], students: list[str]) 
 
 def run(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
+    from confdistill.folders import check_output_target, remove_stale_temps
+    from confdistill.io import atomic_directory
     from confdistill.properties.verdict import validate_tolerance
     from confdistill.reports.table import build_rq1_table
 
     teachers = _parse_teachers(args.teacher)
     students = list(dict.fromkeys(args.student))
     betas = _parse_betas(args.beta, teachers, students)
-    if args.out.exists() and not args.out.is_dir():
-        raise InputError("--out: expected a directory, got an existing file", path=args.out)
+    check_output_target(args.out, overwrite=args.overwrite, what="--out")
     validate_tolerance(args.kappa)
     if args.bootstrap < 0:
         raise InputError(f"--bootstrap: expected >= 0, got {args.bootstrap}")
@@ -102,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
     table = build_rq1_table(args.root, teachers, students, kappa=args.kappa, betas=betas, alpha=args.alpha,
                             temperature=args.temperature, threshold=args.threshold,
                             n_bootstrap=args.bootstrap, seed=args.seed, progress=sys.stderr.isatty())
-    paths = table.write(args.out, plot=not args.no_plot)
+    # Written into a temporary sibling and swapped in whole: never new files beside old ones.
+    check_output_target(args.out, overwrite=args.overwrite, what="--out")
+    remove_stale_temps(args.out.absolute().parent, recursive=False, names=[args.out.name])
+    with atomic_directory(args.out) as tmp:
+        written = table.write(tmp, plot=not args.no_plot)
+    paths = [args.out / Path(p).name for p in written]
     print(table.to_markdown(), end="")
     print(f"{len(table.ok)} pair(s) analysed, {len(table.missing)} missing, {len(table.invalid)} invalid")
     print("wrote: " + ", ".join(str(p) for p in paths))

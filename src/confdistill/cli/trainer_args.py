@@ -3,7 +3,7 @@ command's own defaults.
 
 :func:`add_trainer_arguments` registers the options of the training loop (learning rate, epochs,
 batch sizes, max length, warm-up, weight decay, evaluation, checkpoints, seed, augmented data,
-length grouping, resume, CPU) under the ``DistillConfig`` / ``FinetuneConfig`` field names as
+length grouping, resume, overwrite, CPU) under the ``DistillConfig`` / ``FinetuneConfig`` field names as
 ``dest``, so ``{k: v for k, v in vars(args).items() if k in fields}`` builds the config. Every
 option's help ends with its default. Standard library only (the CLI starts fast).
 """
@@ -64,11 +64,15 @@ TRAINER_OPTIONS: dict[str, _Option] = {
                                "(slower; TinyBERT's batches)", action="store_false", needs_default=False),
     "resume": _Option(("--resume",), "continue the run in OUT from its last checkpoint",
                       action="store_true", needs_default=False),
+    "overwrite": _Option(("--overwrite",), "discard what OUT holds (a run or anything else) and start afresh; "
+                         "without it, or --resume, an existing non-empty OUT is refused",
+                         action="store_true", needs_default=False),
     "cpu": _Option(("--cpu",), "run on the CPU even when a GPU is present", action="store_true",
                    needs_default=False),
 }
 
-_SWITCH_DEFAULT_TEXT = {"group_by_length": "length-grouped batches", "resume": "off", "cpu": "off"}
+_SWITCH_DEFAULT_TEXT = {"group_by_length": "length-grouped batches", "resume": "off", "overwrite": "off",
+                        "cpu": "off"}
 #: How a None default reads in --help.
 _NONE_TEXT = {"eval_split": "dev; MNLI: dev_matched", "aug_train": "none, the task's train split"}
 

@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", metavar="EXPERIMENT.toml")
     p.add_argument("--task", help="task key of the experiment (needed when it has several)")
     p.add_argument("--student", help="student name (needed when the task has several)")
-    p.add_argument("--trials", type=int, required=True,
+    p.add_argument("--trials", type=int, required=True, metavar="N",
                    help="the study's total number of finished trials (all workers together; a resumed "
                    "study runs only the missing ones)")
     p.add_argument("--epsilon", type=float, default=0.01,
@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     from confdistill.errors import InputError
     from confdistill.experiments.config import load_experiment
+    from confdistill.folders import output_lock
+    from confdistill.tuning.folder import check_tune_target
     from confdistill.tuning.objective import ExperimentObjective, baseline_params, select, space_for
     from confdistill.tuning.study import (
         SearchSpace,
@@ -84,28 +86,30 @@ def run(args: argparse.Namespace) -> int:
         format_summary,
         require_tolerance,
         run_study,
+        validate_options,
     )
 
     cfg = load_experiment(args.experiment, data_dir=args.data_dir)
     task, student = select(cfg, args.task, args.student)
     out = Path(args.out).resolve() if args.out else cfg.output_dir / "tune" / f"{task.key}-{student.name}"
+    # ---- every setting checked before anything is written or any trial runs (exit 2) ----------
     if args.aug_train and args.make_aug:
         raise InputError("give either --aug-train FILE or --make-aug, not both")
     if args.aug_train and not Path(args.aug_train).is_file():
         raise InputError("--aug-train: file not found", path=args.aug_train)
     # Refuse before the teacher is trained or anything is written: no tolerance, no target.
     kappa = require_tolerance(args.kappa if args.kappa is not None else task.kappa)
+    if args.make_aug and not (args.n_aug >= 1 and 0.0 < args.aug_p <= 1.0):
+        raise InputError(f"--n-aug must be >= 1 and --aug-p in (0, 1], got {args.n_aug} and {args.aug_p}")
+    if args.lambda_choices is not None and (not args.lambda_choices or any(not x >= 0 for x in args.lambda_choices)):
+        raise InputError(f"--lambda-choices: expected values >= 0, got {args.lambda_choices}")
     objective = ExperimentObjective(cfg, task, student, out, aug_train=args.aug_train, keep_models=args.keep_models,
                                     kappa=kappa)
-    objective.prepare()
-    if args.make_aug:
-        objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
     base = SearchSpace()
     if args.lambda_choices:
-        if any(x < 0 for x in args.lambda_choices):
-            raise InputError(f"--lambda-choices: expected values >= 0, got {args.lambda_choices}")
         base = dataclasses.replace(base, lambda_conf=tuple(args.lambda_choices))
-    space = space_for(student, base, aug_available=objective.aug_train is not None, task=task)
+    aug_available = bool(args.aug_train or args.make_aug)
+    space = space_for(student, base, aug_available=aug_available, task=task)
     opts = StudyOptions(
         out=out,
         n_trials=args.trials,
@@ -121,7 +125,15 @@ def run(args: argparse.Namespace) -> int:
         compare_lambda=tuple(args.compare_lambda or ()),
         attrs={"experiment": cfg.name, "task": task.key, "student": student.name},
     )
-    summary = run_study(objective, opts, write_best=objective.write_best_toml)
+    validate_options(opts)
+    objective.validate(space, opts.baseline)
+    check_tune_target(out)
+    # Workers of one study share the folder (shared locks); exclusive writers are kept out.
+    with output_lock(out, shared=True), output_lock(out / "experiment", shared=True):
+        objective.prepare()
+        if args.make_aug:
+            objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
+        summary = run_study(objective, opts, write_best=objective.write_best_toml)
     print("\n".join(format_summary(summary)))
     print(f"outputs:  {out}/{{trials.csv,pareto.png,best.toml,summary.json}}")
     return 0

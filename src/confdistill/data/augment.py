@@ -284,9 +284,10 @@ def has_mlm_head(model_dir: str | Path) -> bool:
         with safe_open(str(f), "pt") as fh:
             names += list(fh.keys())
     for f in sorted(model_dir.glob("pytorch_model*.bin")):
-        import torch
+        from confdistill.io import load_tensors
 
-        names += list(torch.load(f, map_location="cpu", weights_only=True).keys())
+        state = load_tensors(f, what="weights file")  # data only; a damaged file is an InputError
+        names += list(state.keys()) if isinstance(state, dict) else []
     return any("cls.predictions.transform" in n for n in names)
 
 
@@ -355,11 +356,13 @@ def augment_file(
     use_mlm: bool | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the augmented train file of ``task`` (same TSV format as its train.tsv), atomically.
 
-    out: default ``train_aug.tsv`` beside the train file. Returns a summary dict (rows, words
-    with candidates, candidate source, output path).
+    out: default ``train_aug.tsv`` beside the train file; an existing one is refused (InputError,
+    before any work) unless ``overwrite``. Returns a summary dict (rows, words with candidates,
+    candidate source, output path).
     """
     from tqdm.auto import tqdm
 
@@ -377,6 +380,10 @@ def augment_file(
     out = Path(out) if out is not None else src.with_name("train_aug.tsv")
     if out.resolve() == src.resolve():
         raise InputError("--out: would overwrite the original train file", path=out)
+    from confdistill.folders import check_output_target, remove_stale_temps
+
+    check_output_target(out, overwrite=overwrite, kind="file", what="--out")
+    remove_stale_temps(out.absolute().parent, recursive=False, names=[out.name])
     examples = load_split(spec.name, data_dir, "train")
     # The raw lines, split like the reader (tabs, no quoting), so every other column is copied as is.
     with open(src, encoding="utf-8-sig", newline="") as fh:

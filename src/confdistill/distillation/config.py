@@ -22,7 +22,7 @@ LAYER_MAPPINGS = ("uniform", "top", "bottom")
 STAGES = ("intermediate", "prediction", "both")
 
 #: Fields that may differ between the original run and its ``--resume`` invocation.
-RESUME_MUTABLE = frozenset({"resume", "cpu", "eval_batch_size"})
+RESUME_MUTABLE = frozenset({"resume", "overwrite", "cpu", "eval_batch_size"})
 
 T = TypeVar("T", bound="_Base")
 
@@ -43,6 +43,8 @@ class _Base:
         return cls(**{k: v for k, v in data.items()})
 
     def _check_common(self) -> None:
+        if self.resume and self.overwrite:
+            raise InputError("give --resume (continue the run in --out) or --overwrite (discard it), not both")
         positive = ["train_batch_size", "max_seq_length", "eval_batch_size"]
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -99,6 +101,8 @@ class DistillConfig(_Base):
     columns: with ``task="custom"``, the columns of ``DATA_DIR/<split>.{csv,tsv,jsonl}`` as plain data
     ``{"text", "label", "text_pair", "label_names", "regression"}`` (see ``TableColumns``).
     checkpoint_steps: None = checkpoint at epoch ends only. eval_step: stage 2 evaluation period in steps.
+    resume / overwrite: continue the run in ``out`` / discard what ``out`` holds (an existing
+    non-empty ``out`` is refused without one of them).
     """
 
     teacher: str = ""
@@ -121,6 +125,7 @@ class DistillConfig(_Base):
     eval_step: int | None = 50
     checkpoint_steps: int | None = 500
     resume: bool = False
+    overwrite: bool = False
     aug_train: str | None = None
     intermediate_epochs: float = 10.0
     intermediate_lr: float = 5e-5
@@ -179,6 +184,7 @@ class FinetuneConfig(_Base):
     eval_step: int | None = 200
     checkpoint_steps: int | None = 500
     resume: bool = False
+    overwrite: bool = False
     aug_train: str | None = None
     eval_split: str | None = None
     group_by_length: bool = True

@@ -70,8 +70,19 @@ from confdistill.distillation.losses import (
     make_fit_denses,
     prediction_loss,
 )
+from confdistill.distillation.run_files import (
+    MetricsLog,
+    claim_run_dir,
+    launch_rank,
+    load_cached_logits,
+    read_run,
+    refuse_existing_run,
+    save_cached_logits,
+    truncate_metrics,
+)
 from confdistill.errors import InputError
-from confdistill.io import atomic_path, atomic_write, sha256_file, write_json
+from confdistill.folders import clear_directory
+from confdistill.io import atomic_path, save_tensors, sha256_file, write_json
 
 JOBS = ("intermediate", "prediction", "finetune")
 
@@ -135,6 +146,7 @@ class _Job:
     layer_mapping: str = "uniform"
     columns: dict[str, Any] | None = None   # custom data: TableColumns as plain data
     settings: dict[str, Any] = field(default_factory=dict)   # the user's config, stored in run.json
+    clear_dir: Path | None = None   # --overwrite: emptied once the inputs are validated (not recorded)
 
 
 #: _Job fields added after runs were recorded: left out of the resume record at their default, so
@@ -153,6 +165,11 @@ def distill(config: DistillConfig, *, stop_after_steps: int | None = None) -> di
     """
     config.validate()
     out = Path(config.out)
+    with claim_run_dir(out, resume=config.resume, overwrite=config.overwrite):
+        return _distill(config, out, stop_after_steps)
+
+
+def _distill(config: DistillConfig, out: Path, stop_after_steps: int | None) -> dict[str, Any]:
     settings = config.to_dict()
     common = dict(
         teacher=config.teacher, task=config.task, data_dir=config.data_dir, aug_train=config.aug_train,
@@ -164,38 +181,43 @@ def distill(config: DistillConfig, *, stop_after_steps: int | None = None) -> di
         resume=config.resume, cpu=config.cpu, settings=settings, layer_mapping=config.layer_mapping,
         columns=_plain_columns(config.columns),
     )
+    clear = out if config.overwrite else None
     if config.stage == "intermediate":
         return _train(_Job("intermediate", out, config.student, learning_rate=config.learning_rate,
-                           epochs=config.num_train_epochs, **common), stop_after_steps)
+                           epochs=config.num_train_epochs, clear_dir=clear, **common), stop_after_steps)
     if config.stage == "prediction":
         return _train(_Job("prediction", out, config.student, learning_rate=config.learning_rate,
-                           epochs=config.num_train_epochs, **common), stop_after_steps)
-    # both: stage 1 in OUT/intermediate, then stage 2 in OUT from its final model.
-    if not config.resume:
-        _refuse_existing_run(out)
+                           epochs=config.num_train_epochs, clear_dir=clear, **common), stop_after_steps)
+    # both: stage 1 in OUT/intermediate, then stage 2 in OUT from its final model. --overwrite
+    # empties all of OUT once stage 1's inputs are validated.
+    if not config.resume and not config.overwrite:
+        refuse_existing_run(out)
     stage1_out = out / "intermediate"
-    stage1_done = _read_run(stage1_out).get("status") == "complete"
+    stage1_done = not config.overwrite and read_run(stage1_out).get("status") == "complete"
     if not stage1_done:
         _train(_Job("intermediate", stage1_out, config.student, learning_rate=config.intermediate_lr,
-                    epochs=config.intermediate_epochs, **common), stop_after_steps)
+                    epochs=config.intermediate_epochs, clear_dir=clear, **common), stop_after_steps)
     # The refusal above covered OUT; stage 2 continues whatever of its own run is there.
     result = _train(_Job("prediction", out, str(stage1_out / "final"), learning_rate=config.prediction_lr,
                          epochs=config.prediction_epochs, **{**common, "resume": True}),
-                    stop_after_steps, stage1=_read_run(stage1_out))
+                    stop_after_steps, stage1=read_run(stage1_out))
     return result
 
 
 def finetune(config: FinetuneConfig, *, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Fine-tune a classifier on a task with the hard-label loss (the teacher's training); returns run.json."""
     config.validate()
+    out = Path(config.out)
     job = _Job(
         "finetune", Path(config.out), config.model, None, config.task, config.data_dir, config.aug_train,
         config.learning_rate, config.num_train_epochs, config.train_batch_size, config.eval_batch_size,
         config.max_seq_length, config.warmup_proportion, config.weight_decay, config.seed, config.eval_step,
         config.checkpoint_steps, eval_split=config.eval_split, group_by_length=config.group_by_length,
         resume=config.resume, cpu=config.cpu, settings=config.to_dict(), columns=_plain_columns(config.columns),
+        clear_dir=out if config.overwrite else None,
     )
-    return _train(job, stop_after_steps)
+    with claim_run_dir(out, resume=config.resume, overwrite=config.overwrite):
+        return _train(job, stop_after_steps)
 
 
 def _plain_columns(columns: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -257,9 +279,11 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
 
     out = job.out
     checkpoints_dir = out / "checkpoints"
-    previous = _read_run(out)
+    if job.clear_dir is not None and launch_rank() == 0:
+        clear_directory(job.clear_dir)  # --overwrite: only now that the inputs are known to be good
+    previous = read_run(out)
     if not job.resume:
-        _refuse_existing_run(out)
+        refuse_existing_run(out)
     elif previous.get("status") == "complete":
         return previous
     elif previous:
@@ -342,6 +366,8 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
     best: dict[str, Any] = {"metric": spec.metric, "value": None, "step": None}
     history: list[dict[str, Any]] = []   # evaluations of this session: {"step", "eval"}
     ckpt = latest_checkpoint(checkpoints_dir) if job.resume else None
+    log_lines: int | None = 0
+    eval_at_step = False
     if ckpt is not None:
         state = load_checkpoint(ckpt)
         raw_model.load_state_dict(state["model"])
@@ -353,13 +379,16 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         if state["progress"].get("last_eval"):
             # Evaluated at this step before the stop (e.g. a pruning hook): not evaluated again.
             history.append(state["progress"]["last_eval"])
+            eval_at_step = True
+        log_lines = state["progress"].get("metrics_lines")  # None in checkpoints of earlier versions
         accelerator.print(f"resuming {out} from {ckpt.name} (step {step}/{total_steps})")
     metrics_path = out / "metrics.jsonl"
+    kept = 0
     if accelerator.is_main_process:
-        _truncate_metrics(metrics_path, step if ckpt is not None else 0)
+        kept = truncate_metrics(metrics_path, lines=log_lines, step=step, eval_at_step=eval_at_step)
 
     # ---- 6. The loop ----------------------------------------------------------------------------
-    log = _MetricsLog(metrics_path, enabled=accelerator.is_main_process)
+    log = MetricsLog(metrics_path, enabled=accelerator.is_main_process, lines=kept)
     bar = tqdm(total=_samples_in_steps(sampler, total_steps, steps_per_epoch),
                initial=_samples_in_steps(sampler, step, steps_per_epoch), unit="ex", unit_scale=True,
                dynamic_ncols=True, disable=not accelerator.is_local_main_process, desc=f"{job.kind} {out.name}")
@@ -406,12 +435,12 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
             from accelerate.utils import gather_object
             states = gather_object([rng_state()])
         if accelerator.is_main_process:
-            log.flush()
+            log.flush(durable=True)
             save_checkpoint(checkpoints_dir, step, {
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": states,
                 "progress": {"step": step, "epoch": next_epoch, "position": next_position, "best": best,
-                             "total_steps": total_steps,
+                             "total_steps": total_steps, "metrics_lines": log.lines,
                              "last_eval": history[-1] if history and history[-1]["step"] == step else None},
             })
         accelerator.wait_for_everyone()
@@ -500,7 +529,7 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         final_dir = save_classifier(trained, tokenizer, out / "final")
         if fit_denses is not None:
             with atomic_path(Path(final_dir) / "fit_denses.pt") as tmp:
-                torch.save(raw_model.fit_denses.state_dict(), tmp)
+                save_tensors(raw_model.fit_denses.state_dict(), tmp)
         _plot_loss_curves(metrics_path, out / "loss_curves.png", spec.metric)
         result = {
             "status": "complete",
@@ -545,7 +574,7 @@ def _train(job: _Job, stop_after_steps: int | None = None, stage1: dict | None =
         }
         write_json(out / "run.json", result)
     accelerator.wait_for_everyone()
-    return _read_run(out)
+    return read_run(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -728,21 +757,19 @@ def _cached_teacher_logits(teacher: nn.Module, job: _Job, encoded: Any, data_fil
     """Teacher logits over a split, (n, k) float32 in row order — computed once, kept in ``OUT/name``.
 
     The cache is keyed by the teacher directory, the data file's SHA-256 and max_seq_length; a
-    mismatch recomputes it.
+    mismatch recomputes it, and so does a damaged or planted file (read as data only).
     """
     path = job.out / name
     # "train_sha256" names the data file's hash for every split: the key of existing caches is kept.
     key = {"teacher": str(Path(job.teacher).resolve()), "train_sha256": sha256_file(data_file),
            "max_seq_length": job.max_seq_length, "n": len(encoded)}
-    if path.exists():
-        cached = torch.load(path, map_location="cpu", weights_only=True)
-        if cached.get("key") == json.dumps(key, sort_keys=True):
-            return cached["logits"]
+    cached = load_cached_logits(path, json.dumps(key, sort_keys=True), len(encoded))
+    if cached is not None:
+        return cached
     teacher.to(accelerator.device)
     logits = _predict_logits(teacher, encoded, job.eval_batch_size, accelerator)
     if accelerator.is_main_process:
-        with atomic_path(path) as tmp:
-            torch.save({"key": json.dumps(key, sort_keys=True), "logits": logits}, tmp)
+        save_cached_logits(path, json.dumps(key, sort_keys=True), logits)
     accelerator.wait_for_everyone()
     return logits
 
@@ -752,42 +779,6 @@ def _samples_in_steps(sampler: Any, steps: int, steps_per_epoch: int) -> int:
     n = len(sampler.lengths)
     full_epochs, rest = divmod(steps, steps_per_epoch)
     return full_epochs * n + min(rest * sampler.batch_size, n)
-
-
-class _MetricsLog:
-    """Append-only JSONL of per-step losses and evaluations (flushed at checkpoints and at the end)."""
-
-    def __init__(self, path: Path, *, enabled: bool) -> None:
-        self.fh = open(path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
-
-    def write(self, entry: dict[str, Any]) -> None:
-        if self.fh is not None:
-            self.fh.write(json.dumps(entry) + "\n")
-
-    def flush(self) -> None:
-        if self.fh is not None:
-            self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the log lines of steps ≤ ``step`` (a resumed run re-does the later ones); atomic rewrite."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by the kill
-        if int(entry.get("step", 0)) <= step:
-            kept.append(line)
-    with atomic_write(path) as fh:
-        fh.write("".join(k + "\n" for k in kept))
 
 
 def _plot_loss_curves(metrics_path: Path, png: Path, metric: str) -> None:
@@ -836,29 +827,11 @@ def _plot_loss_curves(metrics_path: Path, png: Path, metric: str) -> None:
 # run.json helpers
 # --------------------------------------------------------------------------------------------
 
-def _read_run(out: Path) -> dict[str, Any]:
-    path = Path(out) / "run.json"
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _refuse_existing_run(out: Path) -> None:
-    """Without --resume, never write into an OUT holding a run (nothing is overwritten)."""
-    markers = ["run.json", "checkpoints", "final", "metrics.jsonl", "intermediate"]
-    found = [m for m in markers if (Path(out) / m).exists()]
-    if found:
-        raise InputError(f"already holds a run ({', '.join(found)}): use --resume to continue it or another --out",
-                         path=out)
-
-
 def _job_record(job: _Job) -> dict[str, Any]:
     """The settings that must be equal for --resume to continue the same run."""
     d = dataclasses.asdict(job)
     d.pop("settings")
+    d.pop("clear_dir")
     for k in RESUME_MUTABLE:
         d.pop(k, None)
     for k, default in _RECORD_DEFAULTS.items():

@@ -55,6 +55,7 @@ RUNNER_OWNED_FIELDS = {
     "out_dir",
     "stage",
     "resume",
+    "overwrite",
     "seed",
     "eval_split",
 }

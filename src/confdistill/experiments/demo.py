@@ -26,7 +26,7 @@ from typing import Any
 
 from confdistill.errors import InputError
 from confdistill.experiments.config import ExperimentConfig, experiment_from_dict
-from confdistill.experiments.runner import RunSummary, run_experiment
+from confdistill.experiments.runner import RunSummary, is_experiment_dir, run_experiment
 
 #: (train rows, dev rows, epochs per stage) of the full and the quick demo.
 SIZES = {"full": (1200, 500, 2.0), "quick": (400, 200, 2.0)}
@@ -52,10 +52,7 @@ def demo_experiment(
     """The demo as an :class:`ExperimentConfig` (generating the synthetic corpus when no data is given)."""
     out = Path(out).resolve()
     n_train, n_dev, epochs = SIZES["quick" if quick else "full"]
-    if (data_dir is None) != (task is None):
-        raise InputError("--data-dir and --task go together (e.g. --data-dir ../shared/data/glue --task SST-2)")
-    if max_train is not None and max_train < 0:
-        raise InputError(f"--max-train: expected a number of examples >= 0, got {max_train}")
+    _check_arguments(data_dir, task, max_train)
     if data_dir is None:
         if max_train:
             n_train = max_train
@@ -93,6 +90,18 @@ def demo_experiment(
     return experiment_from_dict(data, source="<demo>", base_dir=Path.cwd(), out=out)
 
 
+def _check_arguments(data_dir: str | Path | None, task: str | None, max_train: int | None) -> None:
+    if (data_dir is None) != (task is None):
+        raise InputError("--data-dir and --task go together (e.g. --data-dir ../shared/data/glue --task SST-2)")
+    if max_train is not None and max_train < 0:
+        raise InputError(f"--max-train: expected a number of examples >= 0, got {max_train}")
+
+
+def is_demo_dir(path: Path) -> bool:
+    """A folder the demo wrote (it continues it by itself)."""
+    return is_experiment_dir(path) or (path / "corpus").is_dir()
+
+
 def run_demo(
     out: str | Path = "runs/demo",
     *,
@@ -102,13 +111,24 @@ def run_demo(
     quick: bool = False,
     seed: int = 42,
     dry_run: bool = False,
+    overwrite: bool = False,
 ) -> RunSummary:
-    """Build and run the demo experiment; prints where the report is."""
+    """Build and run the demo experiment; prints where the report is.
+
+    ``out`` is claimed before the corpus is written into it (see :func:`run_experiment`): a demo
+    folder is continued, any other non-empty folder refused unless ``overwrite`` (then emptied).
+    """
     import time
 
+    from confdistill.folders import claim_output, clear_directory
+
     t0 = time.perf_counter()
-    cfg = demo_experiment(out, data_dir=data_dir, task=task, max_train=max_train, quick=quick, seed=seed)
-    summary = run_experiment(cfg, dry_run=dry_run)
+    _check_arguments(data_dir, task, max_train)
+    with claim_output(Path(out).resolve(), overwrite=overwrite, ours=is_demo_dir, what="--out"):
+        if overwrite:
+            clear_directory(Path(out).resolve())
+        cfg = demo_experiment(out, data_dir=data_dir, task=task, max_train=max_train, quick=quick, seed=seed)
+        summary = run_experiment(cfg, dry_run=dry_run, ours=is_demo_dir)
     if dry_run:
         print(f"plan: {len(summary.ran)} step(s) to run, {len(summary.skipped)} up to date")
         return summary

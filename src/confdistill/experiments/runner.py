@@ -556,16 +556,18 @@ def _make_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, from_
     from confdistill.data import get_task
     from confdistill.models import make_student
 
+    # The runner owns its folder: a re-run (changed inputs) replaces its own earlier student.
     make_student(from_dir, out, layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
-                 num_labels=get_task(task.task).num_labels, seed=cfg.seed)
+                 num_labels=get_task(task.task).num_labels, seed=cfg.seed, overwrite=True)
 
 
 def _predict(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, split: str,
              out: Path) -> None:
     from confdistill.prediction.predict import predict_split
 
+    # The runner owns its folder: a re-run (changed inputs, damaged output) replaces its own pair.
     predict_split(model_dir, task.task, data_dir, split, out, batch_size=cfg.predict_batch_size,
-                  max_length=cfg.max_length)
+                  max_length=cfg.max_length, overwrite=True)
 
 
 def _footprint(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, out: Path) -> None:
@@ -627,12 +629,55 @@ def _report(cfg: ExperimentConfig) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
+def check_settings(cfg: ExperimentConfig) -> None:
+    """Every training step's settings through the trainer's own validation, before any step runs
+    (a stage-2 batch size 0 is an InputError naming the table now, not after hours of stage 1)."""
+    from confdistill.distillation import DistillConfig, FinetuneConfig
+
+    for task in cfg.tasks:
+        common = _train_kwargs(task, cfg)
+        jobs: list[tuple[str, type, dict[str, Any]]] = []
+        if task.teacher.encoder is not None:
+            jobs.append((f"{task.teacher.key}.finetune", FinetuneConfig,
+                         {"model": "m", **common, **task.teacher.finetune}))
+        for s in task.students:
+            for stage in s.stages:
+                jobs.append((f"{s.key}.{stage}", DistillConfig, {"teacher": "t", "student": "s",
+                             "stage": STAGE_NAMES[stage], **common, **getattr(s, stage)}))
+        for where, cls, settings in jobs:
+            try:
+                cls.from_dict({"task": task.task, "data_dir": "d", "out": "o", **settings}).validate()
+            except InputError as exc:
+                raise InputError(f"{cfg.source}: {where}: {exc}") from None
+
+
+def is_experiment_dir(path: Path) -> bool:
+    """Whether ``path`` is an experiment output folder (``run`` continues it by itself)."""
+    return (path / "experiment.json").is_file() or (path / ".steps").is_dir()
+
+
 def run_experiment(
-    cfg: ExperimentConfig, *, dry_run: bool = False, log: Callable[[str], None] | None = None
+    cfg: ExperimentConfig, *, dry_run: bool = False, log: Callable[[str], None] | None = None,
+    overwrite: bool = False, ours: Callable[[Path], bool] = is_experiment_dir,
 ) -> RunSummary:
-    """Build the plan of ``cfg`` and execute it into ``cfg.output_dir`` (see :func:`execute`)."""
-    steps = build_plan(cfg)
-    if not dry_run:
-        cfg.output_dir.mkdir(parents=True, exist_ok=True)
-        write_json(cfg.output_dir / "experiment.json", cfg.to_dict())
-    return execute(steps, cfg.output_dir, dry_run=dry_run, log=log)
+    """Build the plan of ``cfg`` and execute it into ``cfg.output_dir`` (see :func:`execute`).
+
+    The output folder is claimed first (:func:`confdistill.folders.claim_output`): a non-empty
+    folder that is not an experiment's is refused unless ``overwrite`` (then emptied, once the plan
+    is built), a file is never replaced, and the folder is locked for the whole run — a second
+    ``run`` into it stops at once with "… is in use by process N". A dry run writes and locks nothing.
+    ours: which existing folders are continued (default: :func:`is_experiment_dir`).
+    """
+    from confdistill.folders import check_output_target, claim_output, clear_directory
+
+    out = cfg.output_dir
+    check_settings(cfg)
+    if dry_run:
+        check_output_target(out, overwrite=overwrite, ours=ours, what="output folder")
+        return execute(build_plan(cfg), out, dry_run=True, log=log)
+    with claim_output(out, overwrite=overwrite, ours=ours, what="output folder"):
+        steps = build_plan(cfg)
+        if overwrite:
+            clear_directory(out)
+        write_json(out / "experiment.json", cfg.to_dict())
+        return execute(steps, out, dry_run=dry_run, log=log)

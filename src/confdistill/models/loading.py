@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from confdistill.errors import InputError
-from confdistill.io import atomic_directory, write_json
+from confdistill.io import atomic_directory, os_errors_named, write_json
 
 __all__ = [
     "DEFAULT_ATTN_IMPLEMENTATION",
@@ -412,7 +412,8 @@ def save_classifier(model: Any, tokenizer: Any, out_dir: str | Path, *,
     """
     out_dir = Path(out_dir)
     model = getattr(model, "module", model)  # DDP / accelerate wrappers
-    with atomic_directory(out_dir) as tmp, _quiet_transformers():
+    # os_errors_named: safetensors reports a full disk as "SafetensorError … (os error 28)".
+    with os_errors_named(out_dir), atomic_directory(out_dir) as tmp, _quiet_transformers():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_vocab(tokenizer, tmp)

@@ -15,7 +15,9 @@ Two modes of :func:`make_student`:
   changes), randomly initialised with ``seed``; nothing is copied.
 
 The output directory is written atomically in Hugging Face format with ``vocab.txt`` and a
-``student.json`` recording how it was made.
+``student.json`` recording how it was made. An existing non-empty ``out`` (e.g. another model) is
+refused unless ``overwrite`` — it is then replaced as a whole, only once the new model is complete —
+and a file is never replaced by a folder.
 """
 
 from __future__ import annotations
@@ -55,15 +57,19 @@ def make_student(
     heads: int | None = None,
     num_labels: int | None = None,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Write a student built from ``from_dir`` to ``out`` (see the module docstring); returns ``out``.
 
     ``num_labels``: width of the student's head (default: the source's, 2 for a bare encoder).
     Raises :class:`InputError` for sizes that cannot work (``layers`` > source layers, ``heads``
-    not dividing ``hidden``…), before anything is written.
+    not dividing ``hidden``…) and for an existing non-empty ``out`` without ``overwrite``, before
+    anything is written.
     """
     import torch
 
+    from confdistill.folders import check_output_target
+    from confdistill.io import remove_stale_temps
     from confdistill.models.loading import _seeded, load_classifier, save_classifier
 
     for name, value in (("--layers", layers), ("--hidden", hidden), ("--intermediate", intermediate),
@@ -72,6 +78,7 @@ def make_student(
     from_dir, out = Path(from_dir), Path(out)
     if out.resolve() == from_dir.resolve():
         raise InputError("--out must differ from --from (the source would be replaced)", path=out)
+    check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
     source, tokenizer = load_classifier(from_dir, seed=seed)
     src_cfg = source.config
     n_source = int(src_cfg.num_hidden_layers)
@@ -134,5 +141,7 @@ def make_student(
         record.update(mode="layers", source_layers_copied=[i + 1 for i in chosen],
                       classifier_copied=head_copied,
                       rule="student layer m copies source layer floor(m*N/M), 1-based")
+    check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: it took a while
+    remove_stale_temps(out.parent, recursive=False, names=[out.name])
     save_classifier(student, tokenizer, out, extra_json={"student.json": record})
     return out

@@ -10,6 +10,11 @@ sums to 1 to rounding.
 
 Regression tasks (STS-B, custom ``--regression``) have no class probabilities: the file is then
 ``pred,label`` with the predicted and gold scores (floats), same row order, same sidecar.
+
+The file and its sidecar are one unit (:mod:`confdistill.commit`): after a kill at any point they
+are both the old ones or both the new ones (an interrupted commit is finished by the next
+``predict`` or reader), and the sidecar records the file's SHA-256 (``file_sha256``). An existing
+``out`` (or sidecar) is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -93,16 +98,19 @@ def predict_split(
     columns: TableColumns | dict[str, Any] | None = None,
     device: Any = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``model_dir``'s predictions on ``split`` of ``task`` to ``out`` (one row per example, file order).
 
     ``task``: a GLUE task, or ``custom`` with ``columns``. ``out``: ``.csv``, ``.tsv`` or
     ``.parquet``. Returns ``out``; the sidecar is ``<out>.meta.json``. A failure leaves any
-    earlier ``out`` untouched.
+    earlier ``out`` and its sidecar untouched. An existing ``out`` or sidecar is refused
+    (:class:`InputError`, before any work) unless ``overwrite``.
     """
     from confdistill import __version__
+    from confdistill.commit import recover_commit, write_with_sidecar
     from confdistill.data.glue import compute_metrics
-    from confdistill.io import atomic_write, sha256_file, write_json
+    from confdistill.io import sha256_file
     from confdistill.models.loading import load_classifier
     from confdistill.prediction.softmax_file import sidecar_path, write_softmax
 
@@ -111,6 +119,8 @@ def predict_split(
         raise InputError(f"--out must end in .csv, .tsv or .parquet, got {out.name!r}", path=out)
     if out.is_dir():
         raise InputError("--out is a directory: expected a file name", path=out)
+    recover_commit(out)  # a predict killed mid-commit: finish it, so the pair checked below is whole
+    _check_targets(out, sidecar_path(out), overwrite)
     data = load_examples(task, data_dir, split, columns=columns)
     spec = data.task
     model, tokenizer = load_classifier(model_dir, num_labels=spec.num_labels)
@@ -137,12 +147,25 @@ def predict_split(
         if out.suffix.lower() not in (".csv", ".tsv", ".tab"):
             raise InputError("regression predictions are written as .csv or .tsv", path=out)
         delim = "," if out.suffix.lower() == ".csv" else "\t"
-        with atomic_write(out) as fh:
-            fh.write(f"pred{delim}label\n")
-            fh.writelines(f"{float(p)!r}{delim}{float(g)!r}\n" for p, g in zip(scores, labels, strict=True))
-        write_json(sidecar_path(out), {**meta, "k": 1, "format": "confdistill-regression/1"})
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(f"pred{delim}label\n")
+                fh.writelines(f"{float(p)!r}{delim}{float(g)!r}\n" for p, g in zip(scores, labels, strict=True))
+
+        _check_targets(out, sidecar_path(out), overwrite)  # again: another process may have written
+        write_with_sidecar(out, sidecar_path(out), write, {**meta, "k": 1, "format": "confdistill-regression/1"})
         return out
     probs = softmax64(logits)
     meta["metrics"] = compute_metrics(spec, probs.argmax(axis=1), labels.astype(np.int64))
+    _check_targets(out, sidecar_path(out), overwrite)
     write_softmax(out, probs, labels.astype(np.int64), meta=meta)
     return out
+
+
+def _check_targets(out: Path, sidecar: Path, overwrite: bool) -> None:
+    """Refuse an existing prediction file or sidecar without ``overwrite`` (and never a folder)."""
+    from confdistill.folders import check_output_target
+
+    for path in (out, sidecar):
+        check_output_target(path, overwrite=overwrite, kind="file", what="--out")

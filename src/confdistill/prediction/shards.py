@@ -8,6 +8,7 @@ engine rejects a file's text, names the first offending row with a slow pure-Pyt
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import glob
 import json
@@ -170,8 +171,17 @@ def diagnose_rows(path: Path, delimiter: str, cols: list[str]) -> None:
 
 
 def read_sidecar(path: Path, n: int, notes: list[str]) -> dict[str, Any]:
-    """The sidecar JSON of ``path`` ({} if absent); a row-count mismatch adds a note."""
+    """The sidecar JSON of ``path`` ({} if absent); a row-count mismatch adds a note.
+
+    A file and its sidecar are written as one unit (:mod:`confdistill.commit`); a commit a killed
+    writer left half done is finished first, and a sidecar whose ``file_sha256`` is not the file's
+    (it describes other predictions) is ignored with a note rather than trusted.
+    """
+    from confdistill.commit import recover_commit, sidecar_matches
+
     side = sidecar_path(path)
+    with contextlib.suppress(OSError):  # a read-only folder: read what is there
+        recover_commit(path)
     if not side.exists():
         return {}
     try:
@@ -180,6 +190,9 @@ def read_sidecar(path: Path, n: int, notes: list[str]) -> dict[str, Any]:
         raise InputError(f"sidecar is not valid JSON ({exc})", path=side) from None
     if not isinstance(meta, dict):
         raise InputError("sidecar must hold a JSON object", path=side)
+    if "file_sha256" in meta and sidecar_matches(path, side) is False:
+        notes.append(f"{side}: describes another file (its file_sha256 is not this file's): ignored")
+        return {}
     if "n_rows" in meta and meta["n_rows"] != n:
         notes.append(f"{side}: n_rows {meta['n_rows']} in the sidecar but {n} rows in the file "
                      "(sidecar out of date?)")

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from confdistill.errors import InputError
-from confdistill.io import atomic_path, write_json
 from confdistill.prediction.sources import (
     ARGMAX_TIE_TOLERANCE,
     CSV_EXT,
@@ -245,8 +244,9 @@ def write_softmax(
     ``probs`` (n, k) probabilities (float32 or float64; written in shortest round-trip form, so
     reading back gives the same float64 values), ``labels`` (n,) int class indices. ``pred`` is
     the argmax of ``probs``. Format by extension: ``.csv``, ``.tsv``, ``.parquet``/``.pq``.
-    The sidecar gets ``n_rows``, ``k`` and ``format`` added. Without ``meta`` an older sidecar
-    (which would describe other data) is removed once the new file is in place.
+    The sidecar gets ``n_rows``, ``k``, ``format`` and ``file_sha256`` added; file and sidecar are
+    put in place as one unit. Without ``meta`` an older sidecar (which would describe other data)
+    is removed with it.
     The input is validated like a file being read (InputError on NaN, sums, label range).
     """
     import pyarrow as pa
@@ -278,12 +278,15 @@ def write_softmax(
     data["label"] = labels.astype(np.int64)
     table = pa.table(data)
     suffix = path.suffix.lower()
-    with atomic_path(path) as tmp:
+    if suffix not in PARQUET_EXT and suffix not in CSV_EXT:
+        raise InputError(f"unknown extension {path.suffix!r}: use .csv, .tsv or .parquet", path=path)
+
+    def write(tmp: Path) -> None:
         if suffix in PARQUET_EXT:
             import pyarrow.parquet as pq
 
             pq.write_table(table, tmp, **parquet_options(k))
-        elif suffix in CSV_EXT:
+        else:
             import pyarrow.csv as pacsv
 
             delim = CSV_EXT[suffix]
@@ -292,13 +295,15 @@ def write_softmax(
                 fh.write((delim.join(table.column_names) + "\n").encode())
                 pacsv.write_csv(table, fh, write_options=pacsv.WriteOptions(include_header=False,
                                                                            delimiter=delim))
-        else:
-            raise InputError(f"unknown extension {path.suffix!r}: use .csv, .tsv or .parquet", path=path)
-    side = sidecar_path(path)
-    if meta is not None:
-        write_json(side, {**meta, "n_rows": int(probs.shape[0]), "k": int(k), "format": FORMAT_VERSION})
-    elif side.exists():
-        side.unlink()
+
+    # The file and its sidecar are one unit (confdistill.commit): after a kill at any point both are
+    # the old ones or both the new ones (at worst the file without a sidecar, never a mismatched
+    # pair); the sidecar records the file's SHA-256 (file_sha256).
+    from confdistill.commit import write_with_sidecar
+
+    side_meta = None if meta is None else {**meta, "n_rows": int(probs.shape[0]), "k": int(k),
+                                           "format": FORMAT_VERSION}
+    write_with_sidecar(path, sidecar_path(path), write, side_meta)
     return path
 
 

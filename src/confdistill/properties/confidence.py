@@ -45,6 +45,7 @@ from confdistill.properties.sigma_stats import (
     wasserstein,
 )
 from confdistill.properties.verdict import BoundInputs, judge
+from confdistill.properties.worst import attach_texts, worst_rows
 
 _SPLIT_PATTERN = re.compile(r"_on_(train|eval|dev)$", re.IGNORECASE)
 
@@ -219,6 +220,9 @@ def analyze_pair(
     with connect() as con:
         t_src, s_src = _open(con, teacher, "mem_teacher"), _open(con, student, "mem_student")
         pair = eng.build_pair(con, t_src, s_src, delta=delta)
+        # Same inputs, same outputs: a parallel floating-point sum depends on how the rows were
+        # split between threads, so the aggregates run on one thread (parsing stayed parallel).
+        con.execute("SET threads = 1")
         if split is None:
             split = infer_split(t_src.meta, t_src.path) or infer_split(s_src.meta, s_src.path)
         return _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
@@ -270,11 +274,9 @@ def _analyze(pair: eng.Pair, *, kappa: float | None, bound: BoundInputs | None, 
         t_units, s_units = _calibration_units(pair)
         calibration = calibration_analysis(t_units, s_units, n_bootstrap=n_bootstrap, seed=seed)
         rel = {"teacher": reliability(t_units), "student": reliability(s_units)}
-    rows = eng.worst_rows(pair, worst, max(thresholds) if thresholds else None)
+    rows = worst_rows(pair, worst, max(thresholds) if thresholds else None)
     notes = [*pair.teacher.notes, *pair.student.notes]
     if rows:
-        from confdistill.properties.worst import attach_texts
-
         notes += attach_texts(rows, pair.teacher.meta)
     return PairAnalysis(
         n=n, k=pair.k, labelled=pair.labelled, set=set_name, n_set=n_set,

@@ -234,8 +234,6 @@ class ExperimentObjective:
         self.exp_dir = self.out / "experiment"
         self.aug_train = None if aug_train is None else str(Path(aug_train).resolve())
         self.keep_models = keep_models
-        self.max_consecutive_failures = 3
-        self._failures = 0
         self._rows: dict[tuple[str | None, str], int] = {}
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self.cfg = dataclasses.replace(
@@ -279,6 +277,72 @@ class ExperimentObjective:
                              seed=seed, log=self.log)
         self.aug_train = str(path.resolve())
         return path
+
+    # -- before the first trial ----------------------------------------------------------------
+
+    def validate(self, space: SearchSpace, baseline: dict[str, Any] | None) -> None:
+        """Every setting a trial will use, checked before the first one (InputError, exit 2).
+
+        The stage settings of the baseline and of the search space's corners go through the
+        trainer's own validation (a stage-2 batch size 0, non-positive epochs…); teacher and student
+        must share one vocabulary (checked on their tokenizers, when both folders exist yet).
+        """
+        from confdistill.distillation.config import DistillConfig, FinetuneConfig
+        from confdistill.experiments.runner import STAGE_NAMES
+
+        for name in ("stage1_epochs", "stage2_epochs"):
+            if getattr(space, name)[0] <= 0:
+                raise InputError(f"search space {name}: expected epochs > 0, got {getattr(space, name)}")
+        if any(not (math.isfinite(x) and x >= 0) for x in space.lambda_conf):
+            raise InputError(f"search space lambda_conf: expected values >= 0, got {list(space.lambda_conf)}")
+        low = {k: v[0] for k, v in dataclasses.asdict(space).items() if k not in ("lambda_conf", "augment", "mapping")}
+        high = {k: v[1] for k, v in dataclasses.asdict(space).items() if k not in ("lambda_conf", "augment", "mapping")}
+        corners = [p for p in (baseline, low, high) if p]
+        extra = {"lambda_conf": space.lambda_conf[0], "augment": False, "mapping": space.mapping[0]}
+        common = {"max_seq_length": self.cfg.max_length, "eval_split": self.task.dev_split, "seed": self.cfg.seed}
+        for params in corners:
+            student = student_with(self.student, {**extra, **params}, name="validate", aug_train=self.aug_train)
+            for stage in student.stages:
+                hp = {k: v for k, v in getattr(student, stage).items()}
+                try:
+                    DistillConfig.from_dict({"teacher": "t", "student": "s", "task": self.task.task, "data_dir": "d",
+                                             "out": "o", "stage": STAGE_NAMES[stage], **common, **hp}).validate()
+                except InputError as exc:
+                    raise InputError(f"{self.student.key}.{stage}: {exc}") from None
+        if self.task.teacher.encoder is not None:
+            try:
+                FinetuneConfig.from_dict({"model": "m", "task": self.task.task, "data_dir": "d", "out": "o", **common,
+                                          **self.task.teacher.finetune}).validate()
+            except InputError as exc:
+                raise InputError(f"{self.task.teacher.key}.finetune: {exc}") from None
+        self._check_vocabulary()
+
+    def _check_vocabulary(self) -> None:
+        from confdistill.experiments.config import resolve_model_source
+        from confdistill.models.loading import check_same_vocab, load_tokenizer
+
+        teacher = self.task.teacher.dir or self.task.teacher.encoder
+        student = self.student.dir or (None if self.student.source == "teacher" else self.student.source)
+        if teacher is None or student is None:
+            return  # a student cut from the teacher has its vocabulary
+        t_dir = resolve_model_source(str(teacher), what=f"{self.task.teacher.key}")
+        s_dir = resolve_model_source(str(student), what=f"{self.student.key}")
+        check_same_vocab(load_tokenizer(t_dir), load_tokenizer(s_dir), t_dir, s_dir)
+
+    def tidy(self, numbers: list[int]) -> None:
+        """Remove the model folders of these (failed, killed or pruned) trials unless ``keep_models``,
+        and their runner records, so nothing resumes them; their small outputs stay."""
+        from confdistill.experiments.runner import TaskPaths, _manifest_path
+
+        if self.keep_models:
+            return
+        for number in numbers:
+            name = f"trial{number:05d}"
+            student_dir = TaskPaths(self.exp_dir / self.task.key).student(name)
+            if student_dir.is_dir():
+                self._remove_models(student_dir)
+            for stage in ("init", "stage1", "stage2"):
+                _manifest_path(self.exp_dir, f"{self.task.key}/{name}/{stage}", ".started.json").unlink(missing_ok=True)
 
     # -- one trial ------------------------------------------------------------------------------
 
@@ -387,15 +451,14 @@ class ExperimentObjective:
                 if step.train_dir is not None and step.train_dir.is_relative_to(student_dir):
                     _manifest_path(self.exp_dir, step.name, ".started.json").unlink(missing_ok=True)
             raise
-        except InputError as exc:
-            # Inside a trial, an input error is usually the configuration's doing (a diverged
-            # student's NaN outputs, a setting the engine refuses): fail this trial, go on. Data and
-            # teacher were validated by prepare(); a problem every trial hits stops the study.
-            self._failures += 1
-            if self._failures >= self.max_consecutive_failures:
-                raise InputError(f"{self._failures} trials in a row failed; the last: {exc}") from exc
-            raise TrialFailed(f"trial {ctx.number}: {exc}") from exc
-        self._failures = 0
+        except Exception as exc:
+            # A failed trial keeps no models either. Inside a trial, an input error is usually the
+            # configuration's doing (a diverged student's NaN outputs, a setting the engine
+            # refuses): this trial fails, the study goes on (run_study stops a run of failures).
+            self.tidy([ctx.number])
+            if isinstance(exc, InputError):
+                raise TrialFailed(f"trial {ctx.number}: {exc}") from exc
+            raise
         analysis = json.loads((student_dir / "analysis.json").read_text())
         train, dev = analysis["train"], analysis["dev"]
         if train.get("sigma") is None or dev.get("student_accuracy") is None:

@@ -352,6 +352,8 @@ class StudyOptions:
         study with different attrs is refused (its trials would not be comparable); so is one whose
         categorical choices (λ, augment, mapping) differ (Optuna cannot change them in a study).
     pruner_startup_trials: completed trials before the median pruner may prune.
+    max_failures_in_a_row: failed trials (which never count towards ``n_trials``) after which the
+        study stops with an error: something every trial hits.
     """
 
     out: Path
@@ -371,6 +373,24 @@ class StudyOptions:
     heartbeat_interval: int = 30
     grace_period: int = 120
     show_progress: bool = True
+    max_failures_in_a_row: int = 3
+
+
+def validate_options(opts: StudyOptions) -> None:
+    """Raise :class:`InputError` on a study setting that cannot work (before any trial)."""
+    if opts.mode not in ("constrained", "pareto"):
+        raise InputError(f"--objective: expected 'constrained' or 'pareto', got {opts.mode!r}")
+    if not isinstance(opts.n_trials, int) or opts.n_trials < 1:
+        raise InputError(f"--trials: expected a number of trials >= 1, got {opts.n_trials}")
+    if not 0.0 <= opts.epsilon < 1.0:
+        raise InputError(f"--epsilon: expected an accuracy fraction in [0, 1), got {opts.epsilon}")
+    if opts.kappa is not None and not (math.isfinite(opts.kappa) and opts.kappa > 0):
+        raise InputError(f"--kappa: expected a tolerance > 0, got {opts.kappa}")
+    for lam in opts.compare_lambda:
+        if not (math.isfinite(lam) and lam >= 0):
+            raise InputError(f"--compare-lambda: expected λ >= 0, got {lam}")
+    if opts.sampler not in ("tpe", "nsga2", "random"):
+        raise InputError(f"--sampler: expected tpe, nsga2 or random, got {opts.sampler!r}")
 
 
 def require_tolerance(kappa: float | None) -> float:
@@ -394,12 +414,7 @@ def open_study(opts: StudyOptions) -> optuna.Study:
     """Create the study, or load it (same name and storage) and check that it is the same study."""
     import optuna
 
-    if opts.mode not in ("constrained", "pareto"):
-        raise InputError(f"--objective: expected 'constrained' or 'pareto', got {opts.mode!r}")
-    if opts.n_trials < 0:
-        raise InputError(f"--trials: expected >= 0, got {opts.n_trials}")
-    if not 0.0 <= opts.epsilon < 1.0:
-        raise InputError(f"--epsilon: expected an accuracy fraction in [0, 1), got {opts.epsilon}")
+    validate_options(opts)
     url = opts.storage or default_storage_url(opts.out)
     storage = open_storage(url, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period)
     directions = ["minimize"] if opts.mode == "constrained" else ["minimize", "maximize"]
@@ -523,23 +538,41 @@ def run_study(
     ``trials.csv``, ``pareto.png``, ``summary.json`` (and ``best.toml`` via ``write_best(params,
     path)``) under ``opts.out``. Returns the summary.
 
-    The objective's :class:`optuna.TrialPruned` prunes; :class:`TrialFailed` marks the trial FAIL
-    and goes on; any other exception (a bug, an :class:`InputError`) stops the study — the trial
-    is marked FAIL and the finished ones stay in the storage.
+    The objective's :class:`optuna.TrialPruned` prunes; an :class:`InputError` (a bad setting)
+    stops the study — the trial is marked FAIL and the finished ones stay in the storage; any other
+    exception (:class:`TrialFailed`, a diverged run, a full disk…) marks the trial FAIL with a
+    one-line reason and the study goes on: a failed trial does not count towards ``n_trials``, and
+    ``max_failures_in_a_row`` failures in a row stop the study with an :class:`InputError`.
+
+    Folder (:mod:`confdistill.tuning.folder`): a shared lock on ``opts.out`` (workers of this study
+    together, exclusive writers kept out), an exclusive one on each running trial's folder, the
+    study's identity in ``tune.json``; dead, pruned and failed trials are tidied first.
     """
+    require_tolerance(opts.kappa)  # before anything is created or trained
+    opts.out = Path(opts.out)
+    validate_options(opts)
+    space = opts.space.including(opts.baseline) if opts.baseline else opts.space
+    for lam in opts.compare_lambda:
+        space = space.including({"lambda_conf": float(lam)})  # a categorical must list every value it gets
+    from confdistill.folders import output_lock
+
+    with output_lock(opts.out, shared=True):
+        return _run_locked(objective, opts, space, write_best)
+
+
+def _run_locked(objective: Objective, opts: StudyOptions, space: SearchSpace,
+                write_best: Callable[[dict[str, Any], Path], None] | None) -> dict[str, Any]:
     import optuna
     from optuna.trial import TrialState
 
-    require_tolerance(opts.kappa)  # before anything is created or trained
-    opts.out = Path(opts.out)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    space = opts.space.including(opts.baseline) if opts.baseline else opts.space
-    for lam in opts.compare_lambda:
-        if lam < 0:
-            raise InputError(f"--compare-lambda: expected λ >= 0, got {lam}")
-        space = space.including({"lambda_conf": float(lam)})  # a categorical must list every value it gets
+    from confdistill.folders import output_lock
+    from confdistill.tuning.folder import FailureStreak, claim_identity, tidy_finished_trials
+
+    # The default storage is named relative to OUT: a folder moved elsewhere is still the same study's.
+    claim_identity(opts.out, redact_url(opts.storage) if opts.storage else "sqlite:///OUT/study.db", opts.study_name)
     study = open_study(dataclasses.replace(opts, space=space))
     fail_dead_local_trials(study)
+    tidy_finished_trials(study, opts.out, objective)
     _enqueue_fixed_trials(study, opts)
 
     def wrapped(trial: optuna.trial.Trial) -> float | tuple[float, float]:
@@ -559,7 +592,8 @@ def run_study(
         workdir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
-            result = objective(params, TrialContext(trial.number, workdir, report, role))
+            with output_lock(workdir, what="trial folder"):  # this worker's own output
+                result = objective(params, TrialContext(trial.number, workdir, report, role))
             if not (math.isfinite(result.sigma) and math.isfinite(result.dev_accuracy)):
                 raise TrialFailed(f"non-finite σ or accuracy ({result.sigma}, {result.dev_accuracy})")
         except TrialFailed as exc:
@@ -569,6 +603,14 @@ def run_study(
             trial.set_user_attr("fail_reason", " ".join(f"pruned: {exc}".split())[:500])
             trial.set_user_attr("seconds", round(time.monotonic() - started, 3))
             raise
+        except InputError:
+            raise  # a bad setting: stops the study (exit 2)
+        except Exception as exc:
+            # Any other failure of one trial (a diverged run, out of memory, a disk error): reported
+            # as FAIL on one line, not counted, the study goes on (FailureStreak stops a pattern).
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailed(reason) from exc
         trial.set_user_attr("sigma", float(result.sigma))
         trial.set_user_attr("dev_accuracy", float(result.dev_accuracy))
         trial.set_user_attr("teacher_dev_accuracy", float(result.teacher_dev_accuracy))
@@ -585,16 +627,26 @@ def run_study(
             return float(result.sigma)
         return float(result.sigma), float(result.dev_accuracy)
 
-    remaining = max(0, opts.n_trials - count_finished(study))
-    if remaining:
-        study.optimize(
-            wrapped,
-            n_trials=remaining,
-            catch=(TrialFailed,),
-            callbacks=[optuna.study.MaxTrialsCallback(opts.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))],
-            show_progress_bar=opts.show_progress,
-        )
-    return write_outputs(study, opts, write_best=write_best)
+    streak = FailureStreak(opts.max_failures_in_a_row)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: our one line, not optuna's traceback
+    try:
+        # Failed trials do not count: optimise until the target of finished trials is reached.
+        while not streak.exhausted and (remaining := opts.n_trials - count_finished(study)) > 0:
+            study.optimize(
+                wrapped,
+                n_trials=remaining,
+                catch=(TrialFailed,),
+                callbacks=[optuna.study.MaxTrialsCallback(opts.n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                           streak],
+                show_progress_bar=opts.show_progress,
+            )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    summary = write_outputs(study, opts, write_best=write_best)
+    if streak.exhausted:
+        raise streak.error()
+    return summary
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,337 @@
+"""Output targets: never overwrite without being asked, one writer per folder, clear OS errors.
+
+Three rules every command that writes follows (docs/reliability.md):
+
+1. **Refuse, don't replace.** :func:`check_output_target` runs before anything is written: an
+   existing non-empty folder (or an existing file) is refused unless the user said ``--overwrite``
+   (or ``--resume``, or it is a folder the command continues by itself, such as an experiment
+   folder for ``run``); a file is never replaced by a folder or the reverse, even with
+   ``--overwrite``; a target on a read-only file system or in a folder we may not write is refused
+   with that reason. It has no side effects.
+2. **One writer.** :func:`output_lock` takes an OS advisory lock (``flock``) on ``OUT/.lock``
+   (``.NAME.lock`` beside a file target). The kernel drops it when the process dies, however it
+   dies, so there is never a stale lock to remove; a second writer gets "OUT is in use by
+   process N" at once. Shared mode lets cooperating processes (``tune`` workers of one study) in
+   while keeping exclusive writers out. Locks are re-entrant within a process.
+3. **Say what the OS said.** :func:`describe_os_error` turns an :class:`OSError` into one line
+   naming the path and the cause (read-only file system, permission denied, no space left…).
+
+:func:`claim_output` is the usual sequence: check, lock, check again under the lock, remove dead
+processes' temporary files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from confdistill.commit import JOURNAL_SUFFIX, recover_commit
+from confdistill.errors import InputError
+from confdistill.io import pid_alive, temp_owner
+
+__all__ = ["LOCK_FILE", "check_output_target", "claim_output", "clear_directory", "describe_os_error",
+           "lock_holder", "output_lock", "remove_stale_temps"]
+
+LOCK_FILE = ".lock"
+
+Kind = Literal["dir", "file"]
+
+#: Locks this process holds: lock file (resolved) -> [fd, depth, shared].
+_HELD: dict[str, list] = {}
+
+
+def _lock_file(path: Path, kind: Kind) -> Path:
+    return path / LOCK_FILE if kind == "dir" else path.with_name(f".{path.name}.lock")
+
+
+def _key(lock: Path) -> str:
+    return os.path.realpath(lock)
+
+
+def _read_pid(lock: Path) -> str:
+    """The live process(es) named in the lock file: the exclusive holder writes its pid alone,
+    shared holders append theirs (so the file names every worker that may still hold it)."""
+    for _ in range(20):  # the holder writes its pid right after locking: give it a moment
+        with contextlib.suppress(OSError, ValueError):
+            pids = [int(x) for x in lock.read_text().split()]
+            live = [str(p) for p in dict.fromkeys(pids) if p != os.getpid() and pid_alive(p)]
+            if live:
+                return ", ".join(live)
+        time.sleep(0.01)
+    return "?"
+
+
+def _in_use(path: Path, lock: Path, what: str) -> InputError:
+    return InputError(f"{path} is in use by process {_read_pid(lock)} (another confdistill command writing "
+                      f"there): wait for it to finish, or choose another {what}")
+
+
+def lock_holder(path: str | Path, *, kind: Kind = "dir", shared: bool = False) -> str | None:
+    """The pid (as text, ``"?"`` if unknown) of another process holding a lock on ``path`` that
+    conflicts with ours (an exclusive one, or any when ``shared`` is False); None when free.
+    Creates nothing."""
+    lock = _lock_file(Path(path), kind)
+    if not lock.is_file() or _key(lock) in _HELD:
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_pid(lock)
+    finally:
+        os.close(fd)  # closing releases a lock we just took
+    return None
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _first_missing(path: Path, existing: Path) -> Path:
+    """The child of ``existing`` on the way to ``path`` (the top folder a mkdir -p would create)."""
+    return existing / path.relative_to(existing).parts[0]
+
+
+def _writable(folder: Path, target: Path, what: str) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        cause = "read-only file system" if read_only else "permission denied"
+        raise InputError(f"{what}: cannot write in {folder} ({cause})", path=target)
+
+
+def check_output_target(
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool | None = None,
+    kind: Kind = "dir",
+    what: str = "--out",
+    ours: Callable[[Path], bool] | None = None,
+    can_overwrite: bool = True,
+    shared: bool = False,
+) -> Path:
+    """Refuse an output target that writing would damage; returns ``path``. No side effects.
+
+    kind: ``"dir"`` (a folder the command fills) or ``"file"``. overwrite: the user asked to
+    replace what is there. resume: None when the command has no ``--resume``; False when it has
+    one and it was not given (the message mentions it); True to continue what is there. ours: for
+    commands that continue their own folders by themselves (``run``, ``demo``, ``tune``), True when
+    the existing folder is one of theirs. can_overwrite: whether the command has ``--overwrite``
+    (for the message). shared: the caller will take a shared lock (only an exclusive holder is then
+    in the way). Raises :class:`InputError` (exit 2) naming the path and how to proceed; a folder
+    another process holds is reported as in use (see :func:`output_lock`).
+    """
+    path = Path(path)
+    base = _nearest_existing(path)
+    if base != path.absolute() and not base.is_dir():
+        raise InputError(f"{what}: {base} is a file, so no folder can be made inside it", path=path)
+    if not os.path.lexists(path):
+        _writable(base, path, what)
+        return path
+    how = [*(["--resume to continue it"] if resume is False else []),
+           *(["--overwrite to replace it"] if can_overwrite else []), f"another {what}"]
+    advice = "use " + ", ".join(how[:-1]) + (" or " if len(how) > 1 else "") + how[-1]
+    if kind == "dir":
+        if not path.is_dir():
+            raise InputError(f"{what} exists and is a file, not a folder; it is never replaced by one: "
+                             f"remove it or choose another {what}", path=path)
+        holder = lock_holder(path, shared=shared)
+        if holder is not None:
+            raise _in_use(path, _lock_file(path, kind), what)
+        _writable(path, path, what)
+        entries = [e for e in os.listdir(path) if e != LOCK_FILE]
+        if entries and not (overwrite or resume or (ours is not None and ours(path))):
+            raise InputError(f"{what} already exists and is not empty ({len(entries)} entries, e.g. "
+                             f"{sorted(entries)[0]!r}): {advice}", path=path)
+        return path
+    if path.is_dir():
+        raise InputError(f"{what} is a folder, not a file; it is never replaced by a file: remove it or "
+                         f"choose another {what}", path=path)
+    holder = lock_holder(path, kind="file")
+    if holder is not None:
+        raise _in_use(path, _lock_file(path, kind), what)
+    _writable(path.parent, path, what)
+    if not overwrite:
+        raise InputError(f"{what} already exists: {advice}", path=path)
+    return path
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path, *, kind: Kind = "dir", shared: bool = False, what: str = "--out") -> Iterator[Path]:
+    """Hold an advisory lock on the output ``path`` for the block (creating the folder if needed).
+
+    Exclusive by default; ``shared=True`` for cooperating processes (each may hold it at once,
+    exclusive lockers are kept out). Non-blocking: when another process holds a conflicting lock
+    this raises :class:`InputError` "PATH is in use by process N" at once, having touched nothing.
+    A folder this call created is removed again if the block fails before writing anything into it.
+    Re-entrant within a process (a nested call on the same path just counts).
+    """
+    path = Path(path)
+    lock = _lock_file(path, kind)
+    key = _key(lock) if lock.parent.exists() else None
+    if key is not None and key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key][1] -= 1
+        return
+    created = _nearest_existing(lock.parent)
+    created = None if created == lock.parent.absolute() else _first_missing(lock.parent.absolute(), created)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _in_use(path, lock, what) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    with contextlib.suppress(OSError):  # the pid is for messages only (a full disk must not stop us here)
+        if not shared:
+            os.ftruncate(fd, 0)
+        else:
+            os.lseek(fd, 0, os.SEEK_END)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    key = _key(lock)
+    _HELD[key] = [fd, 1, shared]
+    ok = False
+    try:
+        yield path
+        ok = True
+    finally:
+        del _HELD[key]
+        if not ok and created is not None:
+            # Folders made only to hold the lock: gone again (nothing partial is left).
+            with contextlib.suppress(OSError):
+                if all(f == lock.name for _, _, files in os.walk(created) for f in files):
+                    shutil.rmtree(created)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def claim_output(
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool | None = None,
+    kind: Kind = "dir",
+    what: str = "--out",
+    ours: Callable[[Path], bool] | None = None,
+    can_overwrite: bool = True,
+    shared: bool = False,
+) -> Iterator[Path]:
+    """:func:`check_output_target`, then :func:`output_lock`, then the check again (another process
+    may have written in between), then :func:`remove_stale_temps` of dead writers.
+
+    Clearing an ``--overwrite`` target is left to the caller, after it has validated its inputs
+    (:func:`clear_directory`), so that a typo does not cost the old results.
+    """
+    path = Path(path)
+    check_output_target(path, overwrite=overwrite, resume=resume, kind=kind, what=what, ours=ours,
+                        can_overwrite=can_overwrite, shared=shared)
+    with output_lock(path, kind=kind, shared=shared, what=what):
+        check_output_target(path, overwrite=overwrite, resume=resume, kind=kind, what=what, ours=ours,
+                            can_overwrite=can_overwrite, shared=shared)
+        if kind == "dir":
+            remove_stale_temps(path, exclusive=not shared)
+        else:
+            remove_stale_temps(path.parent, recursive=False, names=[path.name, path.stem])
+        yield path
+
+
+def clear_directory(path: str | Path, *, keep: tuple[str, ...] = (LOCK_FILE,)) -> None:
+    """Remove everything in ``path`` except ``keep`` (``--overwrite``; the lock stays held)."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    for entry in path.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def remove_stale_temps(root: str | Path, *, exclusive: bool = False, recursive: bool = True,
+                       names: Sequence[str] | None = None) -> list[Path]:
+    """Remove what killed processes left under ``root``: temporary files and folders of dead
+    writers (a pending :func:`commit_files` journal is finished first, not discarded).
+
+    exclusive: the caller holds the folder's exclusive lock, so old-style temporaries without a
+    process id are stale too. names: only temporaries of these target names. Returns what was removed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        for entry in files:
+            if entry.endswith(JOURNAL_SUFFIX) and entry.startswith("."):
+                target = here / entry[1:-len(JOURNAL_SUFFIX)]
+                if names is None or target.name in names:
+                    recover_commit(target)
+        for entry in [*files, *dirs]:
+            owner = temp_owner(entry)
+            if owner is None or (names is not None and owner[0] not in names):
+                continue
+            pid = owner[1]
+            if (pid is None and not exclusive) or (pid is not None and pid_alive(pid)):
+                continue
+            path = here / entry
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed.append(path)
+        dirs[:] = [d for d in dirs if recursive and temp_owner(d) is None]
+    return removed
+
+
+_CAUSES = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "name too long",
+    errno.EMFILE: "too many open files",
+    errno.EIO: "input/output error",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OS error: ``PATH: cause`` (the cause in words, then the system's own text)."""
+    cause = _CAUSES.get(exc.errno or -1) or (exc.strerror or str(exc)).lower()
+    where = exc.filename if exc.filename is not None else None
+    if exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}"
+    text = f"{where}: {cause}" if where is not None else cause
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space and run the command again; finished work is kept)"
+    return " ".join(text.split())
