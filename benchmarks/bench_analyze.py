@@ -176,7 +176,7 @@ def main() -> None:
                       f"{time.perf_counter() - t0:.0f} s")
             res = root / "r.json"
             wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(root / "teacher"),
-                                         "--student", str(root / "student"), "--kappa", "0.05", "--json", str(res),
+                                         "--student", str(root / "student"), "--kappa", "0.05", "--json", str(res), "--overwrite",
                                          "--bootstrap", str(args.bootstrap)])
             r = json.loads(res.read_text())
             print(f"Parquet {rows:>12,} rows: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:,.0f} MiB; "
@@ -210,7 +210,7 @@ def csv_comparison(args: argparse.Namespace, work: Path, py: str) -> None:
         sigma_nb = float(out.split()[0])
         res = work / "r.json"
         wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv), "--student",
-                                     str(s_csv), "--kappa", "0.05", "--json", str(res), "--bootstrap",
+                                     str(s_csv), "--kappa", "0.05", "--json", str(res), "--overwrite", "--bootstrap",
                                      str(args.bootstrap)])
         runs["analyze"].append((wall, rss, cpu))
         sigma_an = json.loads(res.read_text())["sigma"]
