@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from confdistill.errors import InputError
-from confdistill.io import atomic_path, atomic_write, write_json
+from confdistill.io import atomic_path, atomic_write, pid_alive, write_json
 
 if TYPE_CHECKING:
     import optuna
@@ -463,16 +463,6 @@ def _worker_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     """Fail (and re-queue once, same parameters) RUNNING trials whose worker process ran on this
     host and no longer exists — a killed local run resumes at once instead of after the heartbeat
@@ -485,7 +475,7 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tag = str(t.user_attrs.get("worker", ""))
         h, _, pid = tag.rpartition(":")
-        if h != host or not pid.isdigit() or _pid_alive(int(pid)):
+        if h != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             ok = study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
