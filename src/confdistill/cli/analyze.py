@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.io import atomic_directory, write_json
     from confdistill.properties.confidence import analyze_pair
     from confdistill.properties.decisions import parse_thresholds
-    from confdistill.properties.verdict import BoundInputs, read_run_json
+    from confdistill.properties.verdict import bound_from_options, read_run_json
 
     def check_targets() -> None:
         # Nothing of an earlier result is replaced unless asked, and a file never becomes a folder.
@@ -105,12 +105,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--check needs --kappa: a verdict needs the tolerance you accept")
     thresholds = parse_thresholds(args.thresholds)
     labels = [t.strip() for t in args.thresholds.split(",")]
-    bound = None
-    if args.run is not None:
-        bound = read_run_json(args.run)
-    elif args.beta is not None or args.beta_mean is not None:
-        bound = BoundInputs(beta=args.beta, beta_mean=args.beta_mean, n_train=args.n_train, alpha=args.alpha,
-                            temperature=args.temperature, source="--beta" if args.beta is not None else "--beta-mean")
+    bound = read_run_json(args.run) if args.run is not None else bound_from_options(
+        beta=args.beta, beta_mean=args.beta_mean, n_train=args.n_train, alpha=args.alpha,
+        temperature=args.temperature)
     from confdistill.reports.plots import write_analysis_plots
 
     with warnings.catch_warnings(record=True) as caught:

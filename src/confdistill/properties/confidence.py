@@ -44,7 +44,7 @@ from confdistill.properties.sigma_stats import (
     sigma_replicates,
     wasserstein,
 )
-from confdistill.properties.verdict import BoundInputs, judge
+from confdistill.properties.verdict import BoundInputs, bound_from_options, judge
 from confdistill.properties.worst import attach_texts, worst_rows
 
 _SPLIT_PATTERN = re.compile(r"_on_(train|eval|dev)$", re.IGNORECASE)
@@ -210,11 +210,9 @@ def analyze_pair(
         raise InputError(f"--worst: expected a number of rows >= 0, got {worst!r}")
     if split is not None and split not in ("train", "eval"):
         raise InputError(f"split must be 'train' or 'eval', got {split!r}")
-    if bound is None and (beta is not None or beta_mean is not None):
-        if beta is not None and beta_mean is not None:
-            raise InputError("give either --beta (total over the train split) or --beta-mean, not both")
-        bound = BoundInputs(beta=beta, beta_mean=beta_mean, n_train=n_train, alpha=alpha, temperature=temperature,
-                            source="--beta" if beta is not None else "--beta-mean")
+    if bound is None:
+        bound = bound_from_options(beta=beta, beta_mean=beta_mean, n_train=n_train, alpha=alpha,
+                                   temperature=temperature)
     thresholds = [float(t) for t in thresholds]
     labels = list(threshold_labels) if threshold_labels is not None else [f"{t:g}" for t in thresholds]
     with connect() as con:
