@@ -102,9 +102,16 @@ def test_task_teacher_refines_the_default_teacher(tmp_path: Path) -> None:
         ("layers = 3", "layers = 0", "students[0].layers: expected a positive integer, got 0"),
         ("seed = 7", "seed = 7\nsede = 1", "experiment.toml: experiment.sede: unknown key"),
         ("temperature = 2.0", "temprature = 2.0",
-         "students[1].stage2.temprature: unknown DistillConfig field"),
-        ("temperature = 2.0", 'temperature = "hot"', 'students[1].stage2.temperature: expected a number, got "hot"'),
+         "students[1].stage2.temprature: unknown key (expected one of: alpha, "),
+        ("temperature = 2.0", 'temperature = "hot"', "students[1].stage2.temperature: expected a number, got 'hot'"),
         ("learning_rate = 3e-5", 'teacher = "x"', "stage2.teacher: is set by the runner"),
+        # the settings model's ranges, one rule shared with the κ bound (confdistill.ranges)
+        ("temperature = 2.0", "alpha = 2", "students[1].stage2.alpha: must be in [0, 1)"),
+        ("temperature = 2.0", "alpha = 1", "students[1].stage2.alpha: must be in [0, 1)"),
+        ("temperature = 2.0", "temperature = 0", "students[1].stage2.temperature: must be >= 1"),
+        ("learning_rate = 3e-5", "learning_rate = -1e-4", "experiment.toml: stage2.learning_rate: must be > 0"),
+        ("temperature = 2.0", "layer_mapping = \"top\"", "students[1].stage2.layer_mapping: unknown key"),
+        ("temperature = 2.0", "mixed_precision = \"fp8\"", "students[1].stage2.mixed_precision: expected one of"),
         ("max_train_examples = 100", "max_train_examples = -5",
          "tasks.SST-2.max_train_examples: expected a positive integer, got -5"),
         ('dir = "teacher_model"', 'dir = "teacher_model"\nencoder = "minilm"', "teacher: expected exactly one of"),
@@ -175,3 +182,31 @@ def test_shipped_example_validates() -> None:
     assert cfg.tasks[1].teacher.finetune["num_train_epochs"] == 3.0
     assert cfg.tasks[1].students[0].stage1["num_train_epochs"] == 2.0  # per-task student override
     assert cfg.tasks[0].students[0].stage1["num_train_epochs"] == 3.0
+
+
+def test_dry_run_refuses_out_of_range_settings_naming_the_key_and_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = """
+[experiment]
+output_dir = "out"
+data_dir = "data"
+[teacher]
+encoder = "minilm"
+[tasks.SST-2]
+[[tasks.SST-2.students]]
+layers = 2
+[tasks.SST-2.students.stage2]
+alpha = 2
+temperature = 0
+learning_rate = -1
+"""
+    path = write(tmp_path, text)
+    code = main(["run", str(path), "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    # every bad key of the table, each named with its path
+    for expected in ("tasks.SST-2.students[0].stage2.alpha: must be in [0, 1)",
+                     "tasks.SST-2.students[0].stage2.temperature: must be >= 1",
+                     "tasks.SST-2.students[0].stage2.learning_rate: must be > 0"):
+        assert expected in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.toml"]

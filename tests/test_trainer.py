@@ -82,17 +82,14 @@ def test_stage1_loss_matches_tinybert_formulas(tiny_bert: Callable[..., Path]) -
 
 def _agreement(student_dir: Path, teacher_dir: Path, data: Path) -> tuple[float, np.ndarray, np.ndarray]:
     from confdistill.data import encode, load_split
-    from confdistill.distillation.trainer import _predict_logits
     from confdistill.models.loading import load_classifier
-
-    class _Acc:
-        process_index, num_processes, device = 0, 1, torch.device("cpu")
+    from confdistill.prediction.predict import predict_encoded
 
     out = []
     for d in (student_dir, teacher_dir):
         model, tok = load_classifier(d, num_labels=2)
         enc = encode(tok, load_split("sst2", data, "train"), 128)
-        out.append(_predict_logits(model, enc, 64, _Acc()).double())
+        out.append(torch.from_numpy(predict_encoded(model, enc, batch_size=64, device="cpu")).double())
     s, t = out
     return float((s.argmax(1) == t.argmax(1)).double().mean()), s.numpy(), t.numpy()
 

@@ -7,14 +7,13 @@ Runs on one CPU/GPU as is, or on several processes with
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from confdistill.cli.trainer_args import TRAINER_OPTIONS, add_trainer_arguments
 from confdistill.data.tabular import add_data_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    # The config module is plain dataclasses (no torch): one source for the defaults.
+    # The settings module needs no torch: one source for the defaults.
     from confdistill.distillation.config import LAYER_MAPPINGS, DistillConfig
 
     d = DistillConfig()
@@ -35,12 +34,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_data_arguments(p)
     stages = p.add_argument_group("stages")
     for flag, text in (
-        ("--intermediate-epochs", "--stage both: stage 1 epochs"),
-        ("--intermediate-lr", "--stage both: stage 1 learning rate"),
-        ("--prediction-epochs", "--stage both: stage 2 epochs"),
-        ("--prediction-lr", "--stage both: stage 2 learning rate"),
-        ("--temperature", "stage 2 softmax temperature T"),
-        ("--alpha", "stage 2 weight of the hard-label loss"),
+        ("--intermediate-epochs", "stage 1 epochs (alone or in --stage both)"),
+        ("--intermediate-lr", "stage 1 learning rate (alone or in --stage both)"),
+        ("--prediction-epochs", "stage 2 epochs (alone or in --stage both)"),
+        ("--prediction-lr", "stage 2 learning rate (alone or in --stage both)"),
+        ("--temperature", "stage 2 softmax temperature T (>= 1: the κ bound's condition)"),
+        ("--alpha", "stage 2 weight of the hard-label loss, in [0, 1) (TinyBERT: 0)"),
         ("--lambda-conf", "stage 2 weight of the confidence-gap term ½Σ(p_t−p_s)², 0 = off"),
     ):
         default = getattr(d, flag[2:].replace("-", "_"))
@@ -48,10 +47,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     stages.add_argument("--layer-mapping", choices=LAYER_MAPPINGS, default=d.layer_mapping,
                         help="stage 1 student→teacher layers: uniform g(m)=⌊mN/M+½⌋ (TinyBERT), top "
                         f"g(m)=N−M+m, bottom g(m)=m (default: {d.layer_mapping})")
-    defaults = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name in TRAINER_OPTIONS}
-    add_trainer_arguments(p, defaults=defaults, help_text={
-        "learning_rate": "learning rate of a single --stage",
-        "num_train_epochs": "epochs of a single --stage",
+    stages.add_argument("--analyse", choices=["final", "best"], default=d.analyse,
+                        help="stage 2's model that β is measured on (and an experiment analyses): the last "
+                        f"step's or the evaluation-best (default: {d.analyse})")
+    defaults = {name: getattr(d, name) for name in type(d).model_fields if name in TRAINER_OPTIONS}
+    add_trainer_arguments(p, defaults=defaults, shown_defaults={
+        "learning_rate": "--intermediate-lr / --prediction-lr", "num_train_epochs":
+        "--intermediate-epochs / --prediction-epochs"}, help_text={
+        "learning_rate": "learning rate of every stage that runs, overriding the stage's own",
+        "num_train_epochs": "epochs of every stage that runs, overriding the stage's own",
         "eval_step": "stage 2: evaluate (task metric, σ) on the evaluation split every N steps "
                      "('none': at the end only)",
     })
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.distillation.trainer import distill
 
     columns = columns_from_args(args)
-    names = {f for f in DistillConfig.__dataclass_fields__}
+    names = set(DistillConfig.model_fields)
     settings = {k: v for k, v in vars(args).items() if k in names}
     settings["columns"] = None if columns is None else columns.to_dict()
     result = distill(DistillConfig.from_dict(settings))

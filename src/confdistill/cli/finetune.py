@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from confdistill.cli.trainer_args import TRAINER_OPTIONS, add_trainer_arguments
 from confdistill.data.tabular import add_data_arguments
@@ -23,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="DIR", help="model directory to start from")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a run unless --resume)")
     add_data_arguments(p)
-    defaults = {f.name: getattr(d, f.name) for f in dataclasses.fields(d) if f.name in TRAINER_OPTIONS}
+    defaults = {name: getattr(d, name) for name in type(d).model_fields if name in TRAINER_OPTIONS}
     add_trainer_arguments(p, defaults=defaults)
     p.set_defaults(func=run)
 
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.distillation.trainer import finetune
 
     columns = columns_from_args(args)
-    names = set(FinetuneConfig.__dataclass_fields__)
+    names = set(FinetuneConfig.model_fields)
     settings = {k: v for k, v in vars(args).items() if k in names}
     settings["columns"] = None if columns is None else columns.to_dict()
     result = finetune(FinetuneConfig.from_dict(settings))

@@ -3,7 +3,7 @@ command's own defaults.
 
 :func:`add_trainer_arguments` registers the options of the training loop (learning rate, epochs,
 batch sizes, max length, warm-up, weight decay, evaluation, checkpoints, seed, augmented data,
-length grouping, resume, overwrite, CPU) under the ``DistillConfig`` / ``FinetuneConfig`` field names as
+length grouping, padding, accumulation, precision, device, resume, overwrite) under the ``DistillConfig`` / ``FinetuneConfig`` field names as
 ``dest``, so ``{k: v for k, v in vars(args).items() if k in fields}`` builds the config. Every
 option's help ends with its default. Standard library only (the CLI starts fast).
 """
@@ -36,6 +36,7 @@ class _Option:
     metavar: str | None = None
     action: str | None = None  # "store_true" / "store_false" for switches
     needs_default: bool = True
+    choices: tuple[str, ...] | None = None
 
 
 #: dest (the config field) -> how the option is spelled and described, in --help order.
@@ -67,14 +68,25 @@ TRAINER_OPTIONS: dict[str, _Option] = {
     "overwrite": _Option(("--overwrite",), "discard what OUT holds (a run or anything else) and start afresh; "
                          "without it, or --resume, an existing non-empty OUT is refused",
                          action="store_true", needs_default=False),
-    "cpu": _Option(("--cpu",), "run on the CPU even when a GPU is present", action="store_true",
-                   needs_default=False),
+    "gradient_accumulation_steps": _Option(("--gradient-accumulation-steps",),
+                                           "compute each batch in N micro-batches (same gradient, less memory)",
+                                           int, "N"),
+    "pad_to_max_length": _Option(("--pad-to-max-length",), "pad every batch to --max-seq-length (research "
+                                 "reproduction: stage 1's MSE then averages over exactly TinyBERT's positions)",
+                                 action="store_true", needs_default=False),
+    "mixed_precision": _Option(("--mixed-precision",), "autocast precision of training (accelerate); β and σ "
+                               "are always measured in fp32", str, None, choices=("no", "bf16", "fp16")),
+    "device": _Option(("--device",), "where to train: auto = a GPU when present", str, None,
+                      choices=("auto", "cpu", "cuda")),
+    "best_metric": _Option(("--best-metric",), "evaluation metric that picks OUT/best", str, "NAME",
+                           needs_default=False),
 }
 
 _SWITCH_DEFAULT_TEXT = {"group_by_length": "length-grouped batches", "resume": "off", "overwrite": "off",
-                        "cpu": "off"}
+                        "pad_to_max_length": "off, dynamic padding"}
 #: How a None default reads in --help.
-_NONE_TEXT = {"eval_split": "dev; MNLI: dev_matched", "aug_train": "none, the task's train split"}
+_NONE_TEXT = {"eval_split": "dev; MNLI: dev_matched", "aug_train": "none, the task's train split",
+              "best_metric": "the task's TinyBERT metric: accuracy; CoLA matthews_corr; STS-B corr"}
 
 
 def _show(value: Any) -> str:
@@ -119,5 +131,5 @@ def add_trainer_arguments(
         default = defaults.get(dest)
         shown = shown_defaults.get(dest, _NONE_TEXT.get(dest, "none") if default is None else _show(default))
         group.add_argument(*opt.flags, dest=dest, type=opt.type, default=default, metavar=opt.metavar,
-                           help=f"{text} (default: {shown})")
+                           choices=opt.choices, help=f"{text} (default: {shown})")
     return group

@@ -1,6 +1,6 @@
 """confdistill.distillation: TinyBERT task distillation (stage 1, stage 2) and teacher fine-tuning.
 
-``DistillConfig`` / ``FinetuneConfig`` are plain dataclasses (light import); the torch-based names
+``DistillConfig`` / ``FinetuneConfig`` are pydantic settings models (no torch import); the torch-based names
 (``distill``, ``finetune``, the losses, the layer mapping) are imported on first use.
 """
 

@@ -92,6 +92,8 @@ class StudentSpec:
     stages: tuple[str, ...] = STAGES
     stage1: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields for stage 1
     stage2: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields for stage 2
+    #: stage 2's model that is predicted and analysed (β measured on it): "final" or "best"
+    analyse: str = "final"
 
 
 @dataclass
@@ -218,8 +220,8 @@ def experiment_from_dict(
         output_dir = v.path(out_s)
     default_data = None if data_dir is not None else v.string(exp, "data_dir", "experiment", default=None)
 
-    finetune_defaults = v.hparams(data, "finetune", "finetune", "FinetuneConfig")
-    stage_defaults = {s: v.hparams(data, s, s, "DistillConfig") for s in STAGES}
+    finetune_defaults = v.hparams(data, "finetune", "finetune", "finetune")
+    stage_defaults = {s: v.hparams(data, s, s, s) for s in STAGES}
 
     analysis_t = v.table(data, "analysis", "analysis", required=False)
     v.only_keys(analysis_t, "analysis", {"threshold", "delta", "n_bootstrap"})
@@ -384,28 +386,8 @@ def _check_task_name(name: str, source: str, where: str) -> None:
                          "needs a classification task")
 
 
-def _config_fields(class_name: str) -> dict[str, Any] | None:
-    """Field name -> default of confdistill.distillation.<class_name>, or None if not importable."""
-    cls = None
-    # The config module is light (no torch); the package may import the trainer.
-    for module_name in ("confdistill.distillation.config", "confdistill.distillation"):
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-            break
-        except (ImportError, AttributeError):
-            continue
-    if cls is None:
-        return None
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = dataclasses.MISSING
-        out[f.name] = (default, "None" in str(f.type))
-    return out
+#: Settings that may be switched off (``"none"``; TOML has no null).
+_OPTIONAL_SETTINGS = frozenset({"eval_step", "checkpoint_steps", "best_metric"})
 
 
 class _Validator:
@@ -484,28 +466,25 @@ class _Validator:
             return s
         return str(self.path(s))
 
-    def hparams(self, parent: dict[str, Any], key: str, where: str, class_name: str,
+    def hparams(self, parent: dict[str, Any], key: str, where: str, kind: str,
                 base: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A hyper-parameter table: merged over ``base``; keys checked against the config class."""
+        """A settings table (``[stage1]``, ``[stage2]``, ``[finetune]``): merged over ``base``, each key
+        validated by the settings model of that kind (:data:`confdistill.distillation.settings.STAGE_SETTINGS`)."""
+        from confdistill.distillation.settings import STAGE_SETTINGS, check_table
+
         table = self.table(parent, key, where, required=False)
-        fields = _config_fields(class_name)
-        for k, value in table.items():
+        for k, value in list(table.items()):
             if k in RUNNER_OWNED_FIELDS:
                 raise self.fail(f"{where}.{k}", "is set by the runner, not by the experiment file")
-            if fields is None:
-                continue  # distillation module not importable yet: the runner checks again
-            if k not in fields:
-                raise self.fail(
-                    f"{where}.{k}", f"unknown {class_name} field (known: {', '.join(sorted(fields))})"
-                )
-            default, optional = fields[k]
-            if optional and (value is None or value is False or value == "none"):
+            if k in _OPTIONAL_SETTINGS and (value == "none" or value is False):
                 # TOML has no null: "none" (or false) switches an optional setting off.
                 table[k] = None
-                continue
-            _check_type(self, f"{where}.{k}", value, default, optional)
+        try:
+            checked = check_table(table, STAGE_SETTINGS[kind], where=where)
+        except InputError as exc:
+            raise InputError(f"{self.source}: {exc}") from None
         merged = dict(base or {})
-        merged.update(table)
+        merged.update(checked)
         return merged
 
     def teacher(self, t: Any, where: str, finetune_defaults: dict[str, Any]) -> TeacherSpec:
@@ -524,14 +503,17 @@ class _Validator:
             key=where,
             dir=None if d is None else self.model_source(d),
             encoder=None if enc is None else self.model_source(enc),
-            finetune=self.hparams(t, "finetune", f"{where}.finetune", "FinetuneConfig", finetune_defaults),
+            finetune=self.hparams(t, "finetune", f"{where}.finetune", "finetune", finetune_defaults),
         )
 
     def student(self, s: Any, where: str, stage_defaults: dict[str, dict[str, Any]]) -> StudentSpec:
         if not isinstance(s, dict):
             raise self.fail(where, f"expected a table, got {_show(s)}")
         self.only_keys(s, where, {"name", "from", "layers", "hidden", "intermediate", "heads", "dir",
-                                  "stages", "stage1", "stage2"})
+                                  "stages", "stage1", "stage2", "analyse"})
+        analyse = self.string(s, "analyse", where, default="final")
+        if analyse not in ("final", "best"):
+            raise self.fail(f"{where}.analyse", f'expected "final" or "best", got {_show(analyse)}')
         layers = self.integer(s, "layers", where, default=None, minimum=1)
         hidden = self.integer(s, "hidden", where, default=None, minimum=1)
         intermediate = self.integer(s, "intermediate", where, default=None, minimum=1)
@@ -568,25 +550,7 @@ class _Validator:
             heads=heads,
             dir=None if d is None else self.model_source(d),
             stages=tuple(stages),
-            stage1=self.hparams(s, "stage1", f"{where}.stage1", "DistillConfig", stage_defaults["stage1"]),
-            stage2=self.hparams(s, "stage2", f"{where}.stage2", "DistillConfig", stage_defaults["stage2"]),
+            stage1=self.hparams(s, "stage1", f"{where}.stage1", "stage1", stage_defaults["stage1"]),
+            stage2=self.hparams(s, "stage2", f"{where}.stage2", "stage2", stage_defaults["stage2"]),
+            analyse=analyse,
         )
-
-
-def _check_type(v: _Validator, where: str, value: Any, default: Any, optional: bool = False) -> None:
-    """Check a hyper-parameter value against the type of the config class's default."""
-    if default is dataclasses.MISSING or default is None:
-        return
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "true or false"
-    elif isinstance(default, int):
-        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
-    elif isinstance(default, float):
-        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-    elif isinstance(default, str):
-        ok, kind = isinstance(value, str), "a string"
-    else:
-        return
-    if not ok:
-        kind += ' or "none"' if optional else ""
-        raise v.fail(where, f"expected {kind}, got {_show(value)}")

@@ -30,7 +30,7 @@ from confdistill.data.glue import Example
 from confdistill.data.tabular import TableColumns, load_examples
 from confdistill.errors import InputError
 
-__all__ = ["predict_logits", "predict_split", "softmax64"]
+__all__ = ["predict_encoded", "predict_logits", "predict_split", "softmax64"]
 
 _OUT_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 
@@ -55,34 +55,71 @@ def predict_logits(
     desc: str = "predict",
 ) -> np.ndarray:
     """Logits of ``model`` on ``examples``, shape (n, num_labels) float32, rows in ``examples`` order."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from confdistill.data.batching import encode, make_loader
+    from confdistill.data.batching import encode
 
     if batch_size < 1:
         raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
     if max_length < 4:
-        raise InputError(f"--max-length must be ≥ 4, got {max_length}")
+        raise InputError(f"--max-seq-length must be ≥ 4, got {max_length}")
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_length > int(limit):
-        raise InputError(f"--max-length {max_length} exceeds the model's {limit} position embeddings")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        raise InputError(f"--max-seq-length {max_length} exceeds the model's {limit} position embeddings")
     encoded = encode(tokenizer, examples, max_length=max_length)
-    loader = make_loader(encoded, batch_size, shuffle=False, group_by_length=True)
+    return predict_encoded(model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc)
+
+
+def predict_encoded(
+    model: Any,
+    encoded: Any,
+    *,
+    batch_size: int = 64,
+    device: Any = None,
+    accelerator: Any = None,
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Logits (n, k) float32 in row order over an encoded split (``confdistill.data.encode``): the one
+    prediction path of ``predict``, the trainer's evaluations and its teacher-logit caches.
+
+    Eval mode (no dropout), length-sorted dynamically padded batches, ``torch.inference_mode``, and
+    always float32 (autocast off: β and σ are measured in full precision also when training runs
+    in bf16/fp16). With an ``accelerator`` of several processes the batches are dealt round-robin
+    and gathered, so every process returns all rows. The model's training mode is restored.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from confdistill.data.batching import make_loader
+
+    if accelerator is not None:
+        device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    else:
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        rank, world = 0, 1
+        model.to(device)
+    was_training = model.training
     model.eval()
-    model.to(device)
-    out = np.empty((len(encoded), int(model.config.num_labels)), dtype=np.float32)
+    loader = make_loader(encoded, batch_size, shuffle=False, group_by_length=True)
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
     bar = tqdm(total=len(encoded), unit="ex", desc=desc, disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
-    with torch.inference_mode(), bar:
-        for batch in loader:
-            index = batch.pop("index").numpy()
-            batch.pop("labels")
-            inputs = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**inputs).logits
-            out[index] = logits.float().cpu().numpy()
-            bar.update(len(index))
+    with torch.inference_mode(), torch.autocast(device.type, enabled=False), bar:
+        for i, rows in enumerate(loader.batch_sampler):
+            if i % world != rank:
+                continue
+            batch = loader.collate_fn(rows)
+            inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
+            logits = model(**inputs).logits.float().cpu()
+            parts.append((batch["index"].numpy(), logits.numpy()))
+            bar.update(len(rows))
+    if world > 1:
+        from accelerate.utils import gather_object
+        parts = gather_object(parts)
+    model.train(was_training)
+    k = parts[0][1].shape[1] if parts else int(getattr(model.config, "num_labels", 1))
+    out = np.zeros((len(encoded), k), dtype=np.float32)
+    for index, logits in parts:
+        out[index] = logits
     return out
 
 

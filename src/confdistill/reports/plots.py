@@ -34,7 +34,7 @@ from confdistill.reports import _figure
 from confdistill.reports._figure import pyplot
 
 # Re-exported: callers import every plot from this module.
-from confdistill.reports.run_plots import plot_sigma_summary, plot_stage_losses, read_losses
+from confdistill.reports.run_plots import plot_loss_curves, plot_sigma_summary, plot_stage_losses, read_losses
 
 #: x-axis of a confidence plot, by ``delta_kind`` (the confidence Δconf is taken of).
 CONFIDENCE_AXIS = {"p0": "p(class 0)", "label": "p(gold label)", "pred": "p(predicted class)"}
@@ -347,6 +347,7 @@ __all__ = [
     "plot_delta_conf",
     "plot_delta_histogram",
     "plot_flip_curve",
+    "plot_loss_curves",
     "plot_reliability",
     "plot_reliability_bins",
     "plot_sigma_summary",

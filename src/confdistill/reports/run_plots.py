@@ -2,6 +2,8 @@
 
 - :func:`read_losses` / :func:`plot_stage_losses`: the training loss of every run of a task, one
   panel per stage (finetune / stage1 / stage2), from each run's ``metrics.jsonl``.
+- :func:`plot_loss_curves`: one run's loss components per step and its evaluation metric
+  (``OUT/loss_curves.png`` of ``distill`` / ``finetune``).
 - :func:`plot_sigma_summary`: grouped bars of σ per task and student with CIs and κ (the report's
   summary, ``confdistill table``).
 
@@ -73,6 +75,46 @@ def plot_stage_losses(stages: Mapping[str, Mapping[str, Path]], path: str | Path
         ax.set_ylabel("training loss")
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _figure.save(fig, path)
+
+
+LOSS_KEYS = ("loss", "att_loss", "rep_loss", "soft_loss", "hard_loss", "conf_loss")
+
+
+def plot_loss_curves(metrics_jsonl: str | Path, path: str | Path, *, metric: str) -> Path:
+    """One run: its loss components per step (log scale) and the evaluation ``metric``, to a PNG (atomic).
+
+    Reads ``metrics.jsonl`` (``{"step", "loss", …}`` per step, ``{"step", "eval": {…}}`` per
+    evaluation); lines cut by a kill are skipped.
+    """
+    entries = []
+    for line in Path(metrics_jsonl).read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    steps = [e for e in entries if "loss" in e]
+    evals = [e for e in entries if "eval" in e]
+    keys = [k for k in LOSS_KEYS if any(abs(e.get(k, 0.0)) > 0 for e in steps)]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(11 if evals else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    for k in keys:
+        ax.plot([e["step"] for e in steps], [e[k] for e in steps], label=k, lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if keys and all(e[k] > 0 for e in steps for k in keys if k in e):
+        ax.set_yscale("log")
+    if keys:
+        ax.legend()
+    ax.set_title("training loss")
+    if evals:
+        ax2 = axes[0][1]
+        ax2.plot([e["step"] for e in evals], [e["eval"].get(metric, float("nan")) for e in evals], marker="o")
+        ax2.set_xlabel("step")
+        ax2.set_ylabel(metric)
+        ax2.set_title(f"evaluation {metric}")
     fig.tight_layout()
     return _figure.save(fig, path)
 

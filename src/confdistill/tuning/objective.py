@@ -69,13 +69,15 @@ _DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "temperature": 1.0,
 EVALS_PER_STAGE2 = 4
 
 
-def _distill_defaults() -> dict[str, Any]:
+def _distill_defaults(stage: str = "stage2") -> dict[str, Any]:
+    """The trainer's defaults for a stage ("stage1" | "stage2") the experiment file leaves unset."""
     try:
         from confdistill.distillation.config import DistillConfig
     except ImportError:
         return dict(_DEFAULTS)
     d = DistillConfig()
-    return {k: getattr(d, k) for k in _DEFAULTS}
+    loop = d.stage_loop("intermediate" if stage == "stage1" else "prediction")
+    return {k: getattr(loop, k) if k in type(loop).model_fields else getattr(d, k) for k in _DEFAULTS}
 
 
 def select(cfg: ExperimentConfig, task: str | None, student: str | None) -> tuple[TaskConfig, StudentSpec]:
@@ -102,12 +104,12 @@ def select(cfg: ExperimentConfig, task: str | None, student: str | None) -> tupl
 
 def baseline_params(student: StudentSpec) -> dict[str, Any]:
     """The experiment's own hyper-parameters for this student, as study parameters."""
-    d = _distill_defaults()
+    d, d1 = _distill_defaults("stage2"), _distill_defaults("stage1")
     s1, s2 = student.stage1, student.stage2
     return {
-        "stage1_epochs": float(s1.get("num_train_epochs", d["num_train_epochs"])),
+        "stage1_epochs": float(s1.get("num_train_epochs", d1["num_train_epochs"])),
         "stage2_epochs": float(s2.get("num_train_epochs", d["num_train_epochs"])),
-        "stage1_lr": float(s1.get("learning_rate", d["learning_rate"])),
+        "stage1_lr": float(s1.get("learning_rate", d1["learning_rate"])),
         "stage2_lr": float(s2.get("learning_rate", d["learning_rate"])),
         "temperature": float(s2.get("temperature", d["temperature"])),
         "alpha": float(s2.get("alpha", d["alpha"])),
@@ -556,8 +558,8 @@ def optional_fields(class_name: str) -> frozenset[str]:
     from confdistill.distillation import config as dconfig
 
     cls = getattr(dconfig, class_name)
-    hints = typing.get_type_hints(cls)
-    return frozenset(f.name for f in dataclasses.fields(cls) if type(None) in typing.get_args(hints[f.name]))
+    return frozenset(name for name, f in cls.model_fields.items()
+                     if type(None) in typing.get_args(f.annotation) or f.default is None)
 
 
 def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
