@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from confdistill.experiments.config import ExperimentConfig, experiment_from_dict
-from confdistill.experiments.runner import TaskPaths, prediction_files
+from confdistill.experiments.paths import TaskPaths, prediction_files
 from confdistill.io import write_json
 
 TEXTS = [

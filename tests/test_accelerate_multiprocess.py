@@ -43,11 +43,11 @@ def test_two_processes_match_one(tiny_bert: Callable[..., Path], tmp_path: Path)
     args = ["distill", "--stage", "both", "--teacher", str(t), "--student", str(s), "--task", "sst2",
             "--data-dir", str(data), "--train-batch-size", "33", "--intermediate-epochs", "1",
             "--prediction-epochs", "1", "--intermediate-lr", "1e-3", "--prediction-lr", "1e-3",
-            "--eval-step", "2", "--checkpoint-steps", "2", "--cpu"]
+            "--eval-step", "2", "--checkpoint-steps", "2", "--device", "cpu"]
     _run([sys.executable, "-m", "confdistill", *args, "--out", str(tmp_path / "one")])
     # `accelerate launch --cpu --num_processes 2` starts ONE process (accelerate's CPU launcher
     # needs mpirun for more); `--multi_gpu` uses torchrun, which on a CPU-only machine gives two
-    # gloo processes (DistributedType.MULTI_CPU), and our `--cpu` keeps them on the CPU.
+    # gloo processes (DistributedType.MULTI_CPU), and our `--device cpu` keeps them on the CPU.
     _run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "confdistill", *args,
           "--out", str(tmp_path / "two")])

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from confdistill.experiments.results import collect_results
 from confdistill.reports import _figure, plots
 from confdistill.reports.answer import NO_TOLERANCE, combined_verdict, facts, headline
 from confdistill.reports.markdown import md_table
-from confdistill.reports.report import SCHEMA, collect_results, student_row, write_report
+from confdistill.reports.report import SCHEMA, student_row, write_report
 from report_helpers import fake_analysis, make_experiment
 
 

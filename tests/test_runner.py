@@ -200,14 +200,14 @@ def test_every_training_step_trains_with_the_settings_it_is_hashed_by(
     Regression: the teacher's fine-tuning action once closed over a loop variable that later stages
     reassigned, so the teacher trained with the last student's stage-2 settings.
     """
-    import confdistill.experiments.runner as runner
+    import confdistill.experiments.actions as actions
 
     cfg = experiment(tmp_path / "out", corpus, tiny_bert(layers=2, hidden=32, heads=2, intermediate=64))
     cfg.tasks[0].teacher.finetune["learning_rate"] = 1.25e-3  # differs from every stage's
     seen: dict[str, dict[str, Any]] = {}
-    monkeypatch.setattr(runner, "_finetune", lambda cfg, task, enc, data, out, hp, resume: seen.update(
+    monkeypatch.setattr(actions, "finetune", lambda cfg, task, enc, data, out, hp, resume: seen.update(
         {"finetune": dict(hp)}))
-    monkeypatch.setattr(runner, "_distill", lambda cfg, task, t, s, data, out, stage, hp, resume: seen.update(
+    monkeypatch.setattr(actions, "distill", lambda cfg, task, t, s, data, out, stage, hp, resume: seen.update(
         {f"{out.parent.name}/{stage}": dict(hp)}))
     steps = [s for s in build_plan(cfg) if s.kind in ("finetune", "stage1", "stage2")]
     for step in steps:

@@ -90,7 +90,7 @@ class FakeExecute:
 
     def __call__(self, steps: list[Any], out: Path, **_: Any) -> None:
         from confdistill.distillation.trainer import _EVAL_HOOK
-        from confdistill.experiments.runner import _manifest_path
+        from confdistill.experiments.runner import manifest_path
 
         for step in steps:
             if step.kind != "stage2":
@@ -99,8 +99,8 @@ class FakeExecute:
             p = {"temperature": hp["temperature"]}
             (step.train_dir / "checkpoints" / "step-1").mkdir(parents=True, exist_ok=True)
             (step.train_dir / "final").mkdir(parents=True, exist_ok=True)
-            _manifest_path(out, step.name, ".started.json").parent.mkdir(parents=True, exist_ok=True)
-            _manifest_path(out, step.name, ".started.json").write_text("{}")
+            manifest_path(out, step.name, ".started.json").parent.mkdir(parents=True, exist_ok=True)
+            manifest_path(out, step.name, ".started.json").write_text("{}")
             spe = math.ceil(N_TRAIN / hp["train_batch_size"])
             total = max(1, math.ceil(hp["num_train_epochs"] * spe))
             at = [s for s in range(1, total + 1) if hp["eval_step"] and s % hp["eval_step"] == 0]

@@ -40,16 +40,22 @@ def hidden_mse(student: torch.Tensor, teacher: torch.Tensor, *, n_rows: int | No
     return _mean_over_rows(d.square().sum(), student.shape[0], d[0].numel(), n_rows)
 
 
-def make_fit_denses(student_width: int, teacher_width: int, student_layers: int) -> nn.ModuleList | None:
+def make_fit_denses(student_width: int, teacher_width: int, student_layers: int,
+                    initializer_range: float = 0.02) -> nn.ModuleList | None:
     """One learned ``Linear(d_s → d_t)`` per student hidden state 0..M, or None when widths are equal.
 
     TinyBERT's released general-distillation checkpoints carry ``fit_denses`` (one per hidden state),
     which we follow; its task-distillation script shares a single ``fit_dense``. With equal widths
     TinyBERT still applies a learned Linear; we compare the states directly (no extra parameters).
+    Initialised as TinyBERT's (``init_bert_weights``): weights ~ N(0, 0.02²), biases 0.
     """
     if student_width == teacher_width:
         return None
-    return nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(student_layers + 1))
+    denses = nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(student_layers + 1))
+    for dense in denses:
+        nn.init.normal_(dense.weight, mean=0.0, std=initializer_range)
+        nn.init.zeros_(dense.bias)
+    return denses
 
 
 def intermediate_loss(

@@ -334,7 +334,7 @@ class ExperimentObjective:
     def tidy(self, numbers: list[int]) -> None:
         """Remove the model folders of these (failed, killed or pruned) trials unless ``keep_models``,
         and their runner records, so nothing resumes them; their small outputs stay."""
-        from confdistill.experiments.runner import TaskPaths, _manifest_path
+        from confdistill.experiments.runner import TaskPaths, manifest_path
 
         if self.keep_models:
             return
@@ -344,7 +344,7 @@ class ExperimentObjective:
             if student_dir.is_dir():
                 self._remove_models(student_dir)
             for stage in ("init", "stage1", "stage2"):
-                _manifest_path(self.exp_dir, f"{self.task.key}/{name}/{stage}", ".started.json").unlink(missing_ok=True)
+                manifest_path(self.exp_dir, f"{self.task.key}/{name}/{stage}", ".started.json").unlink(missing_ok=True)
 
     # -- one trial ------------------------------------------------------------------------------
 
@@ -415,7 +415,7 @@ class ExperimentObjective:
         import optuna
 
         from confdistill.distillation import evaluation_hook
-        from confdistill.experiments.runner import TaskPaths, _manifest_path, build_plan, execute
+        from confdistill.experiments.runner import TaskPaths, build_plan, execute, manifest_path
 
         name = f"trial{ctx.number:05d}"
         cfg = self.config_for(params, name)
@@ -451,7 +451,7 @@ class ExperimentObjective:
             self._remove_models(student_dir)
             for step in steps:
                 if step.train_dir is not None and step.train_dir.is_relative_to(student_dir):
-                    _manifest_path(self.exp_dir, step.name, ".started.json").unlink(missing_ok=True)
+                    manifest_path(self.exp_dir, step.name, ".started.json").unlink(missing_ok=True)
             raise
         except Exception as exc:
             # A failed trial keeps no models either. Inside a trial, an input error is usually the

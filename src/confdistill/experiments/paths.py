@@ -1,0 +1,39 @@
+"""Where an experiment's outputs live under its folder (``OUT/<task>/…``), for every module that reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Sub-paths of a training output directory that downstream steps read.
+TRAIN_OUTPUTS = ("final", "run.json", "metrics.jsonl")
+
+# DistillConfig.stage for each student stage.
+STAGE_NAMES = {"stage1": "intermediate", "stage2": "prediction"}
+
+
+@dataclass
+class TaskPaths:
+    """Where one task's outputs live under OUT/<task key>/."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    def student(self, name: str) -> Path:
+        return self.root / "students" / name
+
+    def predictions(self, model: str, split: str) -> Path:
+        return self.root / "predictions" / f"{model}.{split}.csv"
+
+
+def prediction_files(out: Path, task_key: str, model: str, split: str) -> list[Path]:
+    """The prediction CSV and its sidecar, as written by predict_split."""
+    csv = TaskPaths(out / task_key).predictions(model, split)
+    return [csv, csv.with_name(csv.name + ".meta.json")]

@@ -1,0 +1,189 @@
+"""The plan of ``confdistill run``: an experiment's steps, in dependency order.
+
+For every task: data -> teacher (fine-tuned if asked) -> teacher predictions on train and dev; for
+every student: init (make-student) -> stage 1 -> stage 2 -> predictions on train and dev -> analysis;
+per model a footprint (parameters, size, CPU latency); finally the report. Each step's ``action``
+is a function of :mod:`confdistill.experiments.actions`, looked up when the step runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from confdistill.experiments import actions
+from confdistill.experiments.config import ExperimentConfig, TaskConfig, resolve_model_source
+from confdistill.experiments.paths import STAGE_NAMES, TRAIN_OUTPUTS, TaskPaths, prediction_files
+from confdistill.experiments.steps import Step
+
+
+def build_plan(cfg: ExperimentConfig) -> list[Step]:
+    """The steps of an experiment, in an order where every step comes after its dependencies."""
+    out = cfg.output_dir
+    steps: list[Step] = []
+    report_deps: list[str] = []
+    for task in cfg.tasks:
+        steps += _task_steps(cfg, task, report_deps)
+    steps.append(
+        Step(
+            name="report",
+            kind="report",
+            deps=report_deps,
+            settings={"experiment": cfg.name, "tasks": [t.key for t in cfg.tasks]},
+            outputs=[out / "results.json", out / "report.md", out / "report.html", out / "figures"],
+            action=lambda step: actions.report(cfg),
+        )
+    )
+    names = [s.name for s in steps]
+    assert len(names) == len(set(names)), "step names must be unique"
+    return steps
+
+
+def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str]) -> list[Step]:
+    out = cfg.output_dir
+    paths = TaskPaths(out / task.key)
+    k = task.key
+    steps: list[Step] = []
+    splits = {"train": task.train_split, "dev": task.dev_split}
+    caps = {"train": task.max_train_examples, "dev": task.max_dev_examples}
+
+    # -- data: the split files every later step reads (a seeded subset when capped).
+    src_files = {}
+    data_outputs: list[Path] = []
+    for role, split in splits.items():
+        src = _resolve_split(task, split)
+        src_files[role] = src
+        data_outputs.append(paths.data / src.name if caps[role] else src)
+    data_dir = paths.data if any(caps.values()) else task.data_dir
+    if any(caps.values()) and not all(caps.values()):
+        # One split capped: the other is copied beside it so that one folder holds both.
+        data_outputs = [paths.data / src_files[r].name for r in splits]
+    steps.append(Step(
+        name=f"{k}/data", kind="data", deps=[],
+        settings={"task": task.task, "splits": splits, "caps": caps, "seed": cfg.seed},
+        sources=list(src_files.values()),
+        outputs=data_outputs,
+        action=lambda step: actions.prepare_data(task, src_files, caps, paths.data, cfg.seed),
+    ))
+    data_step = f"{k}/data"
+
+    # -- teacher
+    teacher_deps: list[str] = []
+    teacher_sources: list[Path] = []
+    if task.teacher.dir is not None:
+        teacher_dir = resolve_model_source(task.teacher.dir, what=f"{cfg.source}: {task.teacher.key}.dir")
+        teacher_sources = [teacher_dir]
+    else:
+        encoder = resolve_model_source(task.teacher.encoder, what=f"{cfg.source}: {task.teacher.key}.encoder")
+        teacher_dir = paths.teacher / "final"
+        hp = dict(task.teacher.finetune)
+        steps.append(Step(
+            name=f"{k}/teacher/finetune", kind="finetune", deps=[data_step],
+            settings={"task": task.task, "hparams": hp, "seed": cfg.seed, "dev_split": task.dev_split,
+                      "max_length": cfg.max_length},
+            sources=[encoder],
+            outputs=[paths.teacher / p for p in TRAIN_OUTPUTS],
+            train_dir=paths.teacher,
+            # hp is bound now: the name is reassigned below for every student stage (late binding).
+            action=lambda step, hp=hp: actions.finetune(cfg, task, encoder, data_dir, paths.teacher, hp, step.resume),
+        ))
+        teacher_deps = [f"{k}/teacher/finetune"]
+    model_steps = {"teacher": (teacher_dir, teacher_deps, teacher_sources)}
+
+    # -- students
+    for s in task.students:
+        sp = paths.student(s.name)
+        deps: list[str] = []
+        sources: list[Path] = []
+        if s.dir is not None:
+            current = resolve_model_source(s.dir, what=f"{cfg.source}: {s.key}.dir")
+            sources = [current]
+        else:
+            if s.source == "teacher":
+                from_dir, from_deps, from_sources = teacher_dir, teacher_deps, teacher_sources
+            else:
+                from_dir = resolve_model_source(s.source, what=f"{cfg.source}: {s.key}.from")
+                from_deps, from_sources = [], [from_dir]
+            init = sp / "init"
+            steps.append(Step(
+                name=f"{k}/{s.name}/init", kind="make_student", deps=list(from_deps),
+                settings={"layers": s.layers, "hidden": s.hidden, "intermediate": s.intermediate,
+                          "heads": s.heads, "task": task.task, "seed": cfg.seed},
+                sources=list(from_sources), outputs=[init],
+                action=lambda step, s=s, from_dir=from_dir, init=init: actions.make_student(
+                    cfg, task, s, from_dir, init),
+            ))
+            current, deps, sources = init, [f"{k}/{s.name}/init"], []
+        for stage in s.stages:
+            stage_dir = sp / stage
+            hp = dict(getattr(s, stage))
+            # Stage 2's model that is predicted and analysed (β is measured on the same one).
+            analysed = "best" if stage == "stage2" and s.analyse == "best" else "final"
+            if analysed == "best":
+                hp["analyse"] = "best"
+            step_deps = [data_step, *teacher_deps, *deps]
+            steps.append(Step(
+                name=f"{k}/{s.name}/{stage}", kind=stage, deps=step_deps,
+                settings={"task": task.task, "stage": STAGE_NAMES[stage], "hparams": hp, "seed": cfg.seed,
+                          "dev_split": task.dev_split, "max_length": cfg.max_length},
+                sources=[*teacher_sources, *sources],
+                outputs=[stage_dir / p for p in (*TRAIN_OUTPUTS, *(("best",) if analysed == "best" else ()))],
+                train_dir=stage_dir,
+                action=lambda step, stage=stage, student=current, stage_dir=stage_dir, hp=hp: actions.distill(
+                    cfg, task, teacher_dir, student, data_dir, stage_dir, stage, hp, step.resume),
+            ))
+            current, deps, sources = stage_dir / analysed, [f"{k}/{s.name}/{stage}"], []
+        model_steps[s.name] = (current, deps, sources)
+
+    # -- predictions, footprints, analyses
+    for model, (model_dir, deps, sources) in model_steps.items():
+        for role, split in splits.items():
+            files = prediction_files(out, k, model, role)
+            steps.append(Step(
+                name=f"{k}/{model}/predict-{role}", kind="predict", deps=[data_step, *deps],
+                settings={"task": task.task, "split": split, "batch_size": cfg.predict_batch_size,
+                          "max_length": cfg.max_length},
+                sources=list(sources), outputs=files,
+                action=lambda step, model_dir=model_dir, split=split, files=files: actions.predict(
+                    cfg, task, model_dir, data_dir, split, files[0]),
+            ))
+        if cfg.footprint.enabled:
+            fp_out = paths.root / "footprint" / f"{model}.json"
+            steps.append(Step(
+                name=f"{k}/{model}/footprint", kind="footprint", deps=[data_step, *deps],
+                settings=dataclasses.asdict(cfg.footprint),
+                sources=list(sources), outputs=[fp_out],
+                action=lambda step, model_dir=model_dir, fp_out=fp_out: actions.footprint(
+                    cfg, task, model_dir, data_dir, fp_out),
+            ))
+            report_deps.append(f"{k}/{model}/footprint")
+        report_deps += [f"{k}/{model}/predict-{role}" for role in splits]
+
+    for s in task.students:
+        last = f"{k}/{s.name}/{s.stages[-1]}" if s.stages else None
+        run_json = paths.student(s.name) / s.stages[-1] / "run.json" if s.stages else None
+        deps = [f"{k}/{m}/predict-{role}" for m in ("teacher", s.name) for role in splits]
+        if last is not None and s.stages[-1] == "stage2":
+            deps.append(last)  # β comes from the prediction layer's run.json
+        analysis = paths.student(s.name) / "analysis.json"
+        steps.append(Step(
+            name=f"{k}/{s.name}/analyze", kind="analyze", deps=deps,
+            settings={"kappa": task.kappa, **dataclasses.asdict(cfg.analysis), "seed": cfg.seed},
+            outputs=[analysis],
+            action=lambda step, s=s, run_json=run_json, analysis=analysis: actions.analyze(
+                cfg, task, s, run_json, analysis),
+        ))
+        report_deps.append(f"{k}/{s.name}/analyze")
+        report_deps += [f"{k}/{s.name}/{st}" for st in s.stages]
+    if task.teacher.encoder is not None:
+        report_deps.append(f"{k}/teacher/finetune")
+    return steps
+
+
+def _resolve_split(task: TaskConfig, split: str) -> Path:
+    from confdistill.data import resolve_split_file
+
+    return resolve_split_file(task.task, task.data_dir, split)
+
+
+# ----------------------------------------------------------------------------- actions
