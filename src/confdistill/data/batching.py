@@ -1,11 +1,22 @@
 """Tokenisation once per split, and batches with as little padding as possible.
 
 * :func:`encode` runs the fast tokenizer over a whole split in large batched calls (truncation to
-  ``max_length``, pairs truncated longest-first as TinyBERT's ``_truncate_seq_pair``), *without*
-  padding: each example keeps its own length.
+  ``max_length``), *without* padding: each example keeps its own length. Pairs are truncated by
+  TinyBERT's rule (:func:`truncate_seq_pair`, see below) by default.
 * :func:`make_loader` returns a plain :class:`torch.utils.data.DataLoader` driven by
   :class:`LengthGroupedBatchSampler` and a collate function that pads each batch only to its own
-  longest example (or to ``fixed_length``, the research code's way, for benchmarks).
+  longest example, or — ``pad_to_max_length=True``, the research code's way — every batch to
+  ``max_length`` (the attention mask makes the two give the same outputs on the real tokens).
+
+Pair truncation, ``pair_truncation="tinybert"`` (default): exactly TinyBERT's
+``convert_examples_to_features`` (``data_processing.py``): both texts are tokenised without special
+tokens; while ``len(a) + len(b) > max_length - 3`` (3 special tokens; the template's count for
+other tokenizers) a token is dropped from the end of the longer
+one, from ``b`` on a tie (``_truncate_seq_pair``); then ``[CLS] a [SEP] b [SEP]`` (types 0…0 1…1),
+through the tokenizer's own template. As there, an empty ``text_b`` makes a single-text example
+(budget ``max_length - 2``) and a ``b`` left with no tokens gets no second ``[SEP]``. The
+tokenizer's ``longest_first`` (``pair_truncation="longest_first"``, the former behaviour) differs
+on odd budgets: from a tie it keeps the extra token in ``b`` where TinyBERT keeps it in ``a``.
 
 Length grouping, with ``shuffle=True`` (training): the examples are permuted (seeded), cut into
 *mega-batches* of ``mega_batch_mult × batch_size`` examples, each mega-batch is sorted by length
@@ -33,13 +44,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from confdistill.data.glue import Example
 
 __all__ = [
+    "PAIR_TRUNCATIONS",
     "Collator",
     "EncodedSplit",
     "LengthGroupedBatchSampler",
+    "collate_width",
     "encode",
     "make_loader",
     "set_loader_epoch",
+    "truncate_seq_pair",
 ]
+
+#: Pair truncation rules of :func:`encode`.
+PAIR_TRUNCATIONS = ("tinybert", "longest_first")
 
 
 @dataclass
@@ -48,7 +65,8 @@ class EncodedSplit:
 
     ``input_ids[i]`` / ``token_type_ids[i]``: token ids of example ``i`` (length ``lengths[i]``
     ≤ ``max_length``, ``[CLS] a [SEP] (b [SEP])``); ``labels``: shape ``(n,)``, int64 class
-    indices or float32 scores (``is_regression``).
+    indices or float32 scores (``is_regression``); ``pair_truncation``: the rule pairs were cut
+    with (part of what the token ids depend on, e.g. for cache keys).
     """
 
     input_ids: list[list[int]]
@@ -56,6 +74,7 @@ class EncodedSplit:
     labels: np.ndarray
     pad_token_id: int = 0
     max_length: int = 128
+    pair_truncation: str = "tinybert"
     lengths: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,27 +94,146 @@ class EncodedSplit:
         """The examples at ``indices`` (in that order), e.g. a few hundred rows for a quick run."""
         idx = list(indices)
         return EncodedSplit([self.input_ids[i] for i in idx], [self.token_type_ids[i] for i in idx],
-                            self.labels[idx], self.pad_token_id, self.max_length)
+                            self.labels[idx], self.pad_token_id, self.max_length, self.pair_truncation)
+
+
+def truncate_seq_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """How many tokens of ``a`` and ``b`` TinyBERT's ``_truncate_seq_pair`` keeps for a ``budget``.
+
+    Its loop — while ``len(a) + len(b) > budget``: drop the last token of ``a`` if it is the
+    longer, else of ``b`` (so ``b`` on a tie) — in closed form: cut the longer down to the
+    shorter, then alternately ``b``, ``a``, ``b``…
+    """
+    excess = len_a + len_b - budget
+    if excess <= 0:
+        return len_a, len_b
+    if len_a > len_b:
+        take = min(len_a - len_b, excess)
+        len_a -= take
+    else:
+        take = min(len_b - len_a, excess)
+        len_b -= take
+    rest = excess - take
+    return len_a - rest // 2, len_b - (rest + 1) // 2
+
+
+class _PairLayout:
+    """``[CLS] a [SEP] (b [SEP])`` and token types as the tokenizer's template builds them.
+
+    The fast tokenizer's post-processor is run once on a probe pair (and a probe single) to learn
+    which special tokens go before, between and after the texts and the token types of each part;
+    building is then list concatenation (the post-processor per example costs ~40 µs). Tokenizers
+    without a post-processor get BERT's layout from ``cls_token_id`` / ``sep_token_id``.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        post = getattr(backend, "post_processor", None)
+        learnt = self._learn(backend, post) if post is not None else None
+        if learnt is None:
+            cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+            if cls is None or sep is None:
+                raise ValueError("the tokenizer has no [CLS]/[SEP] tokens: cannot build BERT pairs")
+            learnt = ([[(cls, 0)], [(sep, 0)], [(sep, 1)]], [0, 1]), ([[(cls, 0)], [(sep, 0)]], [0])
+        self.pair, self.single = learnt
+        #: Special tokens of a pair (3 for BERT: the budget of the texts is max_length - 3).
+        self.pair_specials = sum(len(slot) for slot in self.pair[0])
+
+    @staticmethod
+    def _learn(backend: Any, post: Any) -> Any:
+        """(pair parts, single parts) from the post-processor, or None if no probe word works."""
+        for word in ("a", "the", "x", "1"):
+            one = backend.encode(word, add_special_tokens=False)
+            if len(one.ids) != 1 or any(one.special_tokens_mask):
+                continue
+            two = backend.encode(f"{word} {word}", add_special_tokens=False)
+            parts = []
+            for pair in (True, False):
+                merged = post.process(two, one if pair else None, add_special_tokens=True)
+                slots: list[list[tuple[int, int]]] = [[]]
+                text_types: list[int] = []
+                in_text = False
+                for tok, typ, special in zip(merged.ids, merged.type_ids, merged.special_tokens_mask, strict=True):
+                    if special:
+                        if in_text:
+                            slots.append([])
+                        slots[-1].append((tok, typ))
+                        in_text = False
+                    elif not in_text:
+                        text_types.append(typ)
+                        in_text = True
+                if in_text:
+                    slots.append([])
+                parts.append((slots, text_types))
+            if [len(p[1]) for p in parts] == [2, 1]:
+                return tuple(parts)
+        return None
+
+    def __call__(self, ids_a: list[int], ids_b: list[int]) -> tuple[list[int], list[int]]:
+        """Input ids and token types; an empty ``ids_b`` gives the single-text layout (TinyBERT's)."""
+        slots, text_types = self.pair if ids_b else self.single
+        texts = [ids_a, ids_b] if ids_b else [ids_a]
+        ids: list[int] = []
+        types: list[int] = []
+        for k, slot in enumerate(slots):
+            ids += [t for t, _ in slot]
+            types += [y for _, y in slot]
+            if k < len(texts):
+                ids += texts[k]
+                types += [text_types[k]] * len(texts[k])
+        return ids, types
+
+
+def _encode_pairs_tinybert(tokenizer: Any, texts_a: list[str], texts_b: list[str],
+                           max_length: int) -> tuple[list[list[int]], list[list[int]]]:
+    """TinyBERT's pair features (see the module docstring), in one batched tokenizer call per side."""
+    kwargs: dict[str, Any] = dict(add_special_tokens=False, return_attention_mask=False,
+                                  return_token_type_ids=False)
+    all_a, all_b = tokenizer(texts_a, **kwargs)["input_ids"], tokenizer(texts_b, **kwargs)["input_ids"]
+    layout = _PairLayout(tokenizer)
+    budget = max_length - layout.pair_specials
+    ids_out: list[list[int]] = []
+    types_out: list[list[int]] = []
+    for ids_a, ids_b in zip(all_a, all_b, strict=True):
+        keep_a, keep_b = truncate_seq_pair(len(ids_a), len(ids_b), budget)
+        # A b left without tokens: TinyBERT's `if tokens_b:` adds no b segment, no second [SEP].
+        ids, types = layout(list(ids_a[:keep_a]), list(ids_b[:keep_b]))
+        ids_out.append(ids)
+        types_out.append(types)
+    return ids_out, types_out
 
 
 def encode(tokenizer: Any, examples: Sequence[Example], max_length: int = 128,
-           *, chunk_size: int = 4096) -> EncodedSplit:
+           *, chunk_size: int = 4096, pair_truncation: str = "tinybert") -> EncodedSplit:
     """Tokenise ``examples`` (fast tokenizer, batched, truncated to ``max_length``, no padding).
 
-    Pairs are encoded as ``[CLS] a [SEP] b [SEP]`` with token types 0/1, truncated longest-first.
+    Pairs are encoded as ``[CLS] a [SEP] b [SEP]`` with token types 0/1 and truncated by
+    ``pair_truncation``: ``"tinybert"`` (TinyBERT's ``_truncate_seq_pair``, the default) or
+    ``"longest_first"`` (the tokenizer's rule); see the module docstring.
     """
     if max_length < 4:
         raise ValueError(f"max_length must be at least 4, got {max_length}")
+    if pair_truncation not in PAIR_TRUNCATIONS:
+        raise ValueError(f"pair_truncation must be one of {PAIR_TRUNCATIONS}, got {pair_truncation!r}")
+    tinybert = pair_truncation == "tinybert"
     n = len(examples)
     input_ids: list[list[int]] = [[] for _ in range(n)]
     token_type_ids: list[list[int]] = [[] for _ in range(n)]
-    # Single texts and pairs need separate calls (text_pair cannot hold None).
-    singles = [i for i, ex in enumerate(examples) if ex.text_b is None]
-    pairs = [i for i, ex in enumerate(examples) if ex.text_b is not None]
+    # Single texts and pairs need separate calls (text_pair cannot hold None). TinyBERT makes a
+    # single text of a pair whose text_b is empty (`if example.text_b:`).
+    singles = [i for i, ex in enumerate(examples) if ex.text_b is None or (tinybert and not ex.text_b)]
+    chosen = set(singles)
+    pairs = [i for i in range(n) if i not in chosen]
     for group, is_pair in ((singles, False), (pairs, True)):
         for start in range(0, len(group), chunk_size):
             idx = group[start:start + chunk_size]
             texts = [examples[i].text_a for i in idx]
+            if is_pair and tinybert:
+                ids, types = _encode_pairs_tinybert(tokenizer, texts, [str(examples[i].text_b) for i in idx],
+                                                    max_length)
+                for j, i in enumerate(idx):
+                    input_ids[i], token_type_ids[i] = ids[j], types[j]
+                continue
             kwargs: dict[str, Any] = dict(truncation="longest_first" if is_pair else True,
                                           max_length=max_length, padding=False,
                                           return_attention_mask=False, return_token_type_ids=True)
@@ -111,7 +249,8 @@ def encode(tokenizer: Any, examples: Sequence[Example], max_length: int = 128,
     else:
         labels = np.asarray([ex.label for ex in examples], dtype=np.int64)
     pad = tokenizer.pad_token_id
-    return EncodedSplit(input_ids, token_type_ids, labels, 0 if pad is None else int(pad), max_length)
+    return EncodedSplit(input_ids, token_type_ids, labels, 0 if pad is None else int(pad), max_length,
+                        pair_truncation)
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -231,18 +370,33 @@ def make_loader(
     fixed_length: int | None = None,
     mega_batch_mult: int = 50,
     num_workers: int = 0,
+    pad_to_max_length: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``encoded`` with dynamic padding and length-grouped batches.
 
     Batches are dicts: ``input_ids``, ``attention_mask``, ``token_type_ids`` (``(b, L)``),
     ``labels`` and ``index`` (``(b,)``; ``index`` = row numbers of the examples, to look up
-    cached teacher outputs). ``fixed_length`` pads every batch to that many tokens (the research
-    code's way); set ``group_by_length=False`` too to reproduce its batches fully.
+    cached teacher outputs). ``pad_to_max_length`` pads every batch to ``encoded.max_length``
+    tokens (``L`` = max_length, the research code's way; default: ``L`` = the batch's longest
+    example); ``fixed_length`` pads to that many tokens instead. Set ``group_by_length=False`` too
+    to reproduce the research code's batches fully.
     """
+    width = collate_width(encoded, fixed_length=fixed_length, pad_to_max_length=pad_to_max_length)
     sampler = LengthGroupedBatchSampler(encoded.lengths, batch_size, shuffle=shuffle, seed=seed,
                                         group_by_length=group_by_length, mega_batch_mult=mega_batch_mult)
     return DataLoader(_IndexDataset(len(encoded)), batch_sampler=sampler,
-                      collate_fn=Collator(encoded, fixed_length), num_workers=num_workers)
+                      collate_fn=Collator(encoded, width), num_workers=num_workers)
+
+
+def collate_width(encoded: EncodedSplit, *, fixed_length: int | None = None,
+                  pad_to_max_length: bool = False) -> int | None:
+    """The :class:`Collator` ``fixed_length`` for these options (None: dynamic padding)."""
+    if pad_to_max_length:
+        if fixed_length is not None and fixed_length != encoded.max_length:
+            raise ValueError(f"pad_to_max_length pads to max_length={encoded.max_length}; "
+                             f"fixed_length={fixed_length} contradicts it")
+        return int(encoded.max_length)
+    return fixed_length
 
 
 def set_loader_epoch(loader: Any, epoch: int) -> None:
