@@ -31,7 +31,8 @@ def _examples(n: int, seed: int = 0, pairs: bool = False) -> list[Example]:
 
 def test_encode_matches_one_by_one(tokenizer) -> None:
     examples = _examples(30, pairs=True)
-    enc = encode(tokenizer, examples, max_length=24, chunk_size=7)
+    # the tokenizer's own pair rule (TinyBERT's, the default, is checked in test_pair_truncation.py)
+    enc = encode(tokenizer, examples, max_length=24, chunk_size=7, pair_truncation="longest_first")
     for i, ex in enumerate(examples):
         ref = tokenizer(ex.text_a, ex.text_b, truncation=True, max_length=24)
         assert enc.input_ids[i] == ref["input_ids"] and enc.token_type_ids[i] == ref["token_type_ids"]
@@ -107,3 +108,40 @@ def test_accelerate_prepare_keeps_batches(tokenizer) -> None:
         b = [b["index"].tolist() for b in prepared]
         assert a == b
     assert isinstance(b[0], list) and torch.is_tensor(next(iter(prepared))["input_ids"])
+
+
+def test_pad_to_max_length_shapes(tokenizer) -> None:
+    enc = encode(tokenizer, _examples(37, pairs=True), max_length=48)
+    dynamic = list(make_loader(enc, 8, shuffle=False))
+    padded = list(make_loader(enc, 8, shuffle=False, pad_to_max_length=True))
+    assert [b["index"].tolist() for b in dynamic] == [b["index"].tolist() for b in padded]
+    for d, p in zip(dynamic, padded, strict=True):
+        assert p["input_ids"].shape == (len(p["index"]), 48)
+        assert p["attention_mask"].sum(1).tolist() == enc.lengths[p["index"].numpy()].tolist()
+        width = d["input_ids"].shape[1]
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            assert torch.equal(p[key][:, :width], d[key]) and not p[key][:, width:].any()
+    assert min(d["input_ids"].shape[1] for d in dynamic) < 48  # the default pads each batch to its longest
+    assert make_loader(enc, 8, shuffle=False, pad_to_max_length=True, fixed_length=48) is not None
+    with pytest.raises(ValueError, match="contradicts"):
+        make_loader(enc, 8, shuffle=False, pad_to_max_length=True, fixed_length=64)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_pad_to_max_length_same_outputs(tokenizer, tiny_bert, attn: str) -> None:
+    from confdistill.models import load_classifier
+
+    model, _ = load_classifier(tiny_bert(), attn_implementation=attn)
+    enc = encode(tokenizer, _examples(24, seed=4, pairs=True), max_length=64)
+    outputs = {}
+    for pad in (False, True):
+        batch = next(iter(make_loader(enc, 24, shuffle=False, pad_to_max_length=pad)))
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        with torch.no_grad():
+            outputs[pad] = (model(**inputs, output_hidden_states=True), batch["attention_mask"].bool())
+    (dyn, mask), (pad, _) = outputs[False], outputs[True]
+    assert pad.hidden_states[0].shape[1] == 64 and dyn.hidden_states[0].shape[1] < 64
+    torch.testing.assert_close(pad.logits, dyn.logits, rtol=0, atol=1e-5)
+    for h_dyn, h_pad in zip(dyn.hidden_states, pad.hidden_states, strict=True):
+        real = mask  # real tokens only: padded positions have no meaning
+        torch.testing.assert_close(h_pad[:, : h_dyn.shape[1]][real], h_dyn[real], rtol=0, atol=1e-5)

@@ -86,7 +86,12 @@ def test_tinybert_release_format(tiny_bert: Callable[..., Path], tmp_path: Path,
     assert report.ignored_keys == sorted(f"fit_denses.{i}.{p}" for i in range(3) for p in ("bias", "weight"))
     # tokenizer from vocab.txt alone, detected as uncased
     assert tokenizer("Hello World")["input_ids"] == ref_tok("Hello World")["input_ids"]
-    torch.testing.assert_close(_logits(model, tokenizer), _logits(ref_model, ref_tok), rtol=1e-5, atol=1e-5)
+    # TinyBERT's head on the same weights: classifier(relu(pooled)), not transformers' classifier(pooled)
+    batch = ref_tok(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = ref_model.classifier(torch.relu(ref_model.bert(**batch).pooler_output))
+    assert type(model).__name__ == "TinyBertForSequenceClassification" and report.head == "tinybert"
+    torch.testing.assert_close(_logits(model, tokenizer), expected, rtol=1e-5, atol=1e-5)
     sd, ref_sd = model.state_dict(), ref_model.state_dict()
     for key in ref_sd:
         torch.testing.assert_close(sd[key], ref_sd[key], rtol=0, atol=0)

@@ -41,6 +41,7 @@ _LAZY = {
     "encode": "batching",
     "make_loader": "batching",
     "set_loader_epoch": "batching",
+    "truncate_seq_pair": "batching",
 }
 
 __all__ = [

@@ -1,11 +1,22 @@
 """Tokenisation once per split, and batches with as little padding as possible.
 
 * :func:`encode` runs the fast tokenizer over a whole split in large batched calls (truncation to
-  ``max_length``, pairs truncated longest-first as TinyBERT's ``_truncate_seq_pair``), *without*
-  padding: each example keeps its own length.
+  ``max_length``), *without* padding: each example keeps its own length. Pairs are truncated by
+  TinyBERT's rule (:func:`truncate_seq_pair`, see below) by default.
 * :func:`make_loader` returns a plain :class:`torch.utils.data.DataLoader` driven by
   :class:`LengthGroupedBatchSampler` and a collate function that pads each batch only to its own
-  longest example (or to ``fixed_length``, the research code's way, for benchmarks).
+  longest example, or — ``pad_to_max_length=True``, the research code's way — every batch to
+  ``max_length`` (the attention mask makes the two give the same outputs on the real tokens).
+
+Pair truncation, ``pair_truncation="tinybert"`` (default): exactly TinyBERT's
+``convert_examples_to_features`` (``data_processing.py``): both texts are tokenised without special
+tokens; while ``len(a) + len(b) > max_length - 3`` (3 special tokens; the template's count for
+other tokenizers) a token is dropped from the end of the longer
+one, from ``b`` on a tie (``_truncate_seq_pair``); then ``[CLS] a [SEP] b [SEP]`` (types 0…0 1…1),
+through the tokenizer's own template. As there, an empty ``text_b`` makes a single-text example
+(budget ``max_length - 2``) and a ``b`` left with no tokens gets no second ``[SEP]``. The
+tokenizer's ``longest_first`` (``pair_truncation="longest_first"``, the former behaviour) differs
+on odd budgets: from a tie it keeps the extra token in ``b`` where TinyBERT keeps it in ``a``.
 
 Length grouping, with ``shuffle=True`` (training): the examples are permuted (seeded), cut into
 *mega-batches* of ``mega_batch_mult × batch_size`` examples, each mega-batch is sorted by length
@@ -31,15 +42,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from confdistill.data.glue import Example
+from confdistill.data.pairs import encode_pairs_tinybert, truncate_seq_pair
 
 __all__ = [
+    "PAIR_TRUNCATIONS",
     "Collator",
     "EncodedSplit",
     "LengthGroupedBatchSampler",
+    "collate_width",
     "encode",
     "make_loader",
     "set_loader_epoch",
+    "truncate_seq_pair",
 ]
+
+#: Pair truncation rules of :func:`encode`.
+PAIR_TRUNCATIONS = ("tinybert", "longest_first")
 
 
 @dataclass
@@ -48,7 +66,8 @@ class EncodedSplit:
 
     ``input_ids[i]`` / ``token_type_ids[i]``: token ids of example ``i`` (length ``lengths[i]``
     ≤ ``max_length``, ``[CLS] a [SEP] (b [SEP])``); ``labels``: shape ``(n,)``, int64 class
-    indices or float32 scores (``is_regression``).
+    indices or float32 scores (``is_regression``); ``pair_truncation``: the rule pairs were cut
+    with (part of what the token ids depend on, e.g. for cache keys).
     """
 
     input_ids: list[list[int]]
@@ -56,6 +75,7 @@ class EncodedSplit:
     labels: np.ndarray
     pad_token_id: int = 0
     max_length: int = 128
+    pair_truncation: str = "tinybert"
     lengths: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,27 +95,40 @@ class EncodedSplit:
         """The examples at ``indices`` (in that order), e.g. a few hundred rows for a quick run."""
         idx = list(indices)
         return EncodedSplit([self.input_ids[i] for i in idx], [self.token_type_ids[i] for i in idx],
-                            self.labels[idx], self.pad_token_id, self.max_length)
+                            self.labels[idx], self.pad_token_id, self.max_length, self.pair_truncation)
 
 
 def encode(tokenizer: Any, examples: Sequence[Example], max_length: int = 128,
-           *, chunk_size: int = 4096) -> EncodedSplit:
+           *, chunk_size: int = 4096, pair_truncation: str = "tinybert") -> EncodedSplit:
     """Tokenise ``examples`` (fast tokenizer, batched, truncated to ``max_length``, no padding).
 
-    Pairs are encoded as ``[CLS] a [SEP] b [SEP]`` with token types 0/1, truncated longest-first.
+    Pairs are encoded as ``[CLS] a [SEP] b [SEP]`` with token types 0/1 and truncated by
+    ``pair_truncation``: ``"tinybert"`` (TinyBERT's ``_truncate_seq_pair``, the default) or
+    ``"longest_first"`` (the tokenizer's rule); see the module docstring.
     """
     if max_length < 4:
         raise ValueError(f"max_length must be at least 4, got {max_length}")
+    if pair_truncation not in PAIR_TRUNCATIONS:
+        raise ValueError(f"pair_truncation must be one of {PAIR_TRUNCATIONS}, got {pair_truncation!r}")
+    tinybert = pair_truncation == "tinybert"
     n = len(examples)
     input_ids: list[list[int]] = [[] for _ in range(n)]
     token_type_ids: list[list[int]] = [[] for _ in range(n)]
-    # Single texts and pairs need separate calls (text_pair cannot hold None).
-    singles = [i for i, ex in enumerate(examples) if ex.text_b is None]
-    pairs = [i for i, ex in enumerate(examples) if ex.text_b is not None]
+    # Single texts and pairs need separate calls (text_pair cannot hold None). TinyBERT makes a
+    # single text of a pair whose text_b is empty (`if example.text_b:`).
+    singles = [i for i, ex in enumerate(examples) if ex.text_b is None or (tinybert and not ex.text_b)]
+    chosen = set(singles)
+    pairs = [i for i in range(n) if i not in chosen]
     for group, is_pair in ((singles, False), (pairs, True)):
         for start in range(0, len(group), chunk_size):
             idx = group[start:start + chunk_size]
             texts = [examples[i].text_a for i in idx]
+            if is_pair and tinybert:
+                ids, types = encode_pairs_tinybert(tokenizer, texts, [str(examples[i].text_b) for i in idx],
+                                                    max_length)
+                for j, i in enumerate(idx):
+                    input_ids[i], token_type_ids[i] = ids[j], types[j]
+                continue
             kwargs: dict[str, Any] = dict(truncation="longest_first" if is_pair else True,
                                           max_length=max_length, padding=False,
                                           return_attention_mask=False, return_token_type_ids=True)
@@ -111,7 +144,8 @@ def encode(tokenizer: Any, examples: Sequence[Example], max_length: int = 128,
     else:
         labels = np.asarray([ex.label for ex in examples], dtype=np.int64)
     pad = tokenizer.pad_token_id
-    return EncodedSplit(input_ids, token_type_ids, labels, 0 if pad is None else int(pad), max_length)
+    return EncodedSplit(input_ids, token_type_ids, labels, 0 if pad is None else int(pad), max_length,
+                        pair_truncation)
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -231,18 +265,33 @@ def make_loader(
     fixed_length: int | None = None,
     mega_batch_mult: int = 50,
     num_workers: int = 0,
+    pad_to_max_length: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``encoded`` with dynamic padding and length-grouped batches.
 
     Batches are dicts: ``input_ids``, ``attention_mask``, ``token_type_ids`` (``(b, L)``),
     ``labels`` and ``index`` (``(b,)``; ``index`` = row numbers of the examples, to look up
-    cached teacher outputs). ``fixed_length`` pads every batch to that many tokens (the research
-    code's way); set ``group_by_length=False`` too to reproduce its batches fully.
+    cached teacher outputs). ``pad_to_max_length`` pads every batch to ``encoded.max_length``
+    tokens (``L`` = max_length, the research code's way; default: ``L`` = the batch's longest
+    example); ``fixed_length`` pads to that many tokens instead. Set ``group_by_length=False`` too
+    to reproduce the research code's batches fully.
     """
+    width = collate_width(encoded, fixed_length=fixed_length, pad_to_max_length=pad_to_max_length)
     sampler = LengthGroupedBatchSampler(encoded.lengths, batch_size, shuffle=shuffle, seed=seed,
                                         group_by_length=group_by_length, mega_batch_mult=mega_batch_mult)
     return DataLoader(_IndexDataset(len(encoded)), batch_sampler=sampler,
-                      collate_fn=Collator(encoded, fixed_length), num_workers=num_workers)
+                      collate_fn=Collator(encoded, width), num_workers=num_workers)
+
+
+def collate_width(encoded: EncodedSplit, *, fixed_length: int | None = None,
+                  pad_to_max_length: bool = False) -> int | None:
+    """The :class:`Collator` ``fixed_length`` for these options (None: dynamic padding)."""
+    if pad_to_max_length:
+        if fixed_length is not None and fixed_length != encoded.max_length:
+            raise ValueError(f"pad_to_max_length pads to max_length={encoded.max_length}; "
+                             f"fixed_length={fixed_length} contradicts it")
+        return int(encoded.max_length)
+    return fixed_length
 
 
 def set_loader_epoch(loader: Any, epoch: int) -> None:

@@ -10,7 +10,10 @@ Columns are found by their header name for every task that has a header (so MNLI
 12 columns, and MNLI dev, with 16, are both read right); CoLA has no header and uses GLUE's
 fixed positions (label in column 2, sentence in column 4, 1-based). Label lists follow the order
 of GLUE/TinyBERT's processors, so label index ``i`` means the same class as in those models'
-classifier heads.
+classifier heads. ``TaskSpec.class_names`` gives readable names for the tasks whose raw labels are
+``0``/``1`` (the GLUE benchmark's names: CoLA unacceptable/acceptable, SST-2 negative/positive,
+MRPC not_equivalent/equivalent, QQP not_duplicate/duplicate, WNLI not_entailment/entailment), for
+the ``id2label`` of saved classifiers.
 
 Only the standard library is imported at module level (the CLI imports this at start-up);
 numpy/scipy are imported inside :func:`compute_metrics`.
@@ -59,13 +62,27 @@ class TaskSpec:
     """What a task predicts and how it is scored.
 
     ``label_names`` are the raw label strings in class-index order (empty for regression);
-    ``metric`` is the key of :func:`compute_metrics`'s result used to pick the best checkpoint.
+    ``metric`` is the key of :func:`compute_metrics`'s result used to pick the best checkpoint;
+    ``display_names``: readable class names in the same order where the raw strings are bare
+    indices (SST-2's ``0``/``1`` are ``negative``/``positive``), empty when the raw strings are
+    the names. :attr:`class_names` is what a saved classifier's ``id2label`` says.
     """
 
     name: str
     label_names: tuple[str, ...]
     is_regression: bool
     metric: str
+    display_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.display_names and len(self.display_names) != len(self.label_names):
+            raise ValueError(f"{self.name}: {len(self.display_names)} display names for "
+                             f"{len(self.label_names)} labels")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names in class-index order (``display_names``, else ``label_names``; empty for regression)."""
+        return self.display_names or self.label_names
 
     @property
     def num_labels(self) -> int:
@@ -88,16 +105,16 @@ class _Layout:
 
 _TASK_TABLE: dict[str, tuple[TaskSpec, _Layout]] = {
     "CoLA": (
-        TaskSpec("CoLA", ("0", "1"), False, "matthews_corr"),
+        TaskSpec("CoLA", ("0", "1"), False, "matthews_corr", ("unacceptable", "acceptable")),
         # source, label, original label (empty), sentence
         _Layout("CoLA", header=False, text_a=3, text_b=None, label=1, n_columns=4),
     ),
     "SST-2": (
-        TaskSpec("SST-2", ("0", "1"), False, "accuracy"),
+        TaskSpec("SST-2", ("0", "1"), False, "accuracy", ("negative", "positive")),
         _Layout("SST-2", header=True, text_a="sentence", text_b=None, label="label"),
     ),
     "MRPC": (
-        TaskSpec("MRPC", ("0", "1"), False, "f1"),
+        TaskSpec("MRPC", ("0", "1"), False, "f1", ("not_equivalent", "equivalent")),
         _Layout("MRPC", header=True, text_a="#1 String", text_b="#2 String", label="Quality"),
     ),
     "STS-B": (
@@ -105,7 +122,7 @@ _TASK_TABLE: dict[str, tuple[TaskSpec, _Layout]] = {
         _Layout("STS-B", header=True, text_a="sentence1", text_b="sentence2", label="score"),
     ),
     "QQP": (
-        TaskSpec("QQP", ("0", "1"), False, "f1"),
+        TaskSpec("QQP", ("0", "1"), False, "f1", ("not_duplicate", "duplicate")),
         _Layout("QQP", header=True, text_a="question1", text_b="question2", label="is_duplicate"),
     ),
     "MNLI": (
@@ -127,7 +144,7 @@ _TASK_TABLE: dict[str, tuple[TaskSpec, _Layout]] = {
         _Layout("RTE", header=True, text_a="sentence1", text_b="sentence2", label="label"),
     ),
     "WNLI": (
-        TaskSpec("WNLI", ("0", "1"), False, "accuracy"),
+        TaskSpec("WNLI", ("0", "1"), False, "accuracy", ("not_entailment", "entailment")),
         _Layout("WNLI", header=True, text_a="sentence1", text_b="sentence2", label="label"),
     ),
 }

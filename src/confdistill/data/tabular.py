@@ -13,7 +13,8 @@ examples of which split" shared by every command (distill, finetune, predict, ru
 Label names of a custom classification task are ``--label-names`` when given, else the sorted
 distinct labels of the *train* file beside the split (numerically sorted when all are integers),
 so train and dev map labels to the same indices; a label of another split that train lacks is an
-error. Formats by extension: ``.csv`` (standard CSV quoting), ``.tsv`` (tabs, *no* quoting, as
+error. These names are also the task's ``class_names`` (the ``id2label`` of saved classifiers).
+Formats by extension: ``.csv`` (standard CSV quoting), ``.tsv`` (tabs, *no* quoting, as
 GLUE), ``.jsonl`` (one JSON object per line). Standard library only at module level.
 """
 

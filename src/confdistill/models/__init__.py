@@ -1,5 +1,6 @@
-"""confdistill.models: loading/saving teacher and student directories, building students,
-capturing pre-softmax attention scores.
+"""confdistill.models: resolving model sources (directories, packages, the local Hub cache),
+loading/saving teacher and student directories (Hugging Face and TinyBERT formats, TinyBERT's
+head), building students, capturing pre-softmax attention scores.
 
 Names are imported on first use (torch and transformers are heavy; the CLI imports this lazily).
 """
@@ -18,6 +19,10 @@ _LAZY = {
     "read_config_dict": "loading",
     "save_classifier": "loading",
     "write_vocab": "loading",
+    "TinyBertForSequenceClassification": "tinybert",
+    "hub_cache_dir": "hub",
+    "looks_like_hub_id": "hub",
+    "resolve_model_dir": "hub",
     "evenly_spaced_layers": "student",
     "make_student": "student",
     "capture_attention_scores": "attention_scores",

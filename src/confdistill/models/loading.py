@@ -4,41 +4,60 @@ Formats read by :func:`load_classifier`:
 
 * **Hugging Face**: ``config.json`` with a known ``model_type`` + ``model.safetensors`` (or sharded
   safetensors, or ``pytorch_model.bin``). A checkpoint without a classifier head (a bare encoder
-  such as MiniLM's ``BertModel``) gets a freshly initialised head, seeded.
-* **TinyBERT release** (pytorch-pretrained-bert style): ``bert_config.json`` or a ``config.json``
-  without a known ``model_type`` (TinyBERT writes ``"tiny_bert"`` or nothing), ``pytorch_model.bin``
-  with ``bert.*`` / ``classifier.*`` keys, possibly LayerNorm ``gamma``/``beta`` (renamed to
-  ``weight``/``bias``), a ``module.`` prefix (DataParallel) and ``fit_dense``/``fit_denses.N``
-  projections of its distillation (ignored, and listed in the load report). The result is a
-  transformers ``BertForSequenceClassification`` with identical outputs.
+  such as MiniLM's ``BertModel``) gets a freshly initialised head, seeded. The model keeps its own
+  head (``BertForSequenceClassification``: ``classifier(dropout(pooled))``), unless its
+  configuration says ``"confdistill_head": "tinybert"`` (a TinyBERT model saved by confdistill).
+* **TinyBERT release** (pytorch-pretrained-bert style, read by :mod:`confdistill.models.tinybert`):
+  ``bert_config.json`` or a ``config.json`` without a known ``model_type`` (TinyBERT writes
+  ``"tiny_bert"`` or nothing), ``pytorch_model.bin`` with ``bert.*`` / ``classifier.*`` keys,
+  possibly LayerNorm ``gamma``/``beta`` (renamed to ``weight``/``bias``), a ``module.`` prefix
+  (DataParallel) and ``fit_dense``/``fit_denses.N`` projections of its distillation (ignored, and
+  listed in the load report). The result is a
+  :class:`~confdistill.models.tinybert.TinyBertForSequenceClassification`: transformers' BERT with
+  TinyBERT's head ``classifier(relu(pooled))`` and no dropout, so its logits, hidden states and
+  attention scores are those of TinyBERT's ``TinyBertForSequenceClassification`` (float32
+  rounding aside); :func:`save_classifier` records the head in ``config.json`` and
+  :func:`load_classifier` restores it.
 
 Every loaded model carries ``model.confdistill_load_report`` (:class:`LoadReport`): the format,
-whether the head is new, and the checkpoint tensors that were ignored.
+the head, whether the head is new, and the checkpoint tensors that were ignored.
 
-The tokenizer comes from the same directory (``tokenizer.json`` / ``tokenizer_config.json``, or
-only ``vocab.txt``: a WordPiece tokenizer, lower-casing when the vocabulary has (almost) no
-upper-case entries, as for the uncased BERTs TinyBERT ships).
+The tokenizer comes from the same directory (:func:`~confdistill.models.tokenizer.load_tokenizer`).
+:func:`save_classifier` writes the class names (``id2label`` / ``label2id``) it is given into
+``config.json``, so that any tool (``transformers.pipeline`` …) reports them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from confdistill.errors import InputError
 from confdistill.io import atomic_directory, os_errors_named, write_json
+from confdistill.models.files import (
+    LoadReport,
+    check_dir,
+    checkpoint_keys,
+    quiet_transformers,
+    read_config_dict,
+    seeded,
+    weights_file,
+)
+from confdistill.models.tinybert import (
+    TinyBertForSequenceClassification,
+    has_tinybert_head,
+    is_tinybert_checkpoint,
+    load_tinybert,
+)
+from confdistill.models.tokenizer import check_same_vocab, load_tokenizer, write_vocab
 
 __all__ = [
     "DEFAULT_ATTN_IMPLEMENTATION",
     "LoadReport",
+    "TinyBertForSequenceClassification",
     "check_same_vocab",
     "load_classifier",
     "load_tokenizer",
@@ -52,187 +71,10 @@ log = logging.getLogger("confdistill.models")
 #: Fused scaled-dot-product attention: fastest for inference and for stage 2.
 DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
 
-_BERT_CONFIG_KEYS = (
-    "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-    "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-    "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id", "classifier_dropout",
-)
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
-
-
-@dataclass
-class LoadReport:
-    """What :func:`load_classifier` found in a model directory."""
-
-    path: str
-    format: str                                  # "huggingface" or "tinybert"
-    fresh_head: bool                             # classifier initialised here (bare encoder or new width)
-    ignored_keys: list[str] = field(default_factory=list)   # e.g. fit_denses.* of a TinyBERT checkpoint
-    initialised_keys: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """transformers 5 prints a load table and progress bars on every load; we report ourselves."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def _check_dir(path: str | Path) -> Path:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InputError("model directory does not exist", path=path)
-    if not path.is_dir():
-        raise InputError("expected a model directory (config + weights), got a file", path=path)
-    return path
-
-
-def read_config_dict(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """The model configuration (``config.json``, else ``bert_config.json``) as a dict, and its file."""
-    path = _check_dir(path)
-    for name in ("config.json", "bert_config.json"):
-        file = path / name
-        if file.is_file():
-            try:
-                data = json.loads(file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InputError(f"unreadable model configuration ({exc})", path=file) from None
-            if not isinstance(data, dict):
-                raise InputError("model configuration must be a JSON object", path=file)
-            return data, file
-    raise InputError("no config.json or bert_config.json: not a model directory", path=path)
-
-
-def _weights_file(path: Path) -> Path:
-    for name in _WEIGHT_FILES:
-        if (path / name).is_file():
-            return path / name
-    raise InputError(f"no model weights: expected one of {', '.join(_WEIGHT_FILES)}", path=path)
-
-
-def _checkpoint_keys(weights: Path) -> list[str]:
-    """Tensor names in a weights file without loading the tensors (mmap for .bin)."""
-    try:
-        if weights.name.endswith(".index.json"):
-            return list(json.loads(weights.read_text(encoding="utf-8"))["weight_map"])
-        if weights.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(weights), "pt") as fh:
-                return list(fh.keys())
-        return list(_load_bin(weights))
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"unreadable weights file ({type(exc).__name__}: {exc})", path=weights) from None
-
-
-def _load_bin(weights: Path) -> dict[str, torch.Tensor]:
-    try:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:
-            # Files written before torch 1.6 (TinyBERT's releases) are not zip archives: no mmap.
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise InputError(f"unreadable weights file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
-                         path=weights) from None
-    if not isinstance(state, dict):
-        raise InputError("expected a state dict (name -> tensor) in the weights file", path=weights)
-    return state
-
-
-def _is_tinybert(config: dict[str, Any], config_file: Path, keys: list[str]) -> bool:
-    from transformers import CONFIG_MAPPING
-
-    if config_file.name == "bert_config.json" or config.get("model_type") not in CONFIG_MAPPING:
-        return True
-    return any(k.endswith((".gamma", ".beta")) or k.startswith(("fit_dense", "module.")) for k in keys)
-
-
-def _tinybert_key(key: str) -> str | None:
-    """transformers' name of a TinyBERT tensor, or None for tensors without a counterpart."""
-    key = key.removeprefix("module.")
-    if key.startswith("fit_dense") or key.startswith("cls."):
-        return None  # distillation projections / pre-training heads
-    if key.endswith(".gamma"):
-        key = key[: -len(".gamma")] + ".weight"
-    elif key.endswith(".beta"):
-        key = key[: -len(".beta")] + ".bias"
-    return key
-
-
-def _seeded(seed: int) -> contextlib.AbstractContextManager[Any]:
-    """Fork the global torch RNG and seed it: fresh weights are reproducible, callers' RNG untouched."""
-    @contextlib.contextmanager
-    def ctx() -> Iterator[None]:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    return ctx()
-
-
-def _load_tinybert(path: Path, config_dict: dict[str, Any], weights: Path, num_labels: int | None,
-                   attn_implementation: str, seed: int) -> tuple[Any, LoadReport]:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    if weights.suffix == ".bin":
-        state = _load_bin(weights)
-    elif weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights))
-    else:
-        raise InputError("legacy (TinyBERT-format) checkpoints must be a single pytorch_model.bin or "
-                         "model.safetensors, not a sharded one", path=path)
-    renamed: dict[str, torch.Tensor] = {}
-    ignored: list[str] = []
-    for key, tensor in state.items():
-        new = _tinybert_key(key)
-        if new is None:
-            ignored.append(key)
-        else:
-            renamed[new if new.startswith(("bert.", "classifier.")) else f"bert.{new}"] = tensor
-    head = renamed.get("classifier.weight")
-    ckpt_labels = int(head.shape[0]) if head is not None else None
-    if ckpt_labels is not None and num_labels is not None and num_labels != ckpt_labels:
-        raise InputError(f"the model's classifier has {ckpt_labels} output(s) but the task needs {num_labels}; "
-                         "use a model trained for this task (or a bare encoder)", path=path)
-    kwargs = {k: config_dict[k] for k in _BERT_CONFIG_KEYS if config_dict.get(k) is not None}
-    labels = num_labels or ckpt_labels or 2
-    config = BertConfig(**kwargs, num_labels=labels)
-    config._attn_implementation = attn_implementation
-    fresh = ckpt_labels is None or ckpt_labels != labels
-    if fresh:
-        renamed.pop("classifier.weight", None)
-        renamed.pop("classifier.bias", None)
-    with _seeded(seed), _quiet_transformers():
-        model = BertForSequenceClassification(config)
-    own = model.state_dict()
-    for key, tensor in renamed.items():
-        if key in own and own[key].shape != tensor.shape:
-            raise InputError(f"tensor {key} has shape {tuple(tensor.shape)} in the checkpoint but "
-                             f"{tuple(own[key].shape)} from its configuration", path=weights)
-    result = model.load_state_dict(renamed, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]
-    allowed = {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
-    if set(missing) - allowed:
-        bad = sorted(set(missing) - allowed)
-        raise InputError(f"checkpoint lacks {len(bad)} tensor(s) of the model, e.g. {bad[0]}", path=weights)
-    ignored += list(result.unexpected_keys)
-    report = LoadReport(str(path), "tinybert", fresh, sorted(ignored), sorted(missing))
-    return model, report
+# Names kept for callers of the former single-module layout.
+_seeded = seeded
+_quiet_transformers = quiet_transformers
+_is_tinybert = is_tinybert_checkpoint
 
 
 def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_labels: int | None,
@@ -245,12 +87,17 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
     if has_head and num_labels is not None and num_labels != ckpt_labels:
         raise InputError(f"the model's classifier has {ckpt_labels} output(s) but the task needs {num_labels}; "
                          "use a model trained for this task (or a bare encoder)", path=path)
+    tinybert_head = has_tinybert_head(config_dict)
+    if tinybert_head and config_dict.get("model_type") != "bert":
+        raise InputError(f"config.json asks for TinyBERT's head but its model_type is "
+                         f"{config_dict.get('model_type')!r}, not 'bert'", path=path)
     labels = num_labels if num_labels is not None else ckpt_labels
+    loader: Any = TinyBertForSequenceClassification if tinybert_head else AutoModelForSequenceClassification
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             config = AutoConfig.from_pretrained(path, num_labels=labels)
-            with _seeded(seed):
-                model, info = AutoModelForSequenceClassification.from_pretrained(
+            with seeded(seed):
+                model, info = loader.from_pretrained(
                     path, config=config, attn_implementation=attn_implementation, output_loading_info=True)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot load the model ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
@@ -265,56 +112,9 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
     if mismatched:
         raise InputError(f"checkpoint tensor shapes do not match its configuration: {sorted(mismatched)[:3]}",
                          path=path)
-    report = LoadReport(str(path), "huggingface", fresh, sorted(info.get("unexpected_keys", ())), missing)
+    report = LoadReport(str(path), "huggingface", fresh, sorted(info.get("unexpected_keys", ())), missing,
+                        head="tinybert" if tinybert_head else "huggingface")
     return model, report
-
-
-def load_tokenizer(path: str | Path) -> Any:
-    """The fast tokenizer of a model directory (see the module docstring)."""
-    from transformers import AutoTokenizer, BertTokenizerFast
-
-    path = _check_dir(path)
-    vocab_file = path / "vocab.txt"
-    try:
-        with _quiet_transformers():
-            tokens = vocab_file.read_text(encoding="utf-8").splitlines() if vocab_file.is_file() else None
-            if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-                tokenizer = AutoTokenizer.from_pretrained(path)
-                if tokens is None or not _is_wordpiece(tokenizer):
-                    return tokenizer
-                vocab = tokenizer.get_vocab()
-                if len(vocab) == len(tokens) and all(vocab.get(t) == i for i, t in enumerate(tokens)):
-                    return tokenizer
-                # transformers 5 silently ignores BertTokenizerFast(vocab_file=...): tokenizers built
-                # that way and saved hold only the 5 special tokens. vocab.txt is then the real one.
-                warnings.warn(f"{path}: tokenizer.json has {len(vocab)} tokens but vocab.txt {len(tokens)}; "
-                              "using vocab.txt", stacklevel=2)
-                lower = bool(getattr(tokenizer, "do_lower_case", _looks_uncased(tokens)))
-                return BertTokenizerFast(vocab=_vocab_dict(tokens), do_lower_case=lower)
-            if tokens is not None:
-                return BertTokenizerFast(vocab=_vocab_dict(tokens), do_lower_case=_looks_uncased(tokens))
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot load the tokenizer ({type(exc).__name__}: {exc})", path=path) from None
-    raise InputError("no tokenizer: expected tokenizer.json, tokenizer_config.json or vocab.txt", path=path)
-
-
-def _vocab_dict(tokens: list[str]) -> dict[str, int]:
-    vocab: dict[str, int] = {}
-    for i, token in enumerate(tokens):
-        vocab.setdefault(token, i)
-    return vocab
-
-
-def _looks_uncased(tokens: list[str]) -> bool:
-    """An uncased vocabulary has (nearly) no upper-case words; a cased one has thousands."""
-    words = [t for t in tokens if t.isalpha()]
-    upper = sum(1 for t in words if t != t.lower())
-    return upper <= max(10, len(words) // 200)
-
-
-def _is_wordpiece(tokenizer: Any) -> bool:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    return backend is not None and type(backend.model).__name__ == "WordPiece"
 
 
 def load_classifier(
@@ -330,18 +130,19 @@ def load_classifier(
     another width is refused; a bare encoder gets a new head of that width, initialised with
     ``seed`` (default width 2). ``attn_implementation``: ``"sdpa"`` (fast), ``"eager"``, or a name
     registered with transformers (e.g. the score-capturing one). The model is in eval mode.
+    A Hub id is not accepted here: resolve it first (:func:`confdistill.models.hub.resolve_model_dir`).
     """
-    path = _check_dir(path)
+    path = check_dir(path)
     config_dict, config_file = read_config_dict(path)
-    weights = _weights_file(path)
-    keys = _checkpoint_keys(weights)
+    weights = weights_file(path)
+    keys = checkpoint_keys(weights)
     if num_labels is not None and num_labels < 1:
         raise InputError(f"num_labels must be ≥ 1, got {num_labels}")
-    if _is_tinybert(config_dict, config_file, keys):
+    if is_tinybert_checkpoint(config_dict, config_file, keys):
         if config_dict.get("model_type") not in (None, "bert", "tiny_bert", "tinybert"):
             raise InputError(f"unsupported legacy model_type {config_dict.get('model_type')!r}: "
                              "expected a BERT checkpoint", path=config_file)
-        model, report = _load_tinybert(path, config_dict, weights, num_labels, attn_implementation, seed)
+        model, report = load_tinybert(path, config_dict, weights, num_labels, attn_implementation, seed)
     else:
         model, report = _load_hf(path, config_dict, keys, num_labels, attn_implementation, seed)
     tokenizer = load_tokenizer(path)
@@ -360,61 +161,42 @@ def load_classifier(
     return model, tokenizer
 
 
-def check_same_vocab(teacher_tokenizer: Any, student_tokenizer: Any,
-                     teacher_dir: str | Path, student_dir: str | Path) -> None:
-    """Refuse (InputError) a teacher and student that do not tokenise text identically.
-
-    Compares the vocabularies (size, then the first id whose token differs) and the
-    normalisation (lower-casing, accents) on a probe sentence.
-    """
-    tv, sv = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
-    where = f"teacher {teacher_dir} vs student {student_dir}"
-    if len(tv) != len(sv):
-        raise InputError(f"different vocabularies ({where}): {len(tv)} vs {len(sv)} tokens; "
-                         "teacher and student must share one tokenizer")
-    t_by_id = sorted(tv.items(), key=lambda kv: kv[1])
-    s_by_id = sorted(sv.items(), key=lambda kv: kv[1])
-    for (t_tok, t_id), (s_tok, s_id) in zip(t_by_id, s_by_id, strict=True):
-        if t_tok != s_tok or t_id != s_id:
-            raise InputError(f"different vocabularies ({where}): id {t_id} is {t_tok!r} for the teacher "
-                             f"but {s_tok!r} for the student")
-    probe = "Hello WORLD, Ünïcode café — naïve 123"
-    t_ids = teacher_tokenizer(probe)["input_ids"]
-    s_ids = student_tokenizer(probe)["input_ids"]
-    if t_ids != s_ids:
-        raise InputError(f"same vocabulary but different normalisation ({where}): "
-                         f"{probe!r} gives {teacher_tokenizer.convert_ids_to_tokens(t_ids)[1:5]} vs "
-                         f"{student_tokenizer.convert_ids_to_tokens(s_ids)[1:5]} (lower-casing/accents differ)")
+def _label_maps(model: Any, label_names: Sequence[str]) -> tuple[dict[str, str], dict[str, int]]:
+    names = [str(n) for n in label_names]
+    width = int(getattr(model.config, "num_labels", len(names)))
+    if len(names) != width:
+        raise ValueError(f"{len(names)} label name(s) {names} for a classifier with {width} output(s)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"label names must be distinct, got {names}")
+    return {str(i): n for i, n in enumerate(names)}, {n: i for i, n in enumerate(names)}
 
 
-def write_vocab(tokenizer: Any, out_dir: str | Path) -> Path | None:
-    """Write ``vocab.txt`` (tokens in id order) for a WordPiece tokenizer; None for other kinds.
-
-    transformers 5's ``save_pretrained`` no longer writes it, but TinyBERT-era tools need it.
-    """
-    if not _is_wordpiece(tokenizer):
-        return None
-    vocab = tokenizer.get_vocab()
-    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
-    if [i for _, i in by_id] != list(range(len(by_id))):
-        raise ValueError("vocabulary ids are not contiguous from 0: cannot write vocab.txt")
-    out = Path(out_dir) / "vocab.txt"
-    out.write_text("".join(f"{tok}\n" for tok, _ in by_id), encoding="utf-8")
-    return out
+def _write_label_names(config_file: Path, id2label: dict[str, str], label2id: dict[str, int]) -> None:
+    data = json.loads(config_file.read_text(encoding="utf-8"))
+    data["id2label"], data["label2id"] = id2label, label2id
+    # transformers' own layout (PretrainedConfig.to_json_string): sorted keys, indent 2.
+    config_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def save_classifier(model: Any, tokenizer: Any, out_dir: str | Path, *,
-                    extra_json: dict[str, Any] | None = None) -> Path:
+                    extra_json: dict[str, Any] | None = None,
+                    label_names: Sequence[str] | None = None) -> Path:
     """Save ``model`` and ``tokenizer`` to ``out_dir`` (HF format + ``vocab.txt``), atomically.
 
-    ``extra_json``: ``{file name: data}`` written beside (e.g. provenance). A crash mid-save
-    leaves any previous ``out_dir`` intact.
+    ``label_names``: the class names in index order (e.g. ``TaskSpec.class_names``), written to
+    ``config.json`` as ``id2label`` / ``label2id``; their number must be the head's width. An empty
+    sequence (regression) or ``None`` keeps what the model's configuration has. The model object
+    is not changed. ``extra_json``: ``{file name: data}`` written beside (e.g. provenance). A crash
+    mid-save leaves any previous ``out_dir`` intact.
     """
     out_dir = Path(out_dir)
     model = getattr(model, "module", model)  # DDP / accelerate wrappers
+    maps = _label_maps(model, label_names) if label_names else None
     # os_errors_named: safetensors reports a full disk as "SafetensorError … (os error 28)".
-    with os_errors_named(out_dir), atomic_directory(out_dir) as tmp, _quiet_transformers():
+    with os_errors_named(out_dir), atomic_directory(out_dir) as tmp, quiet_transformers():
         model.save_pretrained(tmp)
+        if maps is not None:
+            _write_label_names(tmp / "config.json", *maps)
         tokenizer.save_pretrained(tmp)
         write_vocab(tokenizer, tmp)
         for name, data in (extra_json or {}).items():

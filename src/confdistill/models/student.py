@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +59,13 @@ def make_student(
     num_labels: int | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    label_names: Sequence[str] | None = None,
 ) -> Path:
     """Write a student built from ``from_dir`` to ``out`` (see the module docstring); returns ``out``.
 
     ``num_labels``: width of the student's head (default: the source's, 2 for a bare encoder).
+    ``label_names``: class names for its ``config.json`` (see ``save_classifier``; default: kept).
+    A source with TinyBERT's head (a TinyBERT-format checkpoint) gives a student with that head.
     Raises :class:`InputError` for sizes that cannot work (``layers`` > source layers, ``heads``
     not dividing ``hidden``…) and for an existing non-empty ``out`` without ``overwrite``, before
     anything is written.
@@ -70,7 +74,8 @@ def make_student(
 
     from confdistill.folders import check_output_target
     from confdistill.io import remove_stale_temps
-    from confdistill.models.loading import _seeded, load_classifier, save_classifier
+    from confdistill.models.files import seeded as _seeded
+    from confdistill.models.loading import load_classifier, save_classifier
 
     for name, value in (("--layers", layers), ("--hidden", hidden), ("--intermediate", intermediate),
                         ("--heads", heads), ("--num-labels", num_labels)):
@@ -143,5 +148,5 @@ def make_student(
                       rule="student layer m copies source layer floor(m*N/M), 1-based")
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: it took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])
-    save_classifier(student, tokenizer, out, extra_json={"student.json": record})
+    save_classifier(student, tokenizer, out, extra_json={"student.json": record}, label_names=label_names)
     return out
