@@ -7,7 +7,7 @@ they take a *shared* lock on it, coordinate through the study's storage, and eac
 study is refused by the folder's identity (``OUT/tune.json``): its trial numbers would collide with
 this study's folders.
 
-Tidying. Trials that were killed (failed by :func:`~confdistill.tuning.study.fail_dead_local_trials`
+Tidying. Trials that were killed (failed by :func:`~confdistill.tuning.workers.fail_dead_local_trials`
 or the heartbeat), pruned or failed keep nothing worth tens of MB: when a study (re)starts, the
 objective's ``tidy(numbers)`` is called for those whose trial folder is not locked by a live worker
 (the real objective removes their model folders unless ``--keep-models``).
