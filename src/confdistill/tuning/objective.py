@@ -36,13 +36,12 @@ so it never blocks or is resumed by another trial.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +50,7 @@ from confdistill.experiments.config import ExperimentConfig, StudentSpec, TaskCo
 from confdistill.io import atomic_write
 from confdistill.tuning.contract import TrialContext, TrialFailed, TrialResult
 from confdistill.tuning.experiment_toml import experiment_to_toml, optional_fields
+from confdistill.tuning.folder import file_lock
 from confdistill.tuning.params import (
     baseline_params,
     distill_defaults,
@@ -78,20 +78,6 @@ __all__ = [
 
 #: Stage-2 evaluations (σ reports for pruning) per trial when the experiment leaves ``eval_step`` unset.
 EVALS_PER_STAGE2 = 4
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX ``flock``): concurrent local workers take turns."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class ExperimentObjective:

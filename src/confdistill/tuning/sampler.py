@@ -1,12 +1,21 @@
-"""The study's sampler (TPE, NSGA-II or random), re-seeded before each trial from (seed, trial number).
+"""The study's sampler (TPE, NSGA-II or random), seeded for each trial from (seed, trial number).
 
 Determinism. A single worker with a given seed proposes the same sequence of configurations, a
 resumed study does not re-propose the configurations of its first trials, and concurrent workers
 (which draw different trial numbers) never propose identical random configurations.
+
+How, with Optuna's public API only: :func:`make_sampler` returns a sampler that hands each trial
+to a sampler of its own, built with ``seed = seed_for(seed, trial number)`` (Optuna's
+``reseed_rng()`` only draws fresh OS entropy, so re-seeding in place would need private
+attributes). The samplers keep no state between trials that the storage does not hold (TPE and
+NSGA-II read the study's trials each time), so a fresh one per trial proposes what a re-seeded
+one would.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,23 +23,16 @@ import numpy as np
 from confdistill.errors import InputError
 from confdistill.tuning.options import Mode
 
+SAMPLERS = ("tpe", "nsga2", "random")
 
-def _seed_for(seed: int, number: int) -> int:
+
+def seed_for(seed: int, number: int) -> int:
+    """The seed of trial ``number``'s sampler in a study seeded with ``seed``."""
     return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(number)]).generate_state(1)[0])
 
 
-def _reseed(sampler: Any, seed: int) -> None:
-    # TPESampler / NSGAIISampler / RandomSampler keep their randomness in LazyRandomState objects
-    # (`_rng`, and `_random_sampler._rng` for the start-up phase); optuna's own reseed_rng() only
-    # draws fresh OS entropy, so set them here. Unknown samplers are left alone.
-    for obj in (sampler, getattr(sampler, "_random_sampler", None)):
-        state = getattr(obj, "_rng", None)
-        if state is not None and hasattr(state, "rng"):
-            state.rng.seed(seed)
-
-
-def make_sampler(kind: str, seed: int, mode: Mode) -> Any:
-    """A sampler re-seeded before each trial from (seed, trial number). kind: tpe | nsga2 | random."""
+def sampler_factory(kind: str, mode: Mode) -> Callable[[int], Any]:
+    """``seed -> a new Optuna sampler`` of this kind (tpe | nsga2 | random) for this study mode."""
     import optuna
 
     bases = {
@@ -41,17 +43,58 @@ def make_sampler(kind: str, seed: int, mode: Mode) -> Any:
     if kind not in bases:
         raise InputError(f"--sampler: expected one of {sorted(bases)}, got {kind!r}")
     base = bases[kind]
-
-    class _TrialSeeded(base):  # type: ignore[misc, valid-type]
-        def before_trial(self, study: Any, trial: Any) -> None:
-            _reseed(self, _seed_for(seed, trial.number))
-            super().before_trial(study, trial)
-
-    _TrialSeeded.__name__ = f"TrialSeeded{base.__name__}"
-    kwargs: dict[str, Any] = {"seed": seed}
+    kwargs: dict[str, Any] = {}
     if kind != "random" and not hasattr(optuna.trial.Trial, "set_constraint"):
         kwargs["constraints_func"] = lambda t: (t.user_attrs.get("constraint", 0.0),)  # optuna < 5
     if kind == "tpe":
         # constant_liar: running trials of other workers count as "bad" so workers spread out.
-        return _TrialSeeded(constant_liar=True, multivariate=True, **kwargs)
-    return _TrialSeeded(**kwargs)
+        kwargs.update(constant_liar=True, multivariate=True)
+    return lambda seed: base(seed=seed, **kwargs)
+
+
+def make_sampler(kind: str, seed: int, mode: Mode) -> Any:
+    """A sampler whose every trial is sampled by a sampler seeded from (seed, trial number)."""
+    import optuna
+
+    factory = sampler_factory(kind, mode)
+    first = factory(seed)  # checks the arguments now (and shows Optuna's experimental warning once)
+
+    class TrialSeededSampler(optuna.samplers.BaseSampler):
+        """Delegates each trial, from ``before_trial`` to ``after_trial``, to its own seeded sampler."""
+
+        def __init__(self) -> None:
+            self.kind = kind
+            self.seed = seed
+            self._by_trial: dict[int, Any] = {}
+
+        def __str__(self) -> str:
+            return f"TrialSeeded{type(first).__name__}(seed={seed})"
+
+        def for_trial(self, number: int) -> Any:
+            sampler = self._by_trial.get(number)
+            if sampler is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    sampler = self._by_trial[number] = factory(seed_for(seed, number))
+            return sampler
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            self.for_trial(trial.number).before_trial(study, trial)
+
+        def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
+            return self.for_trial(trial.number).infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> dict[str, Any]:
+            return self.for_trial(trial.number).sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:
+            return self.for_trial(trial.number).sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.for_trial(trial.number).after_trial(study, trial, state, values)
+            self._by_trial.pop(trial.number, None)
+
+        def reseed_rng(self) -> None:
+            """Nothing to do: every trial's sampler is seeded from its number."""
+
+    return TrialSeededSampler()

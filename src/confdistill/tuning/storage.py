@@ -97,13 +97,21 @@ def _quiet_experimental() -> Any:
         yield
 
 
-def open_study(opts: StudyOptions) -> optuna.Study:
-    """Create the study, or load it (same name and storage) and check that it is the same study."""
+def storage_for(opts: StudyOptions) -> Any:
+    """The storage of this study (``opts.storage``, or the default SQLite file under ``opts.out``)."""
+    url = opts.storage or default_storage_url(opts.out)
+    return open_storage(url, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period)
+
+
+def open_study(opts: StudyOptions, *, storage: Any = None) -> optuna.Study:
+    """Create the study, or load it (same name and storage) and check that it is the same study.
+    ``storage``: the study's storage when the caller opened it already (:func:`storage_for`)."""
     import optuna
 
     validate_options(opts)
     url = opts.storage or default_storage_url(opts.out)
-    storage = open_storage(url, heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period)
+    if storage is None:
+        storage = storage_for(opts)
     directions = ["minimize"] if opts.mode == "constrained" else ["minimize", "maximize"]
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=opts.pruner_startup_trials, n_warmup_steps=0)

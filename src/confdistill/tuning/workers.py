@@ -23,7 +23,7 @@ from confdistill.tuning.contract import Objective, TrialContext, TrialFailed
 from confdistill.tuning.options import StudyOptions, require_tolerance, validate_options
 from confdistill.tuning.outputs import write_outputs
 from confdistill.tuning.space import SearchSpace
-from confdistill.tuning.storage import open_study, redact_url
+from confdistill.tuning.storage import open_study, redact_url, storage_for
 
 if TYPE_CHECKING:
     import optuna
@@ -33,46 +33,63 @@ def _worker_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def fail_dead_local_trials(study: optuna.Study) -> list[int]:
+def fail_dead_local_trials(study: optuna.Study, storage: Any) -> list[int]:
     """Fail (and re-queue once, same parameters) RUNNING trials whose worker process ran on this
     host and no longer exists — a killed local run resumes at once instead of after the heartbeat
-    grace period. Returns the failed trial numbers."""
+    grace period. ``storage`` is the study's storage (:func:`~confdistill.tuning.storage.storage_for`).
+    Returns the failed trial numbers."""
     import optuna
     from optuna.trial import TrialState
 
     host = socket.gethostname()
     failed: list[int] = []
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tag = str(t.user_attrs.get("worker", ""))
         h, _, pid = tag.rpartition(":")
         if h != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         try:
-            ok = study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            ok = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         if ok:
             failed.append(t.number)
-            callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+            # What Optuna does with a trial whose heartbeat went stale: the retry callback re-queues it.
+            callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
             if callback is not None:
-                callback(study, study._storage.get_trial(t._trial_id))
+                callback(study, storage.get_trial(trial_id))
     return failed
 
 
 def _enqueue_fixed_trials(study: optuna.Study, opts: StudyOptions) -> None:
-    """Enqueue the baseline and the baseline+λ trials unless the study already has them."""
+    """Enqueue the baseline and the baseline+λ trials unless the study already has them.
+
+    The enqueued parameters are kept in the trial's user attribute ``enqueued_params`` (a waiting
+    trial has no ``params`` yet). Workers sharing ``OUT`` take turns (a lock file), so two workers
+    starting together do not both enqueue the baseline.
+    """
     if opts.baseline is None:
         return
+    from confdistill.tuning.folder import file_lock
+
+    with file_lock(opts.out / ".enqueue.lock"):
+        _enqueue_missing(study, opts)
+
+
+def _enqueue_missing(study: optuna.Study, opts: StudyOptions) -> None:
+    assert opts.baseline is not None
     wanted: list[tuple[str, dict[str, Any]]] = [("baseline", dict(opts.baseline))]
     for lam in opts.compare_lambda:
         wanted.append(("baseline+lambda", {**opts.baseline, "lambda_conf": float(lam)}))
     existing = [
-        (t.user_attrs.get("role"), {**t.system_attrs.get("fixed_params", {}), **t.params})
+        (t.user_attrs.get("role"), {**t.user_attrs.get("enqueued_params", {}), **t.params})
         for t in study.get_trials(deepcopy=False)
     ]
     for role, params in wanted:
         if not any(r == role and _same(params, p) for r, p in existing):
-            study.enqueue_trial(params, user_attrs={"role": role})
+            study.enqueue_trial(params, user_attrs={"role": role, "enqueued_params": params})
 
 
 def _same(wanted: dict[str, Any], have: dict[str, Any]) -> bool:
@@ -130,8 +147,9 @@ def _run_locked(objective: Objective, opts: StudyOptions, space: SearchSpace,
 
     # The default storage is named relative to OUT: a folder moved elsewhere is still the same study's.
     claim_identity(opts.out, redact_url(opts.storage) if opts.storage else "sqlite:///OUT/study.db", opts.study_name)
-    study = open_study(dataclasses.replace(opts, space=space))
-    fail_dead_local_trials(study)
+    storage = storage_for(opts)
+    study = open_study(dataclasses.replace(opts, space=space), storage=storage)
+    fail_dead_local_trials(study, storage)
     tidy_finished_trials(study, opts.out, objective)
     _enqueue_fixed_trials(study, opts)
 
