@@ -1,52 +1,38 @@
-"""An experiment as TOML, in the format of :mod:`confdistill.experiments.config` (best.toml)."""
+"""An experiment as TOML, in the format of :mod:`confdistill.experiments.config` (best.toml).
+
+The document is built as plain data (:func:`experiment_document`) and written by ``tomli-w``;
+:func:`confdistill.experiments.config.load_experiment` reads it back into the same configuration.
+TOML has no null: an unset optional setting (a config field typed ``X | None``) is written as
+``"none"``, which the loader reads back as None (leaving it out would bring back the field's
+default, e.g. ``eval_step`` 50, and the file would no longer train the same model); other unset
+values are left out.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from confdistill.experiments.config import ExperimentConfig
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
+def _plain(v: Any) -> Any:
+    """``v`` as the types tomli-w writes: paths as strings, tuples as lists, no None inside tables."""
+    if isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, Path):
         return str(v)
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if v in (float("inf"), float("-inf")):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str | Path):
-        return json.dumps(str(v), ensure_ascii=False)
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):  # an inline table (e.g. a custom task's ``columns``); TOML has no null
-        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):  # e.g. a custom task's ``columns``
+        return {str(k): _plain(x) for k, x in v.items() if x is not None}
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
-
-
-def _table(lines: list[str], header: str | None, items: dict[str, Any], *, optional: frozenset[str] = frozenset()) -> None:
-    # TOML has no null. A None of a key in ``optional`` (a config field typed ``X | None``) is written
-    # as "none", which the experiment loader reads back as None: leaving it out would bring back the
-    # field's default (e.g. eval_step 50), and the file would no longer train the same model.
-    body = [
-        f"{_toml_key(k)} = {_toml_value('none' if v is None else v)}"
-        for k, v in items.items()
-        if v is not None or k in optional
-    ]
-    if header is not None:
-        lines.append("")
-        lines.append(header)
-    lines.extend(body)
+def _table(items: dict[str, Any], *, optional: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A TOML table of ``items``: None written as "none" for the keys in ``optional``, else left out."""
+    return {k: "none" if v is None else _plain(v) for k, v in items.items() if v is not None or k in optional}
 
 
 def optional_fields(class_name: str) -> frozenset[str]:
@@ -60,31 +46,31 @@ def optional_fields(class_name: str) -> frozenset[str]:
     return frozenset(f.name for f in dataclasses.fields(cls) if type(None) in typing.get_args(hints[f.name]))
 
 
-def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
-    """TOML text that :func:`confdistill.experiments.config.load_experiment` reads back into ``cfg``:
-    every hyper-parameter table (teacher fine-tuning, student stages) with exactly its settings,
-    ``None`` written as ``"none"``."""
+def experiment_document(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The experiment file of ``cfg`` as plain data: every hyper-parameter table (teacher
+    fine-tuning, student stages) with exactly its settings, ``None`` written as ``"none"``."""
     distill_optional, finetune_optional = optional_fields("DistillConfig"), optional_fields("FinetuneConfig")
-    lines: list[str] = [f"# {comment}"] if comment else []
-    _table(lines, "[experiment]", {
-        "name": cfg.name, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "kappa": cfg.kappa,
-        "max_length": cfg.max_length, "predict_batch_size": cfg.predict_batch_size,
-    })
-    _table(lines, "[analysis]", dataclasses.asdict(cfg.analysis))
     fp = dataclasses.asdict(cfg.footprint)
-    fp["batch_sizes"] = list(fp["batch_sizes"])
-    _table(lines, "[footprint]", fp)
+    doc: dict[str, Any] = {
+        "experiment": _table({
+            "name": cfg.name, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "kappa": cfg.kappa,
+            "max_length": cfg.max_length, "predict_batch_size": cfg.predict_batch_size,
+        }),
+        "analysis": _table(dataclasses.asdict(cfg.analysis)),
+        "footprint": _table({**fp, "batch_sizes": list(fp["batch_sizes"])}),
+        "tasks": {},
+    }
     for t in cfg.tasks:
-        tk = f"tasks.{_toml_key(t.key)}"
-        _table(lines, f"[{tk}]", {
+        task = _table({
             "task": t.task, "data_dir": str(t.data_dir), "train_split": t.train_split, "dev_split": t.dev_split,
             "max_train_examples": t.max_train_examples, "max_dev_examples": t.max_dev_examples, "kappa": t.kappa,
         })
-        _table(lines, f"[{tk}.teacher]", {"dir": t.teacher.dir, "encoder": t.teacher.encoder})
+        task["teacher"] = _table({"dir": t.teacher.dir, "encoder": t.teacher.encoder})
         if t.teacher.encoder is not None and t.teacher.finetune:
-            _table(lines, f"[{tk}.teacher.finetune]", t.teacher.finetune, optional=finetune_optional)
+            task["teacher"]["finetune"] = _table(t.teacher.finetune, optional=finetune_optional)
+        students = []
         for s in t.students:
-            _table(lines, f"[[{tk}.students]]", {
+            student = _table({
                 "name": s.name,
                 "from": None if s.dir is not None else s.source,
                 "layers": s.layers, "hidden": s.hidden, "intermediate": s.intermediate, "heads": s.heads,
@@ -93,5 +79,17 @@ def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
             for stage in ("stage1", "stage2"):
                 hp = getattr(s, stage)
                 if hp:
-                    _table(lines, f"[{tk}.students.{stage}]", hp, optional=distill_optional)
-    return "\n".join(lines) + "\n"
+                    student[stage] = _table(hp, optional=distill_optional)
+            students.append(student)
+        task["students"] = students
+        doc["tasks"][t.key] = task
+    return doc
+
+
+def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
+    """TOML text (written by tomli-w) that :func:`confdistill.experiments.config.load_experiment`
+    reads back into ``cfg``; ``comment`` becomes a first comment line."""
+    import tomli_w
+
+    head = f"# {' '.join(comment.split())}\n" if comment else ""
+    return head + tomli_w.dumps(experiment_document(cfg))
