@@ -74,10 +74,20 @@ __all__ = [
     "select",
     "space_for",
     "student_with",
+    "warmup_steps",
 ]
 
 #: Stage-2 evaluations (σ reports for pruning) per trial when the experiment leaves ``eval_step`` unset.
 EVALS_PER_STAGE2 = 4
+
+
+def warmup_steps(evals: int) -> int:
+    """The pruner's ``n_warmup_steps`` that spares a trial's first ``evals`` stage-2 evaluations:
+    this objective numbers its reports 1, 2, 3 … (see the module docstring), so pruning starts at
+    report ``evals + 1``; 0 spares none (the default)."""
+    if evals < 0:
+        raise InputError(f"--pruner-warmup-evals: expected a number of evaluations >= 0, got {evals}")
+    return evals + 1 if evals else 0
 
 
 class ExperimentObjective:

@@ -29,7 +29,11 @@ class StudyOptions:
     attrs: identity of the experiment (task, student, teacher…): stored on creation, and a resumed
         study with different attrs is refused (its trials would not be comparable); so is one whose
         categorical choices (λ, augment, mapping) differ (Optuna cannot change them in a study).
-    pruner_startup_trials: completed trials before the median pruner may prune.
+    pruner_startup_trials: finished trials before the median pruner may prune (``tune
+        --pruner-startup-trials``; MedianPruner's ``n_startup_trials``).
+    pruner_warmup_steps: a trial's reports at steps below this are never pruned (MedianPruner's
+        ``n_warmup_steps``; ``tune --pruner-warmup-evals N`` sets N + 1, the real objective numbering
+        its reports 1, 2, 3 …, see :func:`confdistill.tuning.objective.warmup_steps`).
     max_failures_in_a_row: failed trials (which never count towards ``n_trials``) after which the
         study stops with an error: something every trial hits.
     """
@@ -48,6 +52,7 @@ class StudyOptions:
     compare_lambda: Sequence[float] = ()
     attrs: dict[str, Any] = field(default_factory=dict)
     pruner_startup_trials: int = 5
+    pruner_warmup_steps: int = 0
     heartbeat_interval: int = 30
     grace_period: int = 120
     show_progress: bool = True
@@ -67,6 +72,10 @@ def validate_options(opts: StudyOptions) -> None:
     for lam in opts.compare_lambda:
         if not (math.isfinite(lam) and lam >= 0):
             raise InputError(f"--compare-lambda: expected λ >= 0, got {lam}")
+    for value, option, what in ((opts.pruner_startup_trials, "--pruner-startup-trials", "number of trials"),
+                                (opts.pruner_warmup_steps, "pruner_warmup_steps", "step")):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"{option}: expected a {what} >= 0, got {value}")
     if opts.sampler not in ("tpe", "nsga2", "random"):
         raise InputError(f"--sampler: expected tpe, nsga2 or random, got {opts.sampler!r}")
 

@@ -1,4 +1,5 @@
-"""The study's sampler (TPE, NSGA-II or random), seeded for each trial from (seed, trial number).
+"""The study's sampler (TPE, NSGA-II or random), seeded for each trial from (seed, trial number),
+and its pruner (:func:`make_pruner`).
 
 Determinism. A single worker with a given seed proposes the same sequence of configurations, a
 resumed study does not re-propose the configurations of its first trials, and concurrent workers
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from confdistill.errors import InputError
-from confdistill.tuning.options import Mode
+from confdistill.tuning.options import Mode, StudyOptions
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -98,3 +99,21 @@ def make_sampler(kind: str, seed: int, mode: Mode) -> Any:
             """Nothing to do: every trial's sampler is seeded from its number."""
 
     return TrialSeededSampler()
+
+
+def pruner_settings(opts: StudyOptions) -> dict[str, Any]:
+    """The pruner of this study as recorded in summary.json."""
+    if opts.mode != "constrained":
+        return {"kind": "none", "reason": "optuna cannot prune multi-objective trials"}
+    return {"kind": "median", "startup_trials": opts.pruner_startup_trials, "warmup_steps": opts.pruner_warmup_steps}
+
+
+def make_pruner(opts: StudyOptions) -> Any:
+    """The median pruner of the constrained study (``opts.pruner_startup_trials``,
+    ``opts.pruner_warmup_steps``); none for the Pareto study (optuna cannot prune it)."""
+    import optuna
+
+    if opts.mode != "constrained":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=opts.pruner_startup_trials,
+                                       n_warmup_steps=opts.pruner_warmup_steps)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from confdistill.errors import InputError
 from confdistill.tuning.options import StudyOptions, validate_options
-from confdistill.tuning.sampler import make_sampler
+from confdistill.tuning.sampler import make_pruner, make_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -113,11 +113,7 @@ def open_study(opts: StudyOptions, *, storage: Any = None) -> optuna.Study:
     if storage is None:
         storage = storage_for(opts)
     directions = ["minimize"] if opts.mode == "constrained" else ["minimize", "maximize"]
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=opts.pruner_startup_trials, n_warmup_steps=0)
-        if opts.mode == "constrained"
-        else optuna.pruners.NopPruner()  # optuna cannot prune multi-objective trials
-    )
+    pruner = make_pruner(opts)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         storage=storage,

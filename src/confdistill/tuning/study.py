@@ -37,7 +37,8 @@ overshoot by the trials already running elsewhere).
 
 Pruning. An objective may report intermediate σ values (``TrialContext.report``); in the
 constrained study a searched trial whose report is worse than the median of earlier trials at the
-same step is pruned (``MedianPruner`` after ``pruner_startup_trials`` completed trials) and shows
+same step is pruned (``MedianPruner`` after ``pruner_startup_trials`` finished trials, from step
+``pruner_warmup_steps`` on) and shows
 as PRUNED in trials.csv. The real objective reports σ on the dev split at stage-2 evaluations, a
 proxy for σ(X_train) (:mod:`confdistill.tuning.objective`).
 
@@ -67,7 +68,9 @@ from confdistill.tuning.outputs import (
     write_trials_csv,
 )
 from confdistill.tuning.sampler import (
+    make_pruner,
     make_sampler,
+    pruner_settings,
 )
 from confdistill.tuning.space import (
     PARAM_NAMES,
@@ -108,11 +111,13 @@ __all__ = [
     "default_storage_url",
     "fail_dead_local_trials",
     "format_summary",
+    "make_pruner",
     "make_sampler",
     "open_storage",
     "open_study",
     "pareto_front",
     "plot_pareto",
+    "pruner_settings",
     "redact_url",
     "require_tolerance",
     "run_study",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confdistill.tuning.options import StudyOptions
+from confdistill.tuning.sampler import pruner_settings
 from confdistill.tuning.space import PARAM_NAMES
 from confdistill.tuning.storage import default_storage_url, redact_url
 
@@ -127,6 +128,7 @@ def summarize(rows: Sequence[dict[str, Any]], opts: StudyOptions) -> dict[str, A
         "objective": opts.mode,
         "epsilon": opts.epsilon,
         "target_trials": opts.n_trials,
+        "pruner": pruner_settings(opts),
         "trials": counts,
         "teacher_dev_accuracy": teacher_acc,
         "min_dev_accuracy": None if teacher_acc is None else teacher_acc - opts.epsilon,
