@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.tuning.study import (
         SearchSpace,
         StudyOptions,
+        claim_folder,
         format_summary,
         require_tolerance,
         run_study,
@@ -146,12 +147,16 @@ def run(args: argparse.Namespace) -> int:
     validate_options(opts)
     objective.validate(space, opts.baseline)
     check_tune_target(out)
-    # Workers of one study share the folder (shared locks); exclusive writers are kept out.
-    with output_lock(out, shared=True), output_lock(out / "experiment", shared=True):
-        objective.prepare()
-        if args.make_aug:
-            objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
-        summary = run_study(objective, opts, write_best=objective.write_best_toml)
+    # Workers of one study share the folder (shared locks); exclusive writers are kept out. The
+    # folder is claimed (tune.json) before anything else is written: a worker starting meanwhile
+    # sees this study's folder, not a foreign non-empty one.
+    with output_lock(out, shared=True):
+        claim_folder(opts)
+        with output_lock(out / "experiment", shared=True):
+            objective.prepare()
+            if args.make_aug:
+                objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
+            summary = run_study(objective, opts, write_best=objective.write_best_toml)
     print("\n".join(format_summary(summary)))
     print(f"outputs:  {out}/{{trials.csv,pareto.png,best.toml,summary.json}}")
     return 0

@@ -87,14 +87,20 @@ def write_outputs(
     write_best: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> dict[str, Any]:
     """Write trials.csv, pareto.png, summary.json (and best.toml through ``write_best``, given the
-    best trial's parameters) under ``opts.out``; every file atomically. Returns the summary."""
-    rows = trial_rows(study)
-    summary = summarize(rows, opts)
+    best trial's parameters) under ``opts.out``; every file atomically, one worker at a time.
+    Returns the summary."""
+    from confdistill.tuning.folder import file_lock
+
     out = Path(opts.out)
-    write_trials_csv(rows, out / "trials.csv")
-    plot_pareto(rows, summary, out / "pareto.png")
-    if write_best is not None and summary["best"] is not None:
-        write_best(summary["best"]["params"], out / "best.toml")
-        summary["best_toml"] = str(out / "best.toml")
-    write_json(out / "summary.json", summary)
+    # Workers sharing OUT take turns, each reading the trials once it holds the lock: the last
+    # one to write has seen every trial the others had finished (no stale summary wins).
+    with file_lock(out / ".outputs.lock"):
+        rows = trial_rows(study)
+        summary = summarize(rows, opts)
+        write_trials_csv(rows, out / "trials.csv")
+        plot_pareto(rows, summary, out / "pareto.png")
+        if write_best is not None and summary["best"] is not None:
+            write_best(summary["best"]["params"], out / "best.toml")
+            summary["best_toml"] = str(out / "best.toml")
+        write_json(out / "summary.json", summary)
     return summary

@@ -91,6 +91,7 @@ from confdistill.tuning.summary import (
     trial_rows,
 )
 from confdistill.tuning.workers import (
+    claim_folder,
     count_finished,
     fail_dead_local_trials,
     run_study,
@@ -106,6 +107,7 @@ __all__ = [
     "TrialFailed",
     "TrialResult",
     "best_row",
+    "claim_folder",
     "compare_lambda",
     "count_finished",
     "default_storage_url",

@@ -99,6 +99,17 @@ def _same(wanted: dict[str, Any], have: dict[str, Any]) -> bool:
     return all(k in have and norm(have[k]) == norm(v) for k, v in wanted.items())
 
 
+def claim_folder(opts: StudyOptions) -> None:
+    """Record in ``OUT/tune.json`` that ``opts.out`` holds this study's trials (or refuse a folder
+    of another study). Call it before writing anything else there: a worker starting meanwhile
+    then sees a tune folder, not a foreign non-empty one."""
+    from confdistill.tuning.folder import claim_identity
+
+    # The default storage is named relative to OUT: a folder moved elsewhere is still the same study's.
+    claim_identity(Path(opts.out), redact_url(opts.storage) if opts.storage else "sqlite:///OUT/study.db",
+                   opts.study_name)
+
+
 def count_finished(study: optuna.Study) -> int:
     from optuna.trial import TrialState
 
@@ -143,10 +154,9 @@ def _run_locked(objective: Objective, opts: StudyOptions, space: SearchSpace,
     from optuna.trial import TrialState
 
     from confdistill.folders import output_lock
-    from confdistill.tuning.folder import FailureStreak, claim_identity, tidy_finished_trials
+    from confdistill.tuning.folder import FailureStreak, tidy_finished_trials
 
-    # The default storage is named relative to OUT: a folder moved elsewhere is still the same study's.
-    claim_identity(opts.out, redact_url(opts.storage) if opts.storage else "sqlite:///OUT/study.db", opts.study_name)
+    claim_folder(opts)
     storage = storage_for(opts)
     study = open_study(dataclasses.replace(opts, space=space), storage=storage)
     fail_dead_local_trials(study, storage)
