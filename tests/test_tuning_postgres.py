@@ -78,7 +78,9 @@ def postgres_url() -> Iterator[str]:
                 break
         else:
             _unavailable("running as root and no unprivileged user (postgres, nobody) to run the PostgreSQL server")
-    root = Path(tempfile.mkdtemp(prefix="confdistill-pg-"))
+    # A short path (a socket's is limited to ~100 bytes) that the server's user can reach: /tmp
+    # under root (TMPDIR may be a folder of root's own).
+    root = Path(tempfile.mkdtemp(prefix="confdistill-pg-", dir="/tmp" if run_as and os.path.isdir("/tmp") else None))
     if run_as:
         os.chown(root, run_as["user"], run_as["group"])
     data, log, port = root / "data", root / "server.log", _free_port()

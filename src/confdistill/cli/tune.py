@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pareto, the two-objective study of σ and accuracy); φ_cnf is restored when the best trial's σ "
         "is within your tolerance --kappa (the experiment's kappa by default; required). The "
         "experiment's own settings are the first (baseline) trial. The study lives in a SQLite file under --out by default: re-running "
-        "the same command resumes it; --storage URL (e.g. postgresql://…) lets workers on many machines "
+        "the same command resumes it; --storage URL (e.g. postgresql+psycopg://user@host/db, with the postgres extra: "
+        "pip install 'confdistill[postgres]') lets workers on many machines "
         "share it. Writes trials.csv, pareto.png, best.toml (run it with `confdistill run`) and "
         "summary.json under --out.",
         epilog="Pruning: searched trials report σ on the dev split at each stage-2 evaluation (a proxy for "

@@ -65,7 +65,8 @@ def open_storage(url: str, *, heartbeat_interval: int = 30, grace_period: int = 
                     **kwargs,
                 )
         except ImportError as exc:  # e.g. postgresql driver missing
-            raise InputError(f"--storage {redact_url(url)}: cannot open ({exc})") from exc
+            hint = "; pip install 'confdistill[postgres]' and use postgresql+psycopg://…" if url.startswith("postgres") else ""
+            raise InputError(f"--storage {redact_url(url)}: cannot open ({exc}){hint}") from exc
         except Exception as exc:
             if not type(exc).__module__.startswith("sqlalchemy"):
                 raise

@@ -31,7 +31,7 @@ Storage and resumption. The default storage is ``sqlite:///OUT/study.db`` opened
 is the study's *total* target (COMPLETE + PRUNED trials), so finished trials are never repeated.
 Trials left RUNNING by a killed worker are failed and re-queued once (same parameters): at once
 when the worker ran on this host and its process is gone, otherwise by Optuna's heartbeat after
-``grace_period`` seconds. Any SQLAlchemy URL (``postgresql://…``) lets many workers on many
+``grace_period`` seconds. Any SQLAlchemy URL (``postgresql+psycopg://…``) lets many workers on many
 machines share one study; each worker stops when the study reaches the target (a worker may
 overshoot by the trials already running elsewhere).
 
