@@ -24,13 +24,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "pareto, the two-objective study of σ and accuracy); φ_cnf is restored when the best trial's σ "
         "is within your tolerance --kappa (the experiment's kappa by default; required). The "
         "experiment's own settings are the first (baseline) trial. The study lives in a SQLite file under --out by default: re-running "
-        "the same command resumes it; --storage URL (e.g. postgresql://…) lets workers on many machines "
+        "the same command resumes it; --storage URL (e.g. postgresql+psycopg://user@host/db, with the postgres extra: "
+        "pip install 'confdistill[postgres]') lets workers on many machines "
         "share it. Writes trials.csv, pareto.png, best.toml (run it with `confdistill run`) and "
         "summary.json under --out.",
         epilog="Pruning: searched trials report σ on the dev split at each stage-2 evaluation (a proxy for "
         "σ(X_train), the objective); one whose report is worse than the median of earlier trials at the "
         "same evaluation is stopped (PRUNED in trials.csv). With stage 2's eval_step unset, a trial "
-        "evaluates about 4 times. Baseline and --compare-lambda trials are never pruned.",
+        "evaluates about 4 times. Baseline and --compare-lambda trials are never pruned; --pruner-startup-trials "
+        "and --pruner-warmup-evals say when pruning may start (both recorded in summary.json). The Pareto "
+        "study is never pruned.",
     )
     p.add_argument("experiment", metavar="EXPERIMENT.toml")
     p.add_argument("--task", help="task key of the experiment (needed when it has several)")
@@ -60,6 +63,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="write an augmented train file first (confdistill augment) and search augmentation on/off")
     p.add_argument("--n-aug", type=int, default=20, help="with --make-aug: variants per example (default 20)")
     p.add_argument("--aug-p", type=float, default=0.4, help="with --make-aug: replacement probability")
+    p.add_argument("--pruner-startup-trials", type=int, default=5, metavar="N",
+                   help="finished trials before any trial may be pruned (default 5)")
+    p.add_argument("--pruner-warmup-evals", type=int, default=0, metavar="N",
+                   help="stage-2 evaluations of a trial that are never pruned, its first N (default 0: "
+                   "pruning may stop a trial from its first evaluation on)")
     p.add_argument("--no-baseline", action="store_true", help="do not enqueue the experiment's own settings")
     p.add_argument("--keep-models", action="store_true", help="keep every trial's model directories")
     # The options it shares with distill/finetune, defined once (tune's own meaning in the help).
@@ -79,10 +87,17 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.experiments.config import load_experiment
     from confdistill.folders import output_lock
     from confdistill.tuning.folder import check_tune_target
-    from confdistill.tuning.objective import ExperimentObjective, baseline_params, select, space_for
+    from confdistill.tuning.objective import (
+        ExperimentObjective,
+        baseline_params,
+        select,
+        space_for,
+        warmup_steps,
+    )
     from confdistill.tuning.study import (
         SearchSpace,
         StudyOptions,
+        claim_folder,
         format_summary,
         require_tolerance,
         run_study,
@@ -97,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give either --aug-train FILE or --make-aug, not both")
     if args.aug_train and not Path(args.aug_train).is_file():
         raise InputError("--aug-train: file not found", path=args.aug_train)
+    if args.pruner_startup_trials < 0:
+        raise InputError(f"--pruner-startup-trials: expected a number of trials >= 0, got {args.pruner_startup_trials}")
+    pruner_warmup_steps = warmup_steps(args.pruner_warmup_evals)
     # Refuse before the teacher is trained or anything is written: no tolerance, no target.
     kappa = require_tolerance(args.kappa if args.kappa is not None else task.kappa)
     if args.make_aug and not (args.n_aug >= 1 and 0.0 < args.aug_p <= 1.0):
@@ -123,17 +141,23 @@ def run(args: argparse.Namespace) -> int:
         space=space,
         baseline=None if args.no_baseline else baseline_params(student),
         compare_lambda=tuple(args.compare_lambda or ()),
+        pruner_startup_trials=args.pruner_startup_trials,
+        pruner_warmup_steps=pruner_warmup_steps,
         attrs={"experiment": cfg.name, "task": task.key, "student": student.name},
     )
     validate_options(opts)
     objective.validate(space, opts.baseline)
     check_tune_target(out)
-    # Workers of one study share the folder (shared locks); exclusive writers are kept out.
-    with output_lock(out, shared=True), output_lock(out / "experiment", shared=True):
-        objective.prepare()
-        if args.make_aug:
-            objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
-        summary = run_study(objective, opts, write_best=objective.write_best_toml)
+    # Workers of one study share the folder (shared locks); exclusive writers are kept out. The
+    # folder is claimed (tune.json) before anything else is written: a worker starting meanwhile
+    # sees this study's folder, not a foreign non-empty one.
+    with output_lock(out, shared=True):
+        claim_folder(opts)
+        with output_lock(out / "experiment", shared=True):
+            objective.prepare()
+            if args.make_aug:
+                objective.make_augmented(n_aug=args.n_aug, p=args.aug_p, seed=cfg.seed)
+            summary = run_study(objective, opts, write_best=objective.write_best_toml)
     print("\n".join(format_summary(summary)))
     print(f"outputs:  {out}/{{trials.csv,pareto.png,best.toml,summary.json}}")
     return 0

@@ -387,7 +387,7 @@ def _check_task_name(name: str, source: str, where: str) -> None:
 
 
 #: Settings that may be switched off (``"none"``; TOML has no null).
-_OPTIONAL_SETTINGS = frozenset({"eval_step", "checkpoint_steps", "best_metric"})
+_OPTIONAL_SETTINGS = frozenset({"eval_step", "checkpoint_steps", "best_metric", "aug_train"})
 
 
 class _Validator:

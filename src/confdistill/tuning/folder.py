@@ -7,7 +7,7 @@ they take a *shared* lock on it, coordinate through the study's storage, and eac
 study is refused by the folder's identity (``OUT/tune.json``): its trial numbers would collide with
 this study's folders.
 
-Tidying. Trials that were killed (failed by :func:`~confdistill.tuning.study.fail_dead_local_trials`
+Tidying. Trials that were killed (failed by :func:`~confdistill.tuning.workers.fail_dead_local_trials`
 or the heartbeat), pruned or failed keep nothing worth tens of MB: when a study (re)starts, the
 objective's ``tidy(numbers)`` is called for those whose trial folder is not locked by a live worker
 (the real objective removes their model folders unless ``--keep-models``).
@@ -19,8 +19,10 @@ number of failures in a row (something every trial hits: a full disk, a broken m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,17 @@ class FailureStreak:
 
     def error(self) -> InputError:
         return InputError(f"{self.count} trials in a row failed, so the study stopped; the last: {self.last}")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX ``flock``): concurrent local workers take turns."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

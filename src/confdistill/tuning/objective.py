@@ -13,17 +13,7 @@ content hash in every later trial. The trial's numbers are read from the runner'
   the **train** split (φ_cnf is defined on X_train);
 - student and teacher accuracy on the **dev** split (the accuracy constraint).
 
-Parameter → setting (DistillConfig names; the runner runs each stage as its own job):
-
-======================  =====================================================
-``stage1_epochs/lr``    ``students.stage1.num_train_epochs / learning_rate``
-``stage2_epochs/lr``    ``students.stage2.num_train_epochs / learning_rate``
-``temperature``         ``students.stage2.temperature`` (T ≥ 1)
-``alpha``               ``students.stage2.alpha``
-``lambda_conf``         ``students.stage2.lambda_conf`` (confidence-gap weight λ)
-``augment``             ``aug_train`` of both stages (TinyBERT augments both)
-``mapping``             ``students.stage1.layer_mapping`` (uniform | top | bottom)
-======================  =====================================================
+Parameter → setting: :mod:`confdistill.tuning.params`.
 
 Every trial's complete stage settings are written to ``OUT/trials/NNNNN/settings.json``;
 ``best.toml`` holds exactly the best trial's settings (unset optional ones as ``"none"``).
@@ -46,163 +36,58 @@ so it never blocks or is resumed by another trial.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from confdistill.errors import InputError
 from confdistill.experiments.config import ExperimentConfig, StudentSpec, TaskConfig
 from confdistill.io import atomic_write
-from confdistill.tuning.study import SearchSpace, TrialContext, TrialFailed, TrialResult
+from confdistill.tuning.contract import TrialContext, TrialFailed, TrialResult
+from confdistill.tuning.experiment_toml import experiment_to_toml, optional_fields
+from confdistill.tuning.folder import file_lock
+from confdistill.tuning.params import (
+    baseline_params,
+    distill_defaults,
+    layer_counts,
+    model_layers,
+    select,
+    space_for,
+    student_with,
+)
+from confdistill.tuning.space import SearchSpace
 
-#: DistillConfig defaults used when the experiment file does not set a stage's value.
-_DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "temperature": 1.0, "alpha": 0.0, "lambda_conf": 0.0,
-             "layer_mapping": "uniform", "train_batch_size": 32}
+__all__ = [
+    "EVALS_PER_STAGE2",
+    "ExperimentObjective",
+    "baseline_params",
+    "experiment_to_toml",
+    "file_lock",
+    "layer_counts",
+    "model_layers",
+    "optional_fields",
+    "select",
+    "space_for",
+    "student_with",
+    "warmup_steps",
+]
 
 #: Stage-2 evaluations (σ reports for pruning) per trial when the experiment leaves ``eval_step`` unset.
 EVALS_PER_STAGE2 = 4
 
 
-def _distill_defaults(stage: str = "stage2") -> dict[str, Any]:
-    """The trainer's defaults for a stage ("stage1" | "stage2") the experiment file leaves unset."""
-    try:
-        from confdistill.distillation.config import DistillConfig
-    except ImportError:
-        return dict(_DEFAULTS)
-    d = DistillConfig()
-    loop = d.stage_loop("intermediate" if stage == "stage1" else "prediction")
-    return {k: getattr(loop, k) if k in type(loop).model_fields else getattr(d, k) for k in _DEFAULTS}
-
-
-def select(cfg: ExperimentConfig, task: str | None, student: str | None) -> tuple[TaskConfig, StudentSpec]:
-    """The experiment's task (by key or GLUE name) and student (by name); the only one when not given."""
-    tasks = cfg.tasks
-    if task is not None:
-        tasks = [t for t in cfg.tasks if task in (t.key, t.task)]
-        if not tasks:
-            raise InputError(f"--task {task!r}: not in {cfg.source} (tasks: {', '.join(t.key for t in cfg.tasks)})")
-    elif len(tasks) > 1:
-        raise InputError(f"--task: {cfg.source} has several tasks ({', '.join(t.key for t in tasks)}): name one")
-    t = tasks[0]
-    students = t.students
-    if student is not None:
-        students = [s for s in t.students if s.name == student]
-        if not students:
-            raise InputError(
-                f"--student {student!r}: not a student of task {t.key} (students: {', '.join(s.name for s in t.students)})"
-            )
-    elif len(students) > 1:
-        raise InputError(f"--student: task {t.key} has several students ({', '.join(s.name for s in students)}): name one")
-    return t, students[0]
-
-
-def baseline_params(student: StudentSpec) -> dict[str, Any]:
-    """The experiment's own hyper-parameters for this student, as study parameters."""
-    d, d1 = _distill_defaults("stage2"), _distill_defaults("stage1")
-    s1, s2 = student.stage1, student.stage2
-    return {
-        "stage1_epochs": float(s1.get("num_train_epochs", d1["num_train_epochs"])),
-        "stage2_epochs": float(s2.get("num_train_epochs", d["num_train_epochs"])),
-        "stage1_lr": float(s1.get("learning_rate", d1["learning_rate"])),
-        "stage2_lr": float(s2.get("learning_rate", d["learning_rate"])),
-        "temperature": float(s2.get("temperature", d["temperature"])),
-        "alpha": float(s2.get("alpha", d["alpha"])),
-        "lambda_conf": float(s2.get("lambda_conf", d["lambda_conf"])),
-        "augment": bool(s2.get("aug_train") or s1.get("aug_train")),
-        "mapping": str(s1.get("layer_mapping", d["layer_mapping"])),
-    }
-
-
-def model_layers(source: str | Path | None) -> int | None:
-    """``num_hidden_layers`` from a model directory's (or package reference's) ``config.json``;
-    None when it cannot be read (e.g. a model not downloaded yet)."""
-    if source is None:
-        return None
-    try:
-        from confdistill.experiments.config import resolve_model_source
-
-        config = json.loads((resolve_model_source(str(source), what="model") / "config.json").read_text())
-        return int(config["num_hidden_layers"])
-    except (InputError, OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def layer_counts(task: TaskConfig, student: StudentSpec) -> tuple[int | None, int | None]:
-    """(student layers, teacher layers) as far as the experiment and its model folders tell."""
-    teacher = model_layers(task.teacher.dir or task.teacher.encoder)
-    if student.dir is not None:
-        own = model_layers(student.dir)
-    elif student.layers is not None:
-        own = student.layers
-    else:
-        own = teacher if student.source == "teacher" else model_layers(student.source)
-    return own, teacher
-
-
-def space_for(
-    student: StudentSpec, base: SearchSpace, *, aug_available: bool, task: TaskConfig | None = None
-) -> SearchSpace:
-    """``base`` restricted to what this student can vary: stage-1 dimensions are fixed when the
-    student has no stage 1, augmentation only when an augmented train file exists, and the layer
-    mapping (``base.mapping``, default all three) only when the student has fewer layers than the
-    teacher (with as many, or without stage 1, every mapping is the same). ``task`` gives the
-    teacher; without it (or when a layer count cannot be read) the mapping stays searched."""
-    b = baseline_params(student)
-    changes: dict[str, Any] = {"augment": (False, True) if aug_available else (b["augment"],)}
-    if "stage1" not in student.stages:
-        changes["stage1_epochs"] = (b["stage1_epochs"], b["stage1_epochs"])
-        changes["stage1_lr"] = (b["stage1_lr"], b["stage1_lr"])
-        changes["mapping"] = (b["mapping"],)
-    elif task is not None:
-        own, teacher = layer_counts(task, student)
-        if own is not None and teacher is not None and own >= teacher:
-            changes["mapping"] = (b["mapping"],)
-    if "stage2" not in student.stages:
-        raise InputError(f"{student.key}.stages: tuning needs stage 2 (σ is measured on the prediction layer)")
-    return dataclasses.replace(base, **changes)
-
-
-def student_with(student: StudentSpec, params: dict[str, Any], *, name: str, aug_train: str | None) -> StudentSpec:
-    """A copy of ``student`` named ``name`` whose stage settings are ``params``."""
-    s1 = dict(student.stage1)
-    s2 = dict(student.stage2)
-    s1.update(num_train_epochs=float(params["stage1_epochs"]), learning_rate=float(params["stage1_lr"]),
-              layer_mapping=str(params.get("mapping", s1.get("layer_mapping", "uniform"))))
-    s2.update(
-        num_train_epochs=float(params["stage2_epochs"]),
-        learning_rate=float(params["stage2_lr"]),
-        temperature=float(params["temperature"]),
-        alpha=float(params["alpha"]),
-        lambda_conf=float(params["lambda_conf"]),
-    )
-    for stage in (s1, s2):
-        if params.get("augment"):
-            if aug_train is None and not stage.get("aug_train"):
-                raise InputError("augment = true needs an augmented train file (--aug-train or --make-aug)")
-            stage["aug_train"] = aug_train or stage.get("aug_train")
-        else:
-            stage.pop("aug_train", None)
-    return dataclasses.replace(student, name=name, stage1=s1, stage2=s2)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX ``flock``): concurrent local workers take turns."""
-    import fcntl
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def warmup_steps(evals: int) -> int:
+    """The pruner's ``n_warmup_steps`` that spares a trial's first ``evals`` stage-2 evaluations:
+    this objective numbers its reports 1, 2, 3 … (see the module docstring), so pruning starts at
+    report ``evals + 1``; 0 spares none (the default)."""
+    if evals < 0:
+        raise InputError(f"--pruner-warmup-evals: expected a number of evaluations >= 0, got {evals}")
+    return evals + 1 if evals else 0
 
 
 class ExperimentObjective:
@@ -371,7 +256,7 @@ class ExperimentObjective:
     def auto_eval_step(self, stage2: dict[str, Any]) -> int | None:
         """``⌈total stage-2 steps / EVALS_PER_STAGE2⌉`` for these stage-2 settings (the trainer's
         step count: ⌈epochs · ⌈rows / batch⌉⌉); None when the train file cannot be read."""
-        d = _distill_defaults()
+        d = distill_defaults()
         rows = self.train_rows(stage2.get("aug_train"), stage2.get("columns"))
         if rows is None:
             return None
@@ -426,7 +311,7 @@ class ExperimentObjective:
             json.dump({"params": params, "student": name, "stages": list(student.stages),
                        "stage1": student.stage1, "stage2": student.stage2}, fh, indent=2, default=str)
         self.log(f"[trial {ctx.number}] {json.dumps(params)} (stage-2 eval_step {student.stage2.get('eval_step')})")
-        stage2_epochs = float(student.stage2.get("num_train_epochs", _distill_defaults()["num_train_epochs"]))
+        stage2_epochs = float(student.stage2.get("num_train_epochs", distill_defaults()["num_train_epochs"]))
         evaluations = 0
 
         def on_evaluation(info: dict[str, Any]) -> None:
@@ -505,95 +390,3 @@ class ExperimentObjective:
         cfg = dataclasses.replace(cfg, footprint=dataclasses.replace(cfg.footprint, enabled=True))
         with atomic_write(path) as fh:
             fh.write(experiment_to_toml(cfg, comment=f"best configuration found by confdistill tune ({self.out})"))
-
-
-# --------------------------------------------------------------------------------------------
-# Experiment → TOML (the format of confdistill.experiments.config)
-# --------------------------------------------------------------------------------------------
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if v in (float("inf"), float("-inf")):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str | Path):
-        return json.dumps(str(v), ensure_ascii=False)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):  # an inline table (e.g. a custom task's ``columns``); TOML has no null
-        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() and k.isascii() else json.dumps(k)
-
-
-def _table(lines: list[str], header: str | None, items: dict[str, Any], *, optional: frozenset[str] = frozenset()) -> None:
-    # TOML has no null. A None of a key in ``optional`` (a config field typed ``X | None``) is written
-    # as "none", which the experiment loader reads back as None: leaving it out would bring back the
-    # field's default (e.g. eval_step 50), and the file would no longer train the same model.
-    body = [
-        f"{_toml_key(k)} = {_toml_value('none' if v is None else v)}"
-        for k, v in items.items()
-        if v is not None or k in optional
-    ]
-    if header is not None:
-        lines.append("")
-        lines.append(header)
-    lines.extend(body)
-
-
-def optional_fields(class_name: str) -> frozenset[str]:
-    """Fields of ``confdistill.distillation.<class_name>`` typed ``X | None`` (may be switched off)."""
-    import typing
-
-    from confdistill.distillation import config as dconfig
-
-    cls = getattr(dconfig, class_name)
-    return frozenset(name for name, f in cls.model_fields.items()
-                     if type(None) in typing.get_args(f.annotation) or f.default is None)
-
-
-def experiment_to_toml(cfg: ExperimentConfig, *, comment: str = "") -> str:
-    """TOML text that :func:`confdistill.experiments.config.load_experiment` reads back into ``cfg``:
-    every hyper-parameter table (teacher fine-tuning, student stages) with exactly its settings,
-    ``None`` written as ``"none"``."""
-    distill_optional, finetune_optional = optional_fields("DistillConfig"), optional_fields("FinetuneConfig")
-    lines: list[str] = [f"# {comment}"] if comment else []
-    _table(lines, "[experiment]", {
-        "name": cfg.name, "output_dir": str(cfg.output_dir), "seed": cfg.seed, "kappa": cfg.kappa,
-        "max_length": cfg.max_length, "predict_batch_size": cfg.predict_batch_size,
-    })
-    _table(lines, "[analysis]", dataclasses.asdict(cfg.analysis))
-    fp = dataclasses.asdict(cfg.footprint)
-    fp["batch_sizes"] = list(fp["batch_sizes"])
-    _table(lines, "[footprint]", fp)
-    for t in cfg.tasks:
-        tk = f"tasks.{_toml_key(t.key)}"
-        _table(lines, f"[{tk}]", {
-            "task": t.task, "data_dir": str(t.data_dir), "train_split": t.train_split, "dev_split": t.dev_split,
-            "max_train_examples": t.max_train_examples, "max_dev_examples": t.max_dev_examples, "kappa": t.kappa,
-        })
-        _table(lines, f"[{tk}.teacher]", {"dir": t.teacher.dir, "encoder": t.teacher.encoder})
-        if t.teacher.encoder is not None and t.teacher.finetune:
-            _table(lines, f"[{tk}.teacher.finetune]", t.teacher.finetune, optional=finetune_optional)
-        for s in t.students:
-            _table(lines, f"[[{tk}.students]]", {
-                "name": s.name,
-                "from": None if s.dir is not None else s.source,
-                "layers": s.layers, "hidden": s.hidden, "intermediate": s.intermediate, "heads": s.heads,
-                "dir": s.dir, "stages": list(s.stages),
-            })
-            for stage in ("stage1", "stage2"):
-                hp = getattr(s, stage)
-                if hp:
-                    _table(lines, f"[{tk}.students.{stage}]", hp, optional=distill_optional)
-    return "\n".join(lines) + "\n"
