@@ -196,9 +196,9 @@ def test_tune_refuses_bad_settings_before_any_trial(tiny_bert: Callable[..., Pat
         ([good, "--trials", "1", "--lambda-choices", "-1"], "--lambda-choices"),
         ([good, "--trials", "1", "--compare-lambda", "-2"], "--compare-lambda"),
         ([_tune_experiment(tmp_path, t, data, stage2="num_train_epochs = 1.0, train_batch_size = 0"), "--trials", "1"],
-         "stage2: --train-batch-size must be >= 1, got 0"),
+         "stage2.train_batch_size: must be >= 1"),
         ([_tune_experiment(tmp_path, t, data, stage2="num_train_epochs = -2.0, train_batch_size = 8"), "--trials", "1"],
-         "stage2: --num-train-epochs must be > 0"),
+         "stage2.num_train_epochs: must be > 0"),
         ([_tune_experiment(tmp_path, t, data, student=f'name = "O"\ndir = "{other}"\nstages = ["stage2"]'),
           "--trials", "1"], "different vocabularies"),
     ]

@@ -36,7 +36,7 @@ from confdistill.tuning.study import (  # noqa: E402
 )
 
 BASELINE = {
-    "stage1_epochs": 3.0, "stage2_epochs": 3.0, "stage1_lr": 5e-5, "stage2_lr": 5e-5,
+    "stage1_epochs": 10.0, "stage2_epochs": 3.0, "stage1_lr": 5e-5, "stage2_lr": 3e-5,  # TinyBERT: per stage
     "temperature": 1.0, "alpha": 0.0, "lambda_conf": 0.0, "augment": False, "mapping": "uniform",
 }
 SPACE = SearchSpace(stage1_epochs=(1.0, 4.0), stage2_epochs=(1.0, 4.0))
@@ -348,7 +348,7 @@ def test_best_toml_round_trips(tmp_path: Path) -> None:
     assert s.name == "L1-tuned" and s.layers == 1 and s.source == "teacher"
     assert s.stage2["temperature"] == 2.5 and s.stage2["alpha"] == 0.25 and s.stage2["lambda_conf"] == 3.0
     assert s.stage2["learning_rate"] == 7e-5 and s.stage2["train_batch_size"] == 8
-    assert s.stage1["num_train_epochs"] == 3.0
+    assert s.stage1["num_train_epochs"] == BASELINE["stage1_epochs"]
     assert back.output_dir == (tmp_path / "tune" / "experiment").resolve()
     assert back.tasks[0].teacher.dir == str(tmp_path / "teacher")
 

@@ -249,7 +249,7 @@ def test_layer_mapping_dimension(tmp_path: Path) -> None:
     from confdistill.experiments.config import experiment_from_dict
     from confdistill.tuning.objective import baseline_params, select, space_for, student_with
 
-    assert "layer_mapping" in {f for f in DistillConfig.__dataclass_fields__}
+    assert "layer_mapping" in DistillConfig.model_fields
     write_word_sst2(tmp_path / "glue")
     teacher = _fake_teacher(tmp_path / "teacher", layers=2)
 

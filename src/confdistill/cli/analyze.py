@@ -60,8 +60,9 @@ def add_parser(subparsers: Any) -> None:
                    "(default for more classes) or the predicted class's (unlabelled, more classes)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (default 0)")
-    p.add_argument("--split", choices=["train", "eval"], default=None,
-                   help="analysed split (default: from the sidecar or a <TASK>_on_<split> folder)")
+    p.add_argument("--split", choices=["train", "dev", "eval"], default=None,
+                   help="analysed split: train (X_train, covered by the β bound) or dev/eval (default: from the "
+                   "sidecar or a <TASK>_on_<split> folder)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json, worst.csv and the plots")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no plots")
@@ -115,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         result = analyze_pair(
             args.teacher, args.student, kappa=args.kappa, bound=bound, thresholds=thresholds,
             threshold_labels=labels, worst=args.worst, threshold=args.threshold, delta=args.delta or "auto",
-            n_bootstrap=args.bootstrap, seed=args.seed, split=args.split)
+            n_bootstrap=args.bootstrap, seed=args.seed,
+            split="eval" if args.split == "dev" else args.split)
     for w in caught:
         print(f"confdistill analyze: warning: {w.message}", file=sys.stderr)
     for note in result.warnings:

@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distill a BERT-family classifier with TinyBERT and check that the student "
         "preserves the teacher's confidence (phi_cnf).",
     )
-    parser.add_argument("--version", action="version", version=f"confdistill {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-V", "--version", action="version", version=f"confdistill {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors (accepted anywhere)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars or step logs, errors only (accepted anywhere)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMAND_MODULES:
         module = importlib.import_module(f"confdistill.cli.{name}")
@@ -65,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --debug is accepted anywhere on the line, before or after the sub-command.
     debug = "--debug" in argv or os.environ.get("CONFDISTILL_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    if "--quiet" in argv or "-q" in argv:
+        # Progress bars (tqdm reads TQDM_DISABLE) and the runner's step log (CONFDISTILL_QUIET).
+        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["CONFDISTILL_QUIET"] = "1"
+        argv = [a for a in argv if a not in ("--quiet", "-q")]
     # Nothing may download at run time (models are local directories), and the tokenizers' own
     # thread pool would fight torch for the cores: set once here for every sub-command.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "format + vocab.txt + student.json, written atomically; an existing --out is never replaced "
         "without --overwrite.",
     )
-    p.add_argument("--from", dest="from_dir", required=True, metavar="DIR",
+    p.add_argument("--from", "--model", dest="from_dir", required=True, metavar="DIR",
                    help="source model directory (Hugging Face or TinyBERT format), e.g. the teacher")
     p.add_argument("--layers", type=int, required=True, metavar="M", help="number of encoder layers")
     p.add_argument("--hidden", type=int, metavar="H", help="hidden size (fresh configuration)")

@@ -23,8 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="output file: .csv, .tsv or .parquet (an existing one is refused without --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out and its sidecar, as one unit (default: off)")
-    p.add_argument("--batch-size", type=int, default=64, help="examples per batch (64)")
-    p.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (128)")
+    p.add_argument("--eval-batch-size", "--batch-size", dest="eval_batch_size", type=int, default=64, metavar="N",
+                   help="examples per batch (default: 64)")
+    p.add_argument("--max-seq-length", "--max-length", dest="max_seq_length", type=int, default=128, metavar="N",
+                   help="truncate inputs to this many tokens (default: 128)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to run: auto = a GPU when present (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         remove_stale_temps(target.parent, recursive=False,
                            names=[target.name, target.stem, side.name, side.stem, f".{target.name}.commit"])
         out = predict_split(args.model, args.task, args.data_dir, args.split, target,
-                            batch_size=args.batch_size, max_length=args.max_length,
+                            batch_size=args.eval_batch_size, max_length=args.max_seq_length,
+                            device=None if args.device == "auto" else args.device,
                             columns=columns_from_args(args), progress=not args.no_progress,
                             overwrite=args.overwrite)
     meta = json.loads(sidecar_path(out).read_text(encoding="utf-8"))

@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> None:
                    help="output folder (default ./rq1); an existing non-empty one is refused without --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out as a whole, once the new table is complete (default: off)")
-    p.add_argument("--no-plot", action="store_true", help="skip the summary plot")
+    p.add_argument("--no-plots", "--no-plot", dest="no_plot", action="store_true", help="skip the summary plot")
     p.set_defaults(func=run)
 
 

@@ -82,7 +82,8 @@ def cached_teacher_logits(teacher: nn.Module, job: Job, encoded: Any, data_file:
     path = job.out / name
     # "train_sha256" names the data file's hash for every split: the key of existing caches is kept.
     key = {"teacher": str(Path(str(job.teacher)).resolve()), "train_sha256": sha256_file(data_file),
-           "max_seq_length": job.loop.max_seq_length, "n": len(encoded)}
+           "max_seq_length": job.loop.max_seq_length, "n": len(encoded),
+           "pair_truncation": getattr(encoded, "pair_truncation", None)}
     cached = load_cached_logits(path, json.dumps(key, sort_keys=True), len(encoded))
     if cached is not None:
         return cached

@@ -67,10 +67,15 @@ def prepare_inputs(job: Job) -> Inputs:
     if job.kind != "intermediate":
         eval_data = load_examples(job.task, job.data_dir, job.eval_split or "dev", columns=columns)
         eval_file, eval_examples = eval_data.path, eval_data.examples
-    for name, path in (("--student" if job.kind != "finetune" else "--model", job.student),
-                       ("--teacher", job.teacher)):
+    from confdistill.models.hub import looks_like_hub_id, resolve_model_dir
+
+    for name, attr in (("--student" if job.kind != "finetune" else "--model", "student"), ("--teacher", "teacher")):
+        path = getattr(job, attr)
         if path is not None and not Path(path).is_dir():
-            raise InputError(f"{name}: model directory does not exist", path=path)
+            if not looks_like_hub_id(str(path)):
+                raise InputError(f"{name}: model directory does not exist", path=path)
+            # A Hub id: the directory of the local Hugging Face cache (offline; nothing is downloaded).
+            setattr(job, attr, str(resolve_model_dir(str(path), what=name)))
     num_labels = spec.num_labels
     student, tokenizer = load_classifier(job.student, num_labels=num_labels)
     teacher, mapping = None, None
@@ -81,3 +86,11 @@ def prepare_inputs(job: Job) -> Inputs:
             mapping = check_compatible(student.config, teacher.config, job.stage1.layer_mapping)
     return Inputs(spec, columns, x_train, train_file, list(train_examples), eval_file, list(eval_examples),
                   student, tokenizer, teacher, mapping)
+
+
+def check_evaluation_split(job: Job) -> None:
+    """Read ``job``'s evaluation split (and so check it) without loading any model."""
+    from confdistill.data import TableColumns, load_examples
+
+    columns = TableColumns.from_mapping(job.columns) if job.columns is not None else None
+    load_examples(job.task, job.data_dir, job.eval_split or "dev", columns=columns)

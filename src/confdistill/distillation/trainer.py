@@ -58,7 +58,7 @@ from confdistill.distillation.evaluation import cached_teacher_logits, evaluate,
 from confdistill.distillation.job import Job, check_same_settings, distill_jobs, finetune_job, job_record
 from confdistill.distillation.losses import beta_statistics, make_fit_denses
 from confdistill.distillation.optim import make_optimizer, make_scheduler
-from confdistill.distillation.prepare import prepare_inputs
+from confdistill.distillation.prepare import check_evaluation_split, prepare_inputs
 from confdistill.distillation.run_files import (
     MetricsLog,
     claim_run_dir,
@@ -117,6 +117,7 @@ def distill(config: DistillConfig, *, stop_after_steps: int | None = None) -> di
         stage1, stage2 = jobs
         if not config.resume and not config.overwrite:
             refuse_existing_run(out)
+        check_evaluation_split(stage2)  # stage 2's data problems are found before stage 1 trains
         if config.overwrite or read_run(stage1.out).get("status") != "complete":
             train(stage1, stop_after_steps)
         return train(stage2, stop_after_steps, stage1=read_run(stage1.out))
@@ -161,10 +162,9 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
     torch.manual_seed(loop.seed + rank)  # per-process dropout streams; rank 0 = the 1-process run
 
     # ---- 3. Data: tokenised once, batches re-drawn from (seed, epoch) -------------------------
-    fixed = loop.max_seq_length if loop.pad_to_max_length else None
     train_enc = encode(tokenizer, inputs.train_examples, loop.max_seq_length)
     loader = make_loader(train_enc, loop.train_batch_size, shuffle=True, seed=loop.seed,
-                         group_by_length=loop.group_by_length, **({"pad_to_max_length": True} if fixed else {}))
+                         group_by_length=loop.group_by_length, pad_to_max_length=loop.pad_to_max_length)
     sampler, collate = loader.batch_sampler, loader.collate_fn
     steps_per_epoch = len(sampler)
     total_steps = max(1, math.ceil(loop.num_train_epochs * steps_per_epoch))
@@ -275,7 +275,7 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
         if improved:
             best = {"metric": metric, "value": value, "step": step}
             if accelerator.is_main_process:
-                save_classifier(trained, tokenizer, out / "best")
+                save_classifier(trained, tokenizer, out / "best", label_names=spec.class_names)
         log.write({"step": step, "eval": scores, "best": improved})
         history.append({"step": step, "eval": scores})
         accelerator.wait_for_everyone()
@@ -335,7 +335,7 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
         final_eval = evaluate_and_keep_best() if last_eval_step != step else history[-1]["eval"]
     log.close()
     if accelerator.is_main_process:
-        final_dir = save_classifier(trained, tokenizer, out / "final")
+        final_dir = save_classifier(trained, tokenizer, out / "final", label_names=spec.class_names)
         if fit_denses is not None:
             with atomic_path(Path(final_dir) / "fit_denses.pt") as tmp:
                 save_tensors(raw_model.fit_denses.state_dict(), tmp)

@@ -71,7 +71,8 @@ def make_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, from_d
 
     # The runner owns its folder: a re-run (changed inputs) replaces its own earlier student.
     make_student(from_dir, out, layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
-                 num_labels=get_task(task.task).num_labels, seed=cfg.seed, overwrite=True)
+                 num_labels=get_task(task.task).num_labels, seed=cfg.seed, overwrite=True,
+                 label_names=get_task(task.task).class_names)
 
 
 def predict(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, split: str,

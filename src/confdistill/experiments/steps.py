@@ -27,6 +27,7 @@ discarded rather than resumed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -148,7 +149,9 @@ def execute(
     reason) or ``run?`` (depends on a step that will run: whether it re-runs depends on whether
     that step's outputs change).
     """
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if log is None:
+        quiet = os.environ.get("CONFDISTILL_QUIET") == "1"   # confdistill --quiet
+        log = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     hasher = Hasher()
     summary = RunSummary(out=out)
     output_hash: dict[str, str] = {}

@@ -58,7 +58,7 @@ def predict_logits(
     from confdistill.data.batching import encode
 
     if batch_size < 1:
-        raise InputError(f"--batch-size must be ≥ 1, got {batch_size}")
+        raise InputError(f"--eval-batch-size must be ≥ 1, got {batch_size}")
     if max_length < 4:
         raise InputError(f"--max-seq-length must be ≥ 4, got {max_length}")
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -160,6 +160,10 @@ def predict_split(
     _check_targets(out, sidecar_path(out), overwrite)
     data = load_examples(task, data_dir, split, columns=columns)
     spec = data.task
+    if not Path(model_dir).is_dir():
+        from confdistill.models.hub import resolve_model_dir
+
+        model_dir = resolve_model_dir(str(model_dir), what="--model")  # a Hub id in the local cache
     model, tokenizer = load_classifier(model_dir, num_labels=spec.num_labels)
     if model.confdistill_load_report.fresh_head:
         raise InputError("the model has no trained classifier head (a bare encoder?): fine-tune or "
