@@ -72,7 +72,7 @@ def prepare_inputs(job: Job) -> Inputs:
     for name, attr in (("--student" if job.kind != "finetune" else "--model", "student"), ("--teacher", "teacher")):
         path = getattr(job, attr)
         if path is not None and not Path(path).is_dir():
-            if not looks_like_hub_id(str(path)):
+            if "/" not in str(path) or not looks_like_hub_id(str(path)):
                 raise InputError(f"{name}: model directory does not exist", path=path)
             # A Hub id: the directory of the local Hugging Face cache (offline; nothing is downloaded).
             setattr(job, attr, str(resolve_model_dir(str(path), what=name)))

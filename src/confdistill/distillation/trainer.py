@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from confdistill.distillation.batches import accelerator_for, accumulate, samples_in_steps
 from confdistill.distillation.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -69,7 +69,6 @@ from confdistill.distillation.run_files import (
 )
 from confdistill.distillation.run_record import complete_record, now, running_record
 from confdistill.distillation.steps import STEPS, Stage1Student, StepContext, stage1_loss
-from confdistill.errors import InputError
 from confdistill.folders import clear_directory
 from confdistill.io import atomic_path, save_tensors, write_json
 
@@ -155,7 +154,7 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
         check_same_settings(previous.get("job", {}), job_record(job), out)
 
     # ---- 2. Devices, precision, seeds, threads -------------------------------------------------
-    accelerator = _accelerator(Accelerator, job)
+    accelerator = accelerator_for(Accelerator, job)
     rank, world, device = accelerator.process_index, accelerator.num_processes, accelerator.device
     random.seed(loop.seed)
     np.random.seed(loop.seed)
@@ -238,8 +237,8 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
     kept = truncate_metrics(metrics_path, lines=log_lines, step=step, eval_at_step=eval_at_step) \
         if accelerator.is_main_process else 0
     log = MetricsLog(metrics_path, enabled=accelerator.is_main_process, lines=kept)
-    bar = tqdm(total=_samples_in_steps(sampler, total_steps, steps_per_epoch),
-               initial=_samples_in_steps(sampler, step, steps_per_epoch), unit="ex", unit_scale=True,
+    bar = tqdm(total=samples_in_steps(sampler, total_steps, steps_per_epoch),
+               initial=samples_in_steps(sampler, step, steps_per_epoch), unit="ex", unit_scale=True,
                dynamic_ncols=True, disable=not accelerator.is_local_main_process, desc=f"{job.kind} {out.name}")
     train_seconds, train_samples = 0.0, 0
     last_eval_step = history[-1]["step"] if history else -1
@@ -301,7 +300,7 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
         while position < len(batches) and step < total_steps:
             t0 = time.perf_counter()
             rows = batches[position]
-            losses = _accumulate(model, rows, collate, ctx, step_loss, accelerator, job)
+            losses = accumulate(model, rows, collate, ctx, step_loss, accelerator, job)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -359,83 +358,6 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
             best=best if eval_enc is not None else None, beta=beta, timings=timings, analysed=analysed))
     accelerator.wait_for_everyone()
     return read_run(out)
-
-
-def _accelerator(accelerator_class: Any, job: Job) -> Any:
-    """The accelerator of ``job.device`` / ``mixed_precision``; a one-line error where it cannot run."""
-    device, precision = job.device, job.loop.mixed_precision
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here (use --device cpu or auto)")
-    on_cpu = device == "cpu" or not torch.cuda.is_available()
-    if precision == "fp16" and on_cpu:
-        raise InputError("--mixed-precision fp16 needs a CUDA device; on the CPU use bf16 or no")
-    try:
-        accelerator = accelerator_class(cpu=device == "cpu", mixed_precision=precision)
-    except (ValueError, RuntimeError) as exc:
-        raise InputError(f"--mixed-precision {precision} / --device {device}: {exc}") from None
-    if accelerator.device.type == "cpu" and accelerator.num_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
-        # The cores are shared by the local processes: oversubscribed OpenMP threads spin and are
-        # many times slower. (One process keeps torch's default: one thread per physical core.)
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // accelerator.num_processes))
-    return accelerator
-
-
-def _accumulate(model: torch.nn.Module, rows: list[int], collate: Any, ctx: StepContext, step_loss: Any,
-                accelerator: Any, job: Job) -> dict[str, float]:
-    """Forward and backward of one global batch in G micro-batches; returns the logged global losses."""
-    rank, world = accelerator.process_index, accelerator.num_processes
-    chunks = _chunks(rows, job.loop.gradient_accumulation_steps)
-    totals: dict[str, torch.Tensor] = {}
-    for i, chunk in enumerate(chunks):
-        batch = _local_slice(collate(chunk), rank, world, trim=job.kind != "intermediate")
-        scale = world * batch.pop("_weight")  # see the module docstring: global mean under DDP averaging
-        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-        last = i == len(chunks) - 1
-        with contextlib.nullcontext() if last or world == 1 else accelerator.no_sync(model):
-            loss, parts = step_loss(model, batch, ctx, len(rows))
-            accelerator.backward(loss * scale)
-        for name, value in {"loss": loss, **parts}.items():
-            totals[name] = totals.get(name, 0.0) + value.detach().float() * scale
-    names = list(totals)
-    values = torch.stack([totals[n] for n in names])
-    if world > 1:  # one collective per step for all logged numbers
-        values = accelerator.reduce(values.to(accelerator.device), "mean")
-    return dict(zip(names, values.tolist(), strict=True))
-
-
-def _chunks(rows: list[int], n: int) -> list[list[int]]:
-    size = -(-len(rows) // max(1, n))
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
-
-
-def _local_slice(batch: dict[str, torch.Tensor], rank: int, world: int, *, trim: bool) -> dict[str, Any]:
-    """This process's contiguous rows of the global batch; ``_weight`` 0 marks a filler row.
-
-    When the global batch has fewer rows than processes, a process gets row 0 with weight 0 (DDP
-    needs every process to run forward/backward). ``trim`` drops padding columns no local row uses
-    (exact for logits; stage 1 keeps the global width because its MSE averages over padding too).
-    """
-    n = batch["input_ids"].shape[0]
-    weight = 1.0
-    if world > 1:
-        chunk = -(-n // world)
-        lo, hi = rank * chunk, min(n, (rank + 1) * chunk)
-        if lo >= hi:
-            lo, hi, weight = 0, 1, 0.0
-        batch = {k: v[lo:hi] for k, v in batch.items()}
-    if trim:
-        width = int(batch["attention_mask"].sum(1).max())
-        if width < batch["input_ids"].shape[1]:
-            batch = {k: (v[:, :width] if v.dim() == 2 else v) for k, v in batch.items()}
-    batch["_weight"] = weight
-    return batch
-
-
-def _samples_in_steps(sampler: Any, steps: int, steps_per_epoch: int) -> int:
-    """Examples processed by the first ``steps`` steps (all batches full except each epoch's last)."""
-    n = len(sampler.lengths)
-    full_epochs, rest = divmod(steps, steps_per_epoch)
-    return full_epochs * n + min(rest * sampler.batch_size, n)
 
 
 def _plot_loss_curves(metrics_path: Path, png: Path, metric: str) -> None:

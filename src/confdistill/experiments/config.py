@@ -449,7 +449,7 @@ class _Validator:
 
         if s.lower() in MODEL_ALIASES or s.startswith("package:"):
             return s
-        if looks_like_hub_id(s) and not self.path(s).exists():
+        if "/" in s and looks_like_hub_id(s) and not self.path(s).exists():
             return s  # a Hub id: found in the local cache when the step runs
         return str(self.path(s))
 
