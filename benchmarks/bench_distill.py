@@ -114,7 +114,7 @@ def _research_stage(kind: str, teacher, student, encoded, batch_size: int, steps
     from confdistill.data import make_loader
     from confdistill.distillation.losses import intermediate_loss, soft_cross_entropy
     from confdistill.distillation.mapping import layer_mapping
-    from confdistill.distillation.trainer import _param_groups
+    from confdistill.distillation.optim import _param_groups
     from confdistill.models.attention_scores import capture_attention_scores
 
     mapping = layer_mapping(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
@@ -161,6 +161,18 @@ def _predict_rate(model, encoded, batch_size: int, fixed_length: int | None, att
     return len(encoded) / (time.perf_counter() - t0)
 
 
+def _bf16_unsupported() -> str | None:
+    """None when this CPU has bf16 instructions (AVX512-BF16 or AMX-BF16), else why the bf16 row is skipped."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    except OSError:
+        return "no /proc/cpuinfo to read the CPU's instruction set from"
+    if {"avx512_bf16", "amx_bf16"} & set(flags):
+        return None
+    return "this CPU has no bf16 instructions (no avx512_bf16 / amx_bf16 flag): bf16 would be emulated"
+
+
 def main() -> int:
     args = _args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -205,6 +217,15 @@ def main() -> int:
         s2 = r2["timings"]["train_samples_per_second"]
         cache_s = r2["timings"]["teacher_logits_seconds"]
         s2_amortised = 3 * args.rows / (3 * args.rows / s2 + cache_s)
+        # bf16 autocast, where the CPU has bf16 instructions (else it is emulated: slower, not a figure).
+        bf16_reason = _bf16_unsupported()
+        bf16: dict = {"skipped": bf16_reason} if bf16_reason else {}
+        if not bf16_reason:
+            for kind, name in (("intermediate", "stage1"), ("prediction", "stage2")):
+                r = distill(DistillConfig(student=str(tmp / "student"), out=str(tmp / f"bf16-{name}"), stage=kind,
+                                          mixed_precision="bf16", **common))
+                bf16[name] = r["timings"]["train_samples_per_second"]
+        results["bf16"] = bf16
         student, stok = load_classifier(tmp / "student", num_labels=2)
         t0 = time.perf_counter()
         predict_logits(student, stok, examples, batch_size=args.predict_batch_size, progress=False)
@@ -255,6 +276,11 @@ def main() -> int:
     print(f"{'stage 2, 3 ep. incl. cache':28s}{s2_amortised:10.1f}{research['prediction']:10.1f}"
           f"{s2_amortised / research['prediction']:8.1f}x")
     print(f"{'predict samples/s':28s}{p_ours:10.1f}{p_research:10.1f}{p_ours / p_research:8.1f}x{4:7d}x")
+    if "skipped" in results["bf16"]:
+        print(f"bf16: skipped, {results['bf16']['skipped']}")
+    else:
+        print(f"bf16 samples/s: stage 1 {results['bf16']['stage1']:.1f}, stage 2 {results['bf16']['stage2']:.1f} "
+              f"(fp32: {s1:.1f}, {s2:.1f})")
     print(f"fp32 matmul peak measured in this run: {peak:.1f} GFLOP/s ({results['cpu']}; "
           + ", ".join(f"n={k}: {v:.1f}" for k, v in peaks.items()) + ")")
     print(f"stage 1 model FLOP/s: {gflops:.1f} GFLOP/s = {100 * gflops / peak:.1f}% of the measured peak "
