@@ -182,7 +182,6 @@ def test_every_structural_problem_of_a_file_is_reported_at_once(tmp_path: Path) 
     assert text.startswith("e.toml: ") and "\n" not in text
 
 
-@pytest.mark.slow
 def test_tune_one_trial_on_custom_data(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
     pytest.importorskip("optuna")
     from confdistill.tuning.experiment_toml import experiment_to_toml
