@@ -163,10 +163,6 @@ class Table(BaseModel):
                 raise _key_error(key, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
         return data
 
-    def given(self) -> dict[str, Any]:
-        """The keys the file gave, with their validated values."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
-
 
 class _StageTable(Settings):
     """Base of the stage tables: runner-owned keys refused, ``"none"`` (or false) switches an
