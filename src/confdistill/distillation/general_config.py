@@ -21,7 +21,7 @@ from confdistill.distillation.settings import (
     Settings,
     Stage1Loss,
     TrainConfig,
-    settings_error,
+    describe_errors,
 )
 from confdistill.errors import InputError
 
@@ -38,7 +38,9 @@ class _Checked(Settings):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise settings_error(exc, flags=True) from None
+            # A check of several fields (heads and hidden) has no single location: no "key:" prefix.
+            parts = [p.removeprefix(": ") for p in describe_errors(exc, flags=True)]
+            raise InputError("; ".join(parts)) from None
 
 
 class StudentShape(_Checked):
