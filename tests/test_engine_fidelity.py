@@ -179,3 +179,19 @@ def test_cuda_training_and_prediction(precision: str, tiny_bert: Callable[..., P
                                 eval_step=None, checkpoint_steps=None))
     assert run["device"].startswith("cuda") and run["mixed_precision"] == precision
     assert np.isfinite(run["beta"])
+
+
+def test_quiet_silences_progress_bars(tiny_bert: Callable[..., Path], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from confdistill.cli.main import main
+
+    data = write_sst2(tmp_path, 16, 8, real=False)
+    m = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64)
+    for var in ("CONFDISTILL_QUIET", "TQDM_DISABLE"):  # restored after the test (main sets them)
+        monkeypatch.setenv(var, "0")
+    base = ["finetune", "--model", str(m), "--task", "sst2", "--data-dir", str(data), "--epochs", "1",
+            "--eval-step", "none"]
+    assert main([*base, "--out", str(tmp_path / "loud")]) == 0
+    assert "ex/s" in capsys.readouterr().err
+    assert main(["-q", *base, "--out", str(tmp_path / "quiet")]) == 0
+    assert "ex/s" not in capsys.readouterr().err

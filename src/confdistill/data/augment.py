@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from confdistill.console import quiet
 from confdistill.data.augment_candidates import (
     EmbeddingCandidates,
     MaskedLMCandidates,
@@ -268,7 +269,7 @@ def augment_file(
     n_with = 0
     with atomic_write(out) as fh:
         table.write_head(fh)
-        bar = tqdm(range(len(examples)), desc=f"augment {data.task.name}", unit="ex", disable=not progress)
+        bar = tqdm(range(len(examples)), desc=f"augment {data.task.name}", unit="ex", disable=not progress or quiet())
         for idx in bar:
             e, r = examples[idx], table.rows[idx]
             rng = np.random.default_rng([int(seed), idx])

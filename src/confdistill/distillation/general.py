@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from confdistill.console import quiet
 from confdistill.distillation.batches import accelerator_for, accumulate
 from confdistill.distillation.checkpoint import (
     latest_checkpoint,
@@ -170,7 +171,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     log = MetricsLog(metrics_path, enabled=accelerator.is_main_process, lines=kept)
     bar = tqdm(total=_rows_in_steps(total_steps, steps_per_epoch, batch_size, rows),
                initial=_rows_in_steps(step, steps_per_epoch, batch_size, rows), unit="ex", unit_scale=True,
-               dynamic_ncols=True, disable=not accelerator.is_local_main_process, desc=f"general {out.name}")
+               dynamic_ncols=True, disable=not accelerator.is_local_main_process or quiet(), desc=f"general {out.name}")
     train_seconds, train_samples = 0.0, 0
     last_checkpoint_step = step if ckpt is not None else -1
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from confdistill.console import quiet
 from confdistill.distillation.batches import accelerator_for, accumulate, samples_in_steps
 from confdistill.distillation.checkpoint import (
     latest_checkpoint,
@@ -241,7 +242,7 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
     log = MetricsLog(metrics_path, enabled=accelerator.is_main_process, lines=kept)
     bar = tqdm(total=samples_in_steps(sampler, total_steps, steps_per_epoch),
                initial=samples_in_steps(sampler, step, steps_per_epoch), unit="ex", unit_scale=True,
-               dynamic_ncols=True, disable=not accelerator.is_local_main_process, desc=f"{job.kind} {out.name}")
+               dynamic_ncols=True, disable=not accelerator.is_local_main_process or quiet(), desc=f"{job.kind} {out.name}")
     train_seconds, train_samples = 0.0, 0
     last_eval_step = history[-1]["step"] if history else -1
     last_checkpoint_step = step if ckpt is not None else -1

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from confdistill.console import quiet
 from confdistill.data.glue import Example
 from confdistill.data.tabular import TableColumns, load_examples
 from confdistill.errors import InputError
@@ -101,7 +102,7 @@ def predict_encoded(
     model.eval()
     loader = make_loader(encoded, batch_size, shuffle=False, group_by_length=True)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
-    bar = tqdm(total=len(encoded), unit="ex", desc=desc, disable=not progress, file=sys.stderr,
+    bar = tqdm(total=len(encoded), unit="ex", desc=desc, disable=not progress or quiet(), file=sys.stderr,
                dynamic_ncols=True)
     with torch.inference_mode(), torch.autocast(device.type, enabled=False), bar:
         for i, rows in enumerate(loader.batch_sampler):

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confdistill.console import quiet
 from confdistill.errors import InputError
 from confdistill.io import atomic_write, write_json
 
@@ -235,7 +236,7 @@ def build_rq1_table(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(jobs), desc="pairs", unit="pair", leave=False)
+        bar = tqdm(total=len(jobs), desc="pairs", unit="pair", leave=False, disable=quiet())
     for task, student, split in jobs:
         teacher = teachers[task]
         row = TableRow(task=task, student=student, split=split, teacher=teacher, status="ok")
