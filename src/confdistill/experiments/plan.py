@@ -12,7 +12,12 @@ import dataclasses
 from pathlib import Path
 
 from confdistill.experiments import actions, custom_data
-from confdistill.experiments.config import ExperimentConfig, TaskConfig, resolve_model_source
+from confdistill.experiments.config import (
+    ExperimentConfig,
+    TaskConfig,
+    analysed_students,
+    resolve_model_source,
+)
 from confdistill.experiments.paths import STAGE_NAMES, TRAIN_OUTPUTS, TaskPaths, prediction_files
 from confdistill.experiments.steps import Step
 
@@ -98,7 +103,28 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
         sp = paths.student(s.name)
         deps: list[str] = []
         sources: list[Path] = []
-        if s.dir is not None:
+        if s.general is not None:
+            # TinyBERT general distillation of a fresh student on unlabeled text, from the task
+            # teacher's pretrained encoder (or its directory, or the model the table names).
+            g_teacher, g_deps, g_sources = teacher_dir, teacher_deps, teacher_sources
+            if s.general.get("teacher") is not None:
+                g_teacher = resolve_model_source(s.general["teacher"], what=f"{cfg.source}: {s.key}.general.teacher")
+                g_deps, g_sources = [], [g_teacher]
+            elif task.teacher.encoder is not None:
+                g_teacher = encoder
+                g_deps, g_sources = [], [encoder]
+            general_dir = sp / "general"
+            steps.append(Step(
+                name=f"{k}/{s.name}/general", kind="general", deps=list(g_deps),
+                settings={"general": {kk: v for kk, v in s.general.items() if kk not in ("corpus", "teacher")},
+                          "seed": cfg.seed, "max_length": cfg.max_length},
+                sources=[*g_sources, *(Path(f) for f in s.general["corpus"])],
+                outputs=[general_dir / p for p in TRAIN_OUTPUTS], train_dir=general_dir,
+                action=lambda step, s=s, g_teacher=g_teacher, general_dir=general_dir: actions.general(
+                    cfg, g_teacher, s.general, general_dir, step.resume),
+            ))
+            current, deps, sources = general_dir / "final", [f"{k}/{s.name}/general"], []
+        elif s.dir is not None:
             current = resolve_model_source(s.dir, what=f"{cfg.source}: {s.key}.dir")
             sources = [current]
         else:
@@ -140,6 +166,20 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
             current, deps, sources = stage_dir / analysed, [f"{k}/{s.name}/{stage}"], []
         model_steps[s.name] = (current, deps, sources)
 
+    # -- compressed forms (ONNX, int8), each a model predicted and analysed against the teacher
+    compress = {"teacher": task.teacher.compress, **{s.name: s.compress for s in task.students}}
+    for model, forms in compress.items():
+        for form in forms:
+            base_dir, base_deps, base_sources = model_steps[model]
+            export_dir = paths.root / "compressed" / f"{model}-{form}"
+            steps.append(Step(
+                name=f"{k}/{model}-{form}/export", kind="export", deps=list(base_deps),
+                settings={"form": form}, sources=list(base_sources), outputs=[export_dir],
+                action=lambda step, base_dir=base_dir, export_dir=export_dir, form=form: actions.export(
+                    base_dir, export_dir, form),
+            ))
+            model_steps[f"{model}-{form}"] = (export_dir, [f"{k}/{model}-{form}/export"], [])
+
     # -- predictions, footprints, analyses
     for model, (model_dir, deps, sources) in model_steps.items():
         for role, split in splits.items():
@@ -164,7 +204,7 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
             report_deps.append(f"{k}/{model}/footprint")
         report_deps += [f"{k}/{model}/predict-{role}" for role in splits]
 
-    for s in task.students:
+    for s in analysed_students(task):
         last = f"{k}/{s.name}/{s.stages[-1]}" if s.stages else None
         run_json = paths.student(s.name) / s.stages[-1] / "run.json" if s.stages else None
         deps = [f"{k}/{m}/predict-{role}" for m in ("teacher", s.name) for role in splits]
@@ -180,6 +220,8 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
         ))
         report_deps.append(f"{k}/{s.name}/analyze")
         report_deps += [f"{k}/{s.name}/{st}" for st in s.stages]
+        if s.general is not None:
+            report_deps.append(f"{k}/{s.name}/general")
     if task.teacher.encoder is not None:
         report_deps.append(f"{k}/teacher/finetune")
     return steps

@@ -209,10 +209,59 @@ class FinetuneTable(_StageTable, TrainConfig, RunExtras):
     """``[finetune]``: the teacher's fine-tuning (the loop only)."""
 
 
+#: The compressed forms a model of an experiment can get (``compress = ["onnx-int8"]``).
+COMPRESS_FORMS = ("onnx", "onnx-int8")
+
+
+def _compress(value: Any) -> tuple[str, ...]:
+    if (not isinstance(value, list) or any(v not in COMPRESS_FORMS for v in value)
+            or len(set(value)) != len(value)):
+        raise ValueError(f"expected a list drawn from {list(COMPRESS_FORMS)}, got {show(value)}")
+    return tuple(value)
+
+
+Compress = Annotated[tuple[str, ...], BeforeValidator(_compress)]
+
+
+def _corpus(value: Any) -> tuple[str, ...]:
+    files = [value] if isinstance(value, str) else value
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f.strip() for f in files):
+        raise ValueError(f"expected a file name or a non-empty list of file names, got {show(value)}")
+    return tuple(files)
+
+
+class GeneralTable(_StageTable, TrainConfig, Stage1Loss):
+    """``general = {…}`` of a student: TinyBERT general distillation of a fresh student on unlabeled
+    text (``confdistill general-distill``), before the task stages."""
+
+    corpus: Annotated[tuple[str, ...], BeforeValidator(_corpus)] = ()
+    text_column: str | None = None
+    layers: int = 0
+    hidden: int = 0
+    heads: int = 0
+    intermediate: int = 0
+    embeddings: typing.Literal["teacher", "fresh"] = "teacher"
+    #: the model distilled from (default: the task teacher's encoder, else its directory)
+    teacher: str | None = None
+    shuffle_buffer: int = 10_000
+
+    @model_validator(mode="after")
+    def _required(self) -> GeneralTable:
+        for key in ("layers", "hidden", "heads", "intermediate"):
+            if getattr(self, key) < 1:
+                raise _key_error(key, "missing or < 1 (the fresh student's size)")
+        if not self.corpus:
+            raise _key_error("corpus", "missing (the unlabeled text files)")
+        if self.hidden % self.heads:
+            raise _key_error("heads", f"expected a divisor of hidden = {self.hidden}, got {self.heads}")
+        return self
+
+
 class TeacherTable(Table):
     dir: Str | None = None
     encoder: Str | None = None
     finetune: FinetuneTable | None = None
+    compress: Compress = ()
 
 
 class StudentTable(Table):
@@ -227,10 +276,17 @@ class StudentTable(Table):
     stage1: Stage1Table | None = None
     stage2: Stage2Table | None = None
     analyse: Annotated[str, BeforeValidator(_choice("final", "best"))] = "final"
+    general: GeneralTable | None = None
+    compress: Compress = ()
 
     @model_validator(mode="after")
     def _shape(self) -> StudentTable:
-        if self.dir is not None:
+        if self.general is not None:
+            for key, attr in (("from", "source"), ("layers", "layers"), ("hidden", "hidden"),
+                              ("intermediate", "intermediate"), ("heads", "heads"), ("dir", "dir")):
+                if attr in self.model_fields_set:
+                    raise _key_error(key, "cannot be combined with general (general distillation makes the student)")
+        elif self.dir is not None:
             for key, attr in (("from", "source"), ("layers", "layers"), ("hidden", "hidden"),
                               ("intermediate", "intermediate"), ("heads", "heads")):
                 if attr in self.model_fields_set:

@@ -51,7 +51,9 @@ CODE_OF_KIND: dict[str, tuple[str, ...]] = {
     "stage2": ("distillation", "data", "models"),
     "predict": ("prediction", "data", "models"),
     "analyze": ("properties", "prediction/softmax_file.py"),
-    "footprint": ("experiments/footprint.py", "models"),
+    "footprint": ("experiments/footprint.py", "models", "prediction"),
+    "general": ("distillation", "data", "models"),
+    "export": ("models",),
     "report": ("reports", "properties", "prediction/softmax_file.py"),
 }
 
