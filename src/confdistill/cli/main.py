@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = [
     "make_student",
     "distill",
     "predict",
+    "export",
     "augment",
     "tune",
 ]
