@@ -96,10 +96,11 @@ def _quiet_export() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _example_inputs(tokenizer: Any) -> dict[str, Any]:
+def _example_inputs(tokenizer: Any, max_positions: int) -> dict[str, Any]:
     """Two sentences of different lengths: batch 2 and a padded row, so that neither axis is
-    specialised to 1 and the mask path is the general one."""
-    enc = tokenizer(_PROBE, padding=True, return_tensors="pt", return_token_type_ids=True)
+    specialised to 1 and the mask path is the general one (cut to fit small position tables)."""
+    enc = tokenizer(_PROBE, padding=True, truncation=True, max_length=min(32, max_positions),
+                    return_tensors="pt", return_token_type_ids=True)
     return {k: enc[k] for k in INPUT_NAMES}
 
 
@@ -184,7 +185,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     if report.fresh_head:
         raise InputError("the model has no trained classifier head (a bare encoder?): fine-tune or "
                          "distill it first", path=model_dir)
-    inputs = _example_inputs(tokenizer)
+    inputs = _example_inputs(tokenizer, int(getattr(model.config, "max_position_embeddings", 512) or 512))
     digest = source_hash(model_dir)
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: loading took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])
