@@ -31,6 +31,7 @@ SUBCOMMAND_MODULES = [
     "table",
     "finetune",
     "make_student",
+    "general_distill",
     "distill",
     "predict",
     "export",

@@ -25,6 +25,8 @@ its own generator seeded with (seed, row index)).
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,17 @@ from typing import Any
 
 import numpy as np
 
+from confdistill.data.augment_candidates import (
+    EmbeddingCandidates,
+    MaskedLMCandidates,
+    is_candidate_token,
+    nearest_neighbours,
+)
 from confdistill.errors import InputError
+
+__all__ = ["STOP_WORDS", "Augmenter", "EmbeddingCandidates", "MaskedLMCandidates", "augment_file", "augment_words",
+           "distinct_replaceable_words", "has_mlm_head", "is_candidate_token", "is_replaceable", "load_augmenter",
+           "nearest_neighbours", "split_words"]
 
 # TinyBERT's StopWordsList (data_augmentation.py): these words are never replaced.
 _STOP_WORDS_TEXT = """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she
@@ -51,11 +63,6 @@ def is_replaceable(word: str) -> bool:
     return word.isalpha() and word not in STOP_WORDS
 
 
-def is_candidate_token(token: str) -> bool:
-    """A vocabulary entry usable as a replacement: a whole alphabetic word (no ``##`` piece, no [SPECIAL])."""
-    return token.isalpha()
-
-
 def split_words(tokenizer: Any, text: str) -> list[str]:
     """BERT's basic tokenisation (normaliser + pre-tokeniser of a fast tokenizer): lower-cased
     (for uncased vocabularies) words and punctuation, as TinyBERT's ``basic_tokenizer.tokenize``."""
@@ -69,143 +76,6 @@ def split_words(tokenizer: Any, text: str) -> list[str]:
     if basic is not None:
         return list(basic.tokenize(text))
     return text.split()
-
-
-# --------------------------------------------------------------------------------------------
-# Candidate sources
-# --------------------------------------------------------------------------------------------
-
-
-def nearest_neighbours(
-    embeddings: Any,
-    queries: Any,
-    candidate_ids: Any,
-    *,
-    k: int,
-    exclude: Any | None = None,
-    batch_size: int = 2048,
-) -> Any:
-    """Top-k cosine neighbours of each query among the candidate rows of ``embeddings``.
-
-    embeddings: (V, d) float tensor, the word-embedding matrix; queries: (U, d) float tensor;
-    candidate_ids: (C,) long tensor of vocabulary ids allowed as answers; exclude: (U,) long tensor,
-    a vocabulary id per query that must not be returned (the word itself; −1 for none).
-    Returns a (U, min(k, C)) long tensor of vocabulary ids, most similar first. Ties are broken by
-    ``torch.topk`` deterministically for a given input.
-    """
-    import torch
-
-    cand = torch.nn.functional.normalize(embeddings[candidate_ids].float(), dim=1)  # (C, d)
-    k = min(int(k), cand.shape[0] - (1 if exclude is not None else 0))
-    out = torch.empty((queries.shape[0], max(k, 0)), dtype=torch.long)
-    if k <= 0:
-        return out
-    # Position of each excluded vocabulary id inside candidate_ids (−1 when absent).
-    pos_of = torch.full((embeddings.shape[0],), -1, dtype=torch.long)
-    pos_of[candidate_ids] = torch.arange(candidate_ids.shape[0])
-    for start in range(0, queries.shape[0], batch_size):
-        q = torch.nn.functional.normalize(queries[start : start + batch_size].float(), dim=1)
-        sim = q @ cand.T  # (b, C) cosine similarities
-        if exclude is not None:
-            ex = exclude[start : start + batch_size]
-            rows = torch.nonzero(ex >= 0).flatten()
-            cols = pos_of[ex[rows]]
-            keep = cols >= 0
-            sim[rows[keep], cols[keep]] = float("-inf")
-        out[start : start + q.shape[0]] = candidate_ids[sim.topk(k, dim=1).indices]
-    return out
-
-
-@dataclass
-class EmbeddingCandidates:
-    """Replacement candidates for words from nearest neighbours in a word-embedding matrix.
-
-    ``table[word]`` lists up to k replacement words (most similar first), computed once per
-    distinct word with :meth:`build`.
-    """
-
-    table: dict[str, list[str]]
-
-    @classmethod
-    def build(cls, words: Sequence[str], tokenizer: Any, embeddings: Any, *, k: int = 15) -> EmbeddingCandidates:
-        """words: distinct replaceable words; embeddings: (V, d) tensor aligned with the tokenizer's vocabulary."""
-        import torch
-
-        vocab: dict[str, int] = tokenizer.get_vocab()
-        V = embeddings.shape[0]
-        cand_ids = torch.tensor(
-            sorted(i for t, i in vocab.items() if i < V and is_candidate_token(t)), dtype=torch.long
-        )
-        if cand_ids.numel() == 0:
-            raise InputError("the tokenizer's vocabulary has no whole-word entries to use as replacements")
-        id_to_token = {i: t for t, i in vocab.items()}
-        queries = torch.empty((len(words), embeddings.shape[1]), dtype=torch.float32)
-        exclude = torch.full((len(words),), -1, dtype=torch.long)
-        keep = []
-        for j, w in enumerate(words):
-            ids = [i for i in tokenizer.convert_tokens_to_ids(tokenizer.tokenize(w)) if i is not None and i < V]
-            if not ids or ids == [tokenizer.unk_token_id]:
-                continue  # unknown word: no meaningful embedding
-            queries[j] = embeddings[ids].float().mean(dim=0)
-            if len(ids) == 1:
-                exclude[j] = ids[0]
-            keep.append(j)
-        table: dict[str, list[str]] = {w: [] for w in words}
-        if keep:
-            idx = torch.tensor(keep, dtype=torch.long)
-            nn = nearest_neighbours(embeddings, queries[idx], cand_ids, k=k, exclude=exclude[idx])
-            for row, j in enumerate(keep):
-                w = words[j]
-                table[w] = [t for t in (id_to_token[int(i)] for i in nn[row]) if t != w]
-        return cls(table)
-
-
-class MaskedLMCandidates:
-    """Candidates for single-piece words from a masked-LM head: the top-k tokens predicted at the
-    word's position with the word masked (TinyBERT's ``_masked_language_model``), batched per sentence."""
-
-    def __init__(self, model: Any, tokenizer: Any, *, k: int = 15, max_length: int = 128, batch_size: int = 64) -> None:
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.k = k
-        self.max_length = max_length
-        self.batch_size = batch_size
-        vocab = tokenizer.get_vocab()
-        self._ok = np.zeros(max(vocab.values()) + 1, dtype=bool)
-        for t, i in vocab.items():
-            self._ok[i] = is_candidate_token(t)
-        self._id_to_token = {i: t for t, i in vocab.items()}
-
-    def __call__(self, words: Sequence[str], positions: Sequence[int]) -> dict[int, list[str]]:
-        """words: the sentence's words; positions: indices of single-piece replaceable words.
-        Returns ``{position: [candidate words]}`` (positions beyond max_length are skipped)."""
-        import torch
-
-        tok = self.tokenizer
-        pieces = [tok.convert_tokens_to_ids(tok.tokenize(w)) for w in words]
-        ids = [tok.cls_token_id]
-        start = []
-        for p in pieces:
-            start.append(len(ids))
-            ids.extend(p)
-        ids = [*ids[: self.max_length - 1], tok.sep_token_id]
-        positions = [i for i in positions if start[i] < len(ids) - 1]
-        out: dict[int, list[str]] = {}
-        base = torch.tensor(ids, dtype=torch.long)
-        for s in range(0, len(positions), self.batch_size):
-            chunk = positions[s : s + self.batch_size]
-            batch = base.repeat(len(chunk), 1)
-            at = torch.tensor([start[i] for i in chunk])
-            batch[torch.arange(len(chunk)), at] = tok.mask_token_id
-            with torch.no_grad():
-                logits = self.model(input_ids=batch, attention_mask=torch.ones_like(batch)).logits
-            scores = logits[torch.arange(len(chunk)), at]  # (b, V)
-            scores[:, ~torch.from_numpy(self._ok[: scores.shape[1]])] = float("-inf")
-            top = scores.topk(self.k + 1, dim=1).indices
-            for row, i in enumerate(chunk):
-                cands = [self._id_to_token[int(t)] for t in top[row]]
-                out[i] = [c for c in cands if c != words[i]][: self.k]
-        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,16 +227,22 @@ def augment_file(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    columns: Any = None,
 ) -> dict[str, Any]:
-    """Write the augmented train file of ``task`` (same TSV format as its train.tsv), atomically.
+    """Write the augmented train file of ``task`` (same format as its train file), atomically.
 
-    out: default ``train_aug.tsv`` beside the train file; an existing one is refused (InputError,
-    before any work) unless ``overwrite``. Returns a summary dict (rows, words with candidates,
-    candidate source, output path).
+    task: a GLUE task (its train.tsv), or ``"custom"`` with ``columns`` (a
+    :class:`~confdistill.data.TableColumns` or its plain mapping): ``DATA_DIR/train.{csv,tsv,jsonl}``,
+    whose text columns are augmented by name and every other column copied. out: default
+    ``train_aug.<ext>`` beside the train file; an existing one is refused (InputError, before any
+    work) unless ``overwrite``. Returns a summary dict (rows, words with candidates, candidate
+    source, output path).
     """
     from tqdm.auto import tqdm
 
-    from confdistill.data import get_task, load_split, resolve_split_file
+    from confdistill.data import load_examples, resolve_split_file, resolve_table_file
+    from confdistill.data.tabular import CUSTOM_TASK, TableColumns
+    from confdistill.folders import check_output_target, remove_stale_temps
     from confdistill.io import atomic_write
 
     if n_aug < 0:
@@ -375,46 +251,39 @@ def augment_file(
         raise InputError(f"--p: expected a probability in [0, 1], got {p}")
     if k < 1:
         raise InputError(f"--top-k: expected >= 1, got {k}")
-    spec = get_task(task)
-    src = resolve_split_file(spec.name, data_dir, "train")
-    out = Path(out) if out is not None else src.with_name("train_aug.tsv")
+    custom = str(task).strip().lower() == CUSTOM_TASK
+    if custom and columns is not None and not isinstance(columns, TableColumns):
+        columns = TableColumns.from_mapping(columns)
+    data = load_examples(task, data_dir, "train", columns=columns)  # checks the task and the columns
+    src = resolve_table_file(data_dir, "train") if custom else resolve_split_file(data.task.name, data_dir, "train")
+    out = Path(out) if out is not None else src.with_name(f"train_aug{src.suffix if custom else '.tsv'}")
     if out.resolve() == src.resolve():
         raise InputError("--out: would overwrite the original train file", path=out)
-    from confdistill.folders import check_output_target, remove_stale_temps
-
     check_output_target(out, overwrite=overwrite, kind="file", what="--out")
     remove_stale_temps(out.absolute().parent, recursive=False, names=[out.name])
-    examples = load_split(spec.name, data_dir, "train")
-    # The raw lines, split like the reader (tabs, no quoting), so every other column is copied as is.
-    with open(src, encoding="utf-8-sig", newline="") as fh:
-        lines = fh.read().splitlines()
-    rows = [lines[e.line - 1].split("\t") for e in examples]
-    i_a, i_b = _text_columns(rows, examples)
+    examples = data.examples
+    table = _Table.read(src, examples, columns if custom else None)
     texts = [e.text_a for e in examples] + [e.text_b for e in examples if e.text_b is not None]
     aug = load_augmenter(model_dir, n_aug=n_aug, p=p, k=k, texts=texts, use_mlm=use_mlm, log=log)
-    header = lines[: examples[0].line - 1]
     n_with = 0
     with atomic_write(out) as fh:
-        for h in header:
-            fh.write(h + "\n")
-        for r in rows:
-            fh.write("\t".join(r) + "\n")
-        bar = tqdm(range(len(examples)), desc=f"augment {spec.name}", unit="ex", disable=not progress)
+        table.write_head(fh)
+        bar = tqdm(range(len(examples)), desc=f"augment {data.task.name}", unit="ex", disable=not progress)
         for idx in bar:
-            e, r = examples[idx], rows[idx]
+            e, r = examples[idx], table.rows[idx]
             rng = np.random.default_rng([int(seed), idx])
             var_a = aug.augment_text(e.text_a, rng)
-            var_b = aug.augment_text(e.text_b, rng) if i_b is not None and e.text_b is not None else None
+            var_b = aug.augment_text(e.text_b, rng) if table.i_b is not None and e.text_b is not None else None
             original = " ".join(split_words(aug.tokenizer, e.text_a))
             n_with += any(v != original for v in var_a)
             for j in range(n_aug):
-                new = list(r)
-                new[i_a] = var_a[j]
-                if var_b is not None and i_b is not None:
-                    new[i_b] = var_b[j]
-                fh.write("\t".join(new) + "\n")
+                new = r.copy()
+                new[table.i_a] = var_a[j]
+                if var_b is not None and table.i_b is not None:
+                    new[table.i_b] = var_b[j]
+                table.write_row(fh, new)
     return {
-        "task": spec.name,
+        "task": data.task.name,
         "source": str(src),
         "out": str(out),
         "original_rows": len(examples),
@@ -427,3 +296,71 @@ def augment_file(
         "distinct_words": len(aug.embedding.table),
         "examples_changed": int(n_with),
     }
+
+
+@dataclass
+class _Table:
+    """A train file's rows as the writer needs them: GLUE TSV rows as field lists (text columns found
+    by content, every other field copied as is), a custom file's records as dicts (text columns by
+    name), with the header and the format to write them back in."""
+
+    suffix: str
+    header: list[str]
+    rows: list[Any]
+    i_a: Any
+    i_b: Any
+
+    @classmethod
+    def read(cls, src: Path, examples: Sequence[Any], columns: Any) -> _Table:
+        if columns is None:
+            # The raw lines, split like the reader (tabs, no quoting), so every other column is copied as is.
+            with open(src, encoding="utf-8-sig", newline="") as fh:
+                lines = fh.read().splitlines()
+            rows = [lines[e.line - 1].split("\t") for e in examples]
+            i_a, i_b = _text_columns(rows, examples)
+            return cls(".glue", lines[: examples[0].line - 1], rows, i_a, i_b)
+        from confdistill.data.tabular import _records  # the reader of every command
+
+        records = [r for _, r in _records(src)]
+        header = list(records[0]) if records else []
+        return cls(src.suffix.lower(), header, records, columns.text, columns.text_pair)
+
+    def write_head(self, fh: Any) -> None:
+        """The header (GLUE: its header lines, if any; CSV/TSV: the columns), then the original rows."""
+        if self.suffix == ".glue":
+            for h in self.header:
+                fh.write(h + "\n")
+        elif self.suffix != ".jsonl":
+            self._fields(fh, self.header)
+        for r in self.rows:
+            self.write_row(fh, r)
+
+    def write_row(self, fh: Any, row: Any) -> None:
+        if self.suffix == ".glue":
+            fh.write("\t".join(row) + "\n")
+        elif self.suffix == ".jsonl":
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            self._fields(fh, [row.get(c, "") for c in self.header])
+
+    def _fields(self, fh: Any, fields: list[Any]) -> None:
+        if self.suffix == ".tsv":  # read with tabs and no quoting: written the same way
+            fh.write("\t".join(str(f) for f in fields) + "\n")
+        else:
+            csv.writer(fh, lineterminator="\n").writerow(fields)
+
+
+def _text_columns(rows: Sequence[list[str]], examples: Sequence[Any]) -> tuple[int, int | None]:
+    """Column indices of text_a / text_b: the columns equal to them on every sampled row."""
+    sample = list(zip(rows, examples, strict=True))[:200]
+    n = min(len(r) for r, _ in sample)
+
+    def find(attr: str, avoid: int | None) -> int:
+        for j in range(n):
+            if j != avoid and all(r[j] == getattr(e, attr) for r, e in sample):
+                return j
+        raise InputError(f"cannot locate the {attr} column in the train file (the reader and the file disagree)")
+
+    i_a = find("text_a", None)
+    i_b = find("text_b", i_a) if examples[0].text_b is not None else None
+    return i_a, i_b

@@ -1,4 +1,5 @@
-"""confdistill.distillation: TinyBERT task distillation (stage 1, stage 2) and teacher fine-tuning.
+"""confdistill.distillation: TinyBERT general distillation, task distillation (stage 1, stage 2) and
+teacher fine-tuning.
 
 ``DistillConfig`` / ``FinetuneConfig`` are pydantic settings models (no torch import); the torch-based names
 (``distill``, ``finetune``, the losses, the layer mapping) are imported on first use.
@@ -10,8 +11,10 @@ import importlib
 from typing import Any
 
 from confdistill.distillation.config import LAYER_MAPPINGS, DistillConfig, FinetuneConfig
+from confdistill.distillation.general_config import GeneralConfig, StudentShape
 
 _LAZY = {
+    "general_distill": "general",
     "distill": "trainer",
     "finetune": "trainer",
     "TrainingInterrupted": "trainer",
@@ -25,7 +28,7 @@ _LAZY = {
     "layer_mapping": "mapping",
 }
 
-__all__ = ["LAYER_MAPPINGS", "DistillConfig", "FinetuneConfig", *_LAZY]
+__all__ = ["LAYER_MAPPINGS", "DistillConfig", "FinetuneConfig", "GeneralConfig", "StudentShape", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,10 @@ from confdistill.distillation.job import Job
 from confdistill.distillation.steps import StepContext
 from confdistill.errors import InputError
 
+#: Kinds trained on the stage-1 loss (task stage 1, general distillation): their MSE averages over
+#: the global batch's padding too, so a process's slice keeps the global width.
+STAGE1_KINDS = ("intermediate", "general")
+
 
 def accelerator_for(accelerator_class: Any, job: Job) -> Any:
     """The accelerator of ``job.device`` / ``mixed_precision``; a one-line error where it cannot run."""
@@ -52,7 +56,7 @@ def accumulate(model: torch.nn.Module, rows: list[int], collate: Any, ctx: StepC
     chunks = micro_batches(rows, job.loop.gradient_accumulation_steps)
     totals: dict[str, torch.Tensor] = {}
     for i, chunk in enumerate(chunks):
-        batch = local_slice(collate(chunk), rank, world, trim=job.kind != "intermediate")
+        batch = local_slice(collate(chunk), rank, world, trim=job.kind not in STAGE1_KINDS)
         scale = world * batch.pop("_weight")  # see the module docstring: global mean under DDP averaging
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
         last = i == len(chunks) - 1

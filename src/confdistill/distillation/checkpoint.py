@@ -129,3 +129,25 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     """The newest checkpoint directory, or None."""
     found = list_checkpoints(root)
     return found[-1] if found else None
+
+
+def load_fit_denses(student_dir: str | Path, fit_denses: torch.nn.ModuleList | None) -> bool:
+    """Start ``fit_denses`` from ``student_dir/fit_denses.pt`` when it is there and fits; True if loaded.
+
+    A student written by ``general-distill`` (or an earlier stage 1) carries its projections, and
+    TinyBERT's task distillation continues the general stage's ``fit_dense`` rather than drawing a
+    new one. A file of other shapes (another teacher width, another depth) is ignored: the
+    projections then start fresh, as without the file. Read as data only (:func:`load_tensors`).
+    """
+    from confdistill.io import load_tensors
+
+    path = Path(student_dir) / "fit_denses.pt"
+    if fit_denses is None or not path.is_file():
+        return False
+    saved = load_tensors(path, what="fit_denses file")
+    own = fit_denses.state_dict()
+    if not isinstance(saved, dict) or set(saved) != set(own) or any(
+            not isinstance(saved[k], torch.Tensor) or saved[k].shape != own[k].shape for k in own):
+        return False
+    fit_denses.load_state_dict(saved)
+    return True

@@ -49,6 +49,7 @@ from confdistill.distillation.batches import accelerator_for, accumulate, sample
 from confdistill.distillation.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    load_fit_denses,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -183,6 +184,7 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
         assert teacher is not None and inputs.mapping is not None
         fit_denses = make_fit_denses(student.config.hidden_size, teacher.config.hidden_size,
                                      student.config.num_hidden_layers)
+        load_fit_denses(job.student, fit_denses)  # a general-distilled student's projections, if it has them
         ctx.teacher, ctx.mapping = teacher.to(device).eval(), inputs.mapping
         model = Stage1Student(student, fit_denses)
         # Pooler and classifier are not reached by the stage-1 loss: freeze them (DDP needs every

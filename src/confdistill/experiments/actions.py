@@ -20,20 +20,25 @@ def prepare_data(task: TaskConfig, src_files: dict[str, Path], caps: dict[str, i
     """Write the capped splits: a seeded random subset of rows, in file order, header kept."""
     import numpy as np
 
-    from confdistill.data import load_split
+    from confdistill.data import load_examples
+    from confdistill.experiments.custom_data import write_csv_subset
     from confdistill.io import atomic_write
 
     if not any(caps.values()):
         return  # the original files are used as they are
     for role, src in src_files.items():
         cap = caps[role]
-        examples = load_split(task.task, src.parent, src.stem)  # validates the rows as well
-        lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
-        first = examples[0].line if examples else len(lines) + 1
+        # validates the rows as well; a custom split is read with the task's columns
+        examples = load_examples(task.task, src.parent, src.stem, columns=task.columns).examples
         keep_rows = [e.line for e in examples]
         if cap is not None and cap < len(keep_rows):
             rng = np.random.default_rng(seed)
             keep_rows = sorted(rng.choice(keep_rows, size=cap, replace=False).tolist())
+        if src.suffix.lower() == ".csv":  # records may span lines
+            write_csv_subset(src, data_dir / src.name, set(keep_rows))
+            continue
+        lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+        first = examples[0].line if examples else len(lines) + 1
         with atomic_write(data_dir / src.name) as fh:
             fh.writelines(lines[: first - 1])  # the header (none for CoLA)
             for line in keep_rows:
@@ -42,7 +47,9 @@ def prepare_data(task: TaskConfig, src_files: dict[str, Path], caps: dict[str, i
 
 
 def train_kwargs(task: TaskConfig, cfg: ExperimentConfig) -> dict[str, Any]:
-    return {"max_seq_length": cfg.max_length, "eval_split": task.dev_split, "seed": cfg.seed}
+    """The settings of every training job of a task that the runner owns (custom data: its columns)."""
+    extra = {} if task.columns is None else {"columns": task.columns}
+    return {"max_seq_length": cfg.max_length, "eval_split": task.dev_split, "seed": cfg.seed, **extra}
 
 
 def finetune(cfg: ExperimentConfig, task: TaskConfig, encoder: Path, data_dir: Path, out: Path,
@@ -66,30 +73,31 @@ def distill(cfg: ExperimentConfig, task: TaskConfig, teacher: Path, student: Pat
 
 
 def make_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, from_dir: Path, out: Path) -> None:
-    from confdistill.data import get_task
+    from confdistill.experiments.custom_data import labels
     from confdistill.models import make_student
 
+    num_labels, names = labels(task)
     # The runner owns its folder: a re-run (changed inputs) replaces its own earlier student.
     make_student(from_dir, out, layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
-                 num_labels=get_task(task.task).num_labels, seed=cfg.seed, overwrite=True,
-                 label_names=get_task(task.task).class_names)
+                 num_labels=num_labels, seed=cfg.seed, overwrite=True, label_names=names)
 
 
 def predict(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, split: str,
              out: Path) -> None:
+    from confdistill.experiments.custom_data import record_columns
     from confdistill.prediction.predict import predict_split
 
     # The runner owns its folder: a re-run (changed inputs, damaged output) replaces its own pair.
     predict_split(model_dir, task.task, data_dir, split, out, batch_size=cfg.predict_batch_size,
-                  max_length=cfg.max_length, overwrite=True)
+                  max_length=cfg.max_length, overwrite=True, columns=task.columns)
+    record_columns(out, task.columns)
 
 
 def footprint(cfg: ExperimentConfig, task: TaskConfig, model_dir: Path, data_dir: Path, out: Path) -> None:
-    from confdistill.data import load_split
+    from confdistill.experiments.custom_data import texts as split_texts
     from confdistill.experiments.footprint import measure_footprint
 
-    texts = [e.text_a if e.text_b is None else f"{e.text_a} {e.text_b}"
-             for e in load_split(task.task, data_dir, task.dev_split)[:256]]
+    texts = split_texts(task, data_dir, task.dev_split, 256)
     fp = measure_footprint(model_dir, texts=texts, seq_len=cfg.footprint.seq_len,
                            batch_sizes=cfg.footprint.batch_sizes, repeats=cfg.footprint.repeats)
     write_json(out, fp)

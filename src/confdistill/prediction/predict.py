@@ -205,9 +205,13 @@ def predict_split(
         "n_rows": len(data.examples),
         "label_names": list(spec.label_names),
         "max_length": max_length,
+        "pair_truncation": "tinybert",
         **runtime,
         "confdistill_version": __version__,
     }
+    if columns is not None:
+        # Custom data: the reader needs the columns again (e.g. the worst rows' texts in analyze).
+        meta["columns"] = (columns if isinstance(columns, TableColumns) else TableColumns.from_mapping(columns)).to_dict()
     if spec.is_regression:
         scores = logits[:, 0].astype(np.float64)
         meta["metrics"] = compute_metrics(spec, scores, labels.astype(np.float64))

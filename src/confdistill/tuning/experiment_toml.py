@@ -65,6 +65,10 @@ def experiment_document(cfg: ExperimentConfig) -> dict[str, Any]:
             "task": t.task, "data_dir": str(t.data_dir), "train_split": t.train_split, "dev_split": t.dev_split,
             "max_train_examples": t.max_train_examples, "max_dev_examples": t.max_dev_examples, "kappa": t.kappa,
         })
+        if t.columns is not None:  # a custom task: its columns as the task table's keys
+            c = t.columns
+            task.update(_table({"text_column": c["text"], "text_pair_column": c.get("text_pair"),
+                                "label_column": c["label"], "label_names": c.get("label_names")}))
         task["teacher"] = _table({"dir": t.teacher.dir, "encoder": t.teacher.encoder})
         if t.teacher.encoder is not None and t.teacher.finetune:
             task["teacher"]["finetune"] = _table(t.teacher.finetune, optional=finetune_optional)

@@ -153,7 +153,12 @@ class ExperimentObjective:
         from confdistill.data.augment import augment_file
         from confdistill.experiments.config import resolve_model_source
 
-        path = self.out / "aug" / f"train_aug.n{n_aug}.p{p}.s{seed}.tsv"
+        suffix = ".tsv"
+        if self.task.columns is not None:  # custom data: augmented in its own format
+            from confdistill.data import resolve_table_file
+
+            suffix = resolve_table_file(self.data_dir(), "train").suffix.lower()
+        path = self.out / "aug" / f"train_aug.n{n_aug}.p{p}.s{seed}{suffix}"
         with file_lock(self.exp_dir / ".tune.lock"):
             if not path.is_file():
                 if model is None:
@@ -161,7 +166,7 @@ class ExperimentObjective:
                     model = self.task.teacher.dir or self.task.teacher.encoder
                 model_dir = resolve_model_source(str(model), what="augmentation model")
                 augment_file(self.task.task, self.data_dir(), path, model_dir=model_dir, n_aug=n_aug, p=p,
-                             seed=seed, log=self.log)
+                             seed=seed, log=self.log, columns=self.task.columns)
         self.aug_train = str(path.resolve())
         return path
 
@@ -186,7 +191,9 @@ class ExperimentObjective:
         high = {k: v[1] for k, v in dataclasses.asdict(space).items() if k not in ("lambda_conf", "augment", "mapping")}
         corners = [p for p in (baseline, low, high) if p]
         extra = {"lambda_conf": space.lambda_conf[0], "augment": False, "mapping": space.mapping[0]}
-        common = {"max_seq_length": self.cfg.max_length, "eval_split": self.task.dev_split, "seed": self.cfg.seed}
+        from confdistill.experiments.actions import train_kwargs
+
+        common = train_kwargs(self.task, self.cfg)  # the runner's own (custom data: its columns)
         for params in corners:
             student = student_with(self.student, {**extra, **params}, name="validate", aug_train=self.aug_train)
             for stage in student.stages:
@@ -257,7 +264,7 @@ class ExperimentObjective:
         """``⌈total stage-2 steps / EVALS_PER_STAGE2⌉`` for these stage-2 settings (the trainer's
         step count: ⌈epochs · ⌈rows / batch⌉⌉); None when the train file cannot be read."""
         d = distill_defaults()
-        rows = self.train_rows(stage2.get("aug_train"), stage2.get("columns"))
+        rows = self.train_rows(stage2.get("aug_train"), self.task.columns)
         if rows is None:
             return None
         batch = int(stage2.get("train_batch_size") or d["train_batch_size"])
