@@ -28,7 +28,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Callable[..., Path]
     shutil.copytree(t, no_tok)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         (no_tok / name).unlink(missing_ok=True)
-    return {"t": t, "onnx": export_onnx(t, root / "tiny-onnx"), "no_tok": no_tok, "bare": minilm_dir,
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"a plain sentence number {i} for the corpus.\n" for i in range(20)))
+    return {"t": t, "onnx": export_onnx(t, root / "tiny-onnx"), "corpus": corpus, "no_tok": no_tok, "bare": minilm_dir,
             "data": write_sst2(root, 24, 12, real=False), "nowhere": root / "nowhere"}
 
 
@@ -61,6 +63,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], list[Any]], str]] = [
                                          "--data-dir", e["data"], "--out", e["outs"] / "d"], TRAINING_NEEDS),
     ("distill: ONNX teacher", lambda e: ["distill", "--task", "sst2", "--teacher", e["onnx"], "--student", e["t"],
                                          "--data-dir", e["data"], "--out", e["outs"] / "d"], TRAINING_NEEDS),
+    ("general-distill: ONNX teacher", lambda e: ["general-distill", "--teacher", e["onnx"], "--corpus", e["corpus"],
+                                                 "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate",
+                                                 "64", "--device", "cpu", "--out", e["outs"] / "g"], TRAINING_NEEDS),
     ("make-student: ONNX source", lambda e: ["make-student", "--from", e["onnx"], "--layers", "1", "--out",
                                              e["outs"] / "s"], TRAINING_NEEDS),
     ("predict: ONNX on cuda", lambda e: ["predict", "--no-progress", "--model", e["onnx"], "--task", "SST-2",
