@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = [
     "general_distill",
     "distill",
     "predict",
+    "export",
     "augment",
     "tune",
 ]

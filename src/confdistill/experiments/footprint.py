@@ -5,6 +5,11 @@ fixed length built from real text (so teacher and student do exactly the same wo
 tokeniser's vocabulary statistics are realistic), a few warm-up calls (allocator, oneDNN kernels),
 then the median of ``repeats`` timed calls, divided by the batch size. It takes seconds, not a
 benchmark suite: the numbers are for the report's "speed-up" column, on whatever CPU runs it.
+
+An ONNX directory (``confdistill export``) is measured the same way with ONNX Runtime (as many
+intra-op threads as torch uses, the same inputs): ``parameters`` is then the number of elements of
+the graph's initializers (int8 weights count like fp32 ones, plus their scales and zero points) and
+``size_bytes`` the bytes of ``model.onnx`` and any external-data file.
 """
 
 from __future__ import annotations
@@ -83,13 +88,17 @@ def measure_footprint(
 ) -> dict[str, Any]:
     """Parameters, weight bytes on disk and CPU latency (ms per example) of one classifier directory.
 
-    Returns ``{"parameters", "size_bytes", "seq_len", "threads", "latency_ms": {"1": ms, "32": ms}}``;
+    Returns ``{"parameters", "size_bytes", "seq_len", "threads", "latency_ms": {"1": ms, "32": ms},
+    "runtime"}`` (``runtime``: ``"torch"`` or ``"onnxruntime"``, then with ``quantization``);
     ``latency_ms[b]`` = median forward time of a ``(b, seq_len)`` batch / b, in milliseconds.
     """
     import torch
 
     from confdistill.models import load_classifier
+    from confdistill.models.onnx_dir import is_onnx_dir
 
+    if is_onnx_dir(model_dir):
+        return _measure_onnx(model_dir, texts=texts, seq_len=seq_len, batch_sizes=batch_sizes, repeats=repeats)
     model, tokenizer = load_classifier(model_dir)
     model.eval()
     latency: dict[str, float] = {}
@@ -102,4 +111,27 @@ def measure_footprint(
         "seq_len": seq_len,
         "threads": torch.get_num_threads(),
         "latency_ms": latency,
+        "runtime": "torch",
+    }
+
+
+def _measure_onnx(model_dir: str | Path, *, texts: Sequence[str] | None, seq_len: int,
+                  batch_sizes: Sequence[int], repeats: int) -> dict[str, Any]:
+    """:func:`measure_footprint` of an ONNX directory (see the module docstring)."""
+    from confdistill.models.onnx_dir import onnx_parameter_count, onnx_size_bytes
+    from confdistill.prediction.onnx_runtime import load_onnx_classifier, time_onnx
+
+    model, tokenizer = load_onnx_classifier(model_dir)
+    latency: dict[str, float] = {}
+    for b in batch_sizes:
+        inputs = {k: v.numpy() for k, v in make_inputs(tokenizer, texts, batch_size=b, seq_len=seq_len).items()}
+        latency[str(b)] = 1000.0 * time_onnx(model, inputs, repeats=repeats) / b
+    return {
+        "parameters": onnx_parameter_count(model_dir),
+        "size_bytes": onnx_size_bytes(model_dir),
+        "seq_len": seq_len,
+        "threads": model.threads,
+        "latency_ms": latency,
+        "runtime": model.runtime,
+        "quantization": model.quantization,
     }

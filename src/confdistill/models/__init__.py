@@ -1,6 +1,6 @@
 """confdistill.models: resolving model sources (directories, packages, the local Hub cache),
 loading/saving teacher and student directories (Hugging Face and TinyBERT formats, TinyBERT's
-head), building students, capturing pre-softmax attention scores.
+head), building students, capturing pre-softmax attention scores, exporting to ONNX.
 
 Names are imported on first use (torch and transformers are heavy; the CLI imports this lazily).
 """
@@ -26,6 +26,9 @@ _LAZY = {
     "evenly_spaced_layers": "student",
     "make_student": "student",
     "capture_attention_scores": "attention_scores",
+    "export_onnx": "onnx_export",
+    "is_onnx_dir": "onnx_dir",
+    "read_onnx_manifest": "onnx_dir",
 }
 
 __all__ = list(_LAZY)

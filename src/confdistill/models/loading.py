@@ -46,6 +46,7 @@ from confdistill.models.files import (
     seeded,
     weights_file,
 )
+from confdistill.models.onnx_dir import refuse_onnx_dir
 from confdistill.models.tinybert import (
     TinyBertForSequenceClassification,
     has_tinybert_head,
@@ -131,8 +132,11 @@ def load_classifier(
     ``seed`` (default width 2). ``attn_implementation``: ``"sdpa"`` (fast), ``"eager"``, or a name
     registered with transformers (e.g. the score-capturing one). The model is in eval mode.
     A Hub id is not accepted here: resolve it first (:func:`confdistill.models.hub.resolve_model_dir`).
+    An ONNX export (``confdistill export``) is refused with one line: it has no PyTorch weights to
+    train (``predict`` runs it through :mod:`confdistill.prediction.onnx_runtime` instead).
     """
     path = check_dir(path)
+    refuse_onnx_dir(path)
     config_dict, config_file = read_config_dict(path)
     weights = weights_file(path)
     keys = checkpoint_keys(weights)

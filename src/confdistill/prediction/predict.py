@@ -15,6 +15,10 @@ The file and its sidecar are one unit (:mod:`confdistill.commit`): after a kill 
 are both the old ones or both the new ones (an interrupted commit is finished by the next
 ``predict`` or reader), and the sidecar records the file's SHA-256 (``file_sha256``). An existing
 ``out`` (or sidecar) is refused unless ``overwrite``.
+
+An ONNX directory (``confdistill export``) runs with ONNX Runtime through the same batches
+(:mod:`confdistill.prediction.onnx_runtime`); the sidecar's ``runtime`` says which runtime made the
+file (``"torch"`` or ``"onnxruntime"``, then with ``quantization``: null or ``"int8"``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from confdistill.errors import InputError
 __all__ = ["predict_encoded", "predict_logits", "predict_split", "softmax64"]
 
 _OUT_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def softmax64(logits: np.ndarray) -> np.ndarray:
@@ -86,20 +91,29 @@ def predict_encoded(
     always float32 (autocast off: β and σ are measured in full precision also when training runs
     in bf16/fp16). With an ``accelerator`` of several processes the batches are dealt round-robin
     and gathered, so every process returns all rows. The model's training mode is restored.
+    ``model`` may also be an ONNX Runtime session
+    (:class:`~confdistill.prediction.onnx_runtime.OnnxClassifier`, CPU only): same batches, only
+    the forward pass differs.
     """
     import torch
     from tqdm.auto import tqdm
 
     from confdistill.data.batching import make_loader
 
-    if accelerator is not None:
+    onnx = getattr(model, "runtime", None) == "onnxruntime"
+    if onnx:
+        if accelerator is not None and accelerator.num_processes > 1:
+            raise InputError("an ONNX model runs in one process (ONNX Runtime on the CPU), not under accelerate")
+        device, rank, world = torch.device("cpu"), 0, 1
+    elif accelerator is not None:
         device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     else:
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         rank, world = 0, 1
         model.to(device)
-    was_training = model.training
-    model.eval()
+    was_training = False if onnx else model.training
+    if not onnx:
+        model.eval()
     loader = make_loader(encoded, batch_size, shuffle=False, group_by_length=True)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     bar = tqdm(total=len(encoded), unit="ex", desc=desc, disable=not progress or quiet(), file=sys.stderr,
@@ -109,14 +123,18 @@ def predict_encoded(
             if i % world != rank:
                 continue
             batch = loader.collate_fn(rows)
-            inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
-            logits = model(**inputs).logits.float().cpu()
-            parts.append((batch["index"].numpy(), logits.numpy()))
+            if onnx:
+                logits = model.logits({k: batch[k].numpy() for k in _INPUTS})
+            else:
+                inputs = {k: batch[k].to(device) for k in _INPUTS}
+                logits = model(**inputs).logits.float().cpu().numpy()
+            parts.append((batch["index"].numpy(), logits))
             bar.update(len(rows))
     if world > 1:
         from accelerate.utils import gather_object
         parts = gather_object(parts)
-    model.train(was_training)
+    if not onnx:
+        model.train(was_training)
     k = parts[0][1].shape[1] if parts else int(getattr(model.config, "num_labels", 1))
     out = np.zeros((len(encoded), k), dtype=np.float32)
     for index, logits in parts:
@@ -150,6 +168,7 @@ def predict_split(
     from confdistill.data.glue import compute_metrics
     from confdistill.io import sha256_file
     from confdistill.models.loading import load_classifier
+    from confdistill.models.onnx_dir import is_onnx_dir
     from confdistill.prediction.softmax_file import sidecar_path, write_softmax
 
     out = Path(out)
@@ -165,10 +184,16 @@ def predict_split(
 
     if not Path(model_dir).is_dir() and "/" in str(model_dir) and looks_like_hub_id(str(model_dir)):
         model_dir = resolve_model_dir(str(model_dir), what="--model")  # a Hub id in the local cache
-    model, tokenizer = load_classifier(model_dir, num_labels=spec.num_labels)
-    if model.confdistill_load_report.fresh_head:
-        raise InputError("the model has no trained classifier head (a bare encoder?): fine-tune or "
-                         "distill it first", path=model_dir)
+    runtime: dict[str, Any] = {"runtime": "torch"}
+    if is_onnx_dir(model_dir):
+        model, tokenizer = _load_onnx(model_dir, spec.num_labels, device)
+        runtime = {"runtime": model.runtime, "quantization": model.quantization,
+                   "onnx_source_model": model.manifest.get("source_model")}
+    else:
+        model, tokenizer = load_classifier(model_dir, num_labels=spec.num_labels)
+        if model.confdistill_load_report.fresh_head:
+            raise InputError("the model has no trained classifier head (a bare encoder?): fine-tune or "
+                             "distill it first", path=model_dir)
     logits = predict_logits(model, tokenizer, data.examples, batch_size=batch_size, max_length=max_length,
                             device=device, progress=progress, desc=f"predict {spec.name}/{split}")
     labels = np.asarray([e.label for e in data.examples])
@@ -182,6 +207,7 @@ def predict_split(
         "label_names": list(spec.label_names),
         "max_length": max_length,
         "pair_truncation": "tinybert",
+        **runtime,
         "confdistill_version": __version__,
     }
     if columns is not None:
@@ -207,6 +233,20 @@ def predict_split(
     _check_targets(out, sidecar_path(out), overwrite)
     write_softmax(out, probs, labels.astype(np.int64), meta=meta)
     return out
+
+
+def _load_onnx(model_dir: str | Path, num_labels: int, device: Any) -> tuple[Any, Any]:
+    """An ONNX directory's session and tokenizer, checked against the task like a PyTorch model."""
+    from confdistill.prediction.onnx_runtime import load_onnx_classifier
+
+    if device is not None and str(device) != "cpu":
+        raise InputError(f"ONNX models run on the CPU (ONNX Runtime's CPUExecutionProvider), not {device}: "
+                         "drop --device", path=model_dir)
+    model, tokenizer = load_onnx_classifier(model_dir)
+    if model.config.num_labels != num_labels:
+        raise InputError(f"the model's classifier has {model.config.num_labels} output(s) but the task needs "
+                         f"{num_labels}; use a model trained for this task", path=model_dir)
+    return model, tokenizer
 
 
 def _check_targets(out: Path, sidecar: Path, overwrite: bool) -> None:

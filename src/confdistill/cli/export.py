@@ -1,0 +1,46 @@
+"""``confdistill export``: a classifier directory as an ONNX model (optionally int8) for ONNX Runtime."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a classifier to ONNX (optionally int8-quantized) for ONNX Runtime",
+        description="Export a classifier directory (Hugging Face or TinyBERT format; a TinyBERT head keeps "
+        "its ReLU) to DIR/model.onnx with dynamic batch and sequence axes (inputs input_ids, "
+        "attention_mask, token_type_ids; output logits), beside its tokenizer files, config.json (class "
+        "names as id2label) and the manifest onnx.json. --quantize int8 applies ONNX Runtime's dynamic "
+        "int8 quantization and keeps only the int8 model.onnx. 'confdistill predict --model DIR' runs the "
+        "result. Written atomically; an existing non-empty --out is refused without --overwrite.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory (HF or TinyBERT format)")
+    p.add_argument("--format", default="onnx", metavar="FORMAT", help="export format: onnx (default: onnx)")
+    p.add_argument("--quantize", default=None, metavar="int8",
+                   help="int8: ONNX Runtime dynamic quantization (int8 weights); default: none (fp32)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory (an existing non-empty one is refused without --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out as a whole, once the export is complete (default: off)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from confdistill.models.hub import looks_like_hub_id, resolve_model_dir
+    from confdistill.models.onnx_dir import onnx_size_bytes
+    from confdistill.models.onnx_export import check_format, check_quantize, export_onnx
+
+    check_format(args.format)
+    check_quantize(args.quantize)
+    model = args.model
+    if not Path(model).is_dir() and "/" in str(model) and looks_like_hub_id(str(model)):
+        model = resolve_model_dir(str(model), what="--model")  # a Hub id in the local cache
+    out = export_onnx(model, args.out, quantize=args.quantize, overwrite=args.overwrite)
+    kind = args.quantize or "fp32"
+    print(f"wrote {out}/model.onnx ({kind}, {onnx_size_bytes(out) / 1e6:.1f} MB)", file=sys.stderr)
+    return 0
