@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confdistill.experiments.config import ExperimentConfig
+from confdistill.experiments.config import ExperimentConfig, analysed_students
 from confdistill.experiments.paths import TaskPaths, prediction_files
 from confdistill.reports.report import SCHEMA, provenance, student_row
 
@@ -33,17 +33,20 @@ def collect_results(cfg: ExperimentConfig, *, command: str | Sequence[str] | Non
         training[task.key] = {}
         if task.teacher.encoder is not None:
             training[task.key]["teacher"] = {"finetune": _rel(paths.teacher / "metrics.jsonl", out)}
-        for s in task.students:
+        for s in analysed_students(task):
             analysis = json.loads((paths.student(s.name) / "analysis.json").read_text())
             files = {f"{m}_{role}": _rel(prediction_files(out, task.key, name, role)[0], out)
                      for m, name in (("teacher", "teacher"), ("student", s.name)) for role in ("train", "dev")}
-            rows.append(student_row(task.key, task.task, s.name, analysis["train"], analysis["dev"], files))
-            training[task.key][s.name] = {
-                st: _rel(paths.student(s.name) / st / "metrics.jsonl", out) for st in s.stages
-            }
+            row = student_row(task.key, task.task, s.name, analysis["train"], analysis["dev"], files)
+            rows.append({**row, "compressed_from": s.compressed_from, "compression": s.form})
+            if s.compressed_from is None:
+                stages = (*(("general",) if s.general is not None else ()), *s.stages)
+                training[task.key][s.name] = {
+                    st: _rel(paths.student(s.name) / st / "metrics.jsonl", out) for st in stages
+                }
         fp_dir = paths.root / "footprint"
         if fp_dir.is_dir():
-            models = ["teacher", *[s.name for s in task.students]]
+            models = ["teacher", *[s.name for s in analysed_students(task)]]
             fps = {m: json.loads((fp_dir / f"{m}.json").read_text()) for m in models if (fp_dir / f"{m}.json").is_file()}
             teacher = fps.get("teacher")
             for fp in fps.values():

@@ -213,16 +213,26 @@ def footprint_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]
     for fps in results["footprint"].values():
         for fp in fps.values():
             batch_sizes += [b for b in fp["latency_ms"] if b not in batch_sizes]
-    header = ["task", "model", "parameters", "size on disk (MB)",
-              *[f"ms/example @ batch {b}" for b in batch_sizes], *[f"speed-up @ {b}" for b in batch_sizes]]
+    header = ["task", "model", "runtime", "parameters", "size on disk (MB)",
+              *[f"ms/example @ batch {b}" for b in batch_sizes], *[f"speed-up @ {b}" for b in batch_sizes],
+              "accuracy (dev)", "σ (train)", "φ_cnf (95%)"]
+    by_model = {(r["task"], r["student"]): r for r in results["rows"]}
     cells = []
     for task, fps in results["footprint"].items():
+        teacher_acc = next((r.get("teacher_accuracy_dev") for r in results["rows"] if r["task"] == task), None)
         for model, fp in fps.items():
             ratio = fp.get("parameter_ratio")
             params = f"{fp['parameters'] / 1e6:.2f} M" + ("" if model == "teacher" or not ratio else f" (÷{ratio:.1f})")
-            cells.append([task, model, params, f"{fp['size_bytes'] / 1e6:.1f}",
+            runtime = "ONNX Runtime" + (" int8" if fp.get("quantization") == "int8" else "") \
+                if fp.get("runtime") == "onnxruntime" else "PyTorch"
+            row = by_model.get((task, model), {})
+            acc = teacher_acc if model == "teacher" else row.get("student_accuracy_dev")
+            cells.append([task, model, runtime, params, f"{fp['size_bytes'] / 1e6:.1f}",
                           *[fmt(fp["latency_ms"].get(b), 2) for b in batch_sizes],
-                          *[(f"{fp['speedup'][b]:.2f}×" if b in fp.get("speedup", {}) else "–") for b in batch_sizes]])
+                          *[(f"{fp['speedup'][b]:.2f}×" if b in fp.get("speedup", {}) else "–") for b in batch_sizes],
+                          "–" if acc is None else f"{100 * acc:.1f}%",
+                          "–" if model == "teacher" else fmt(row.get("sigma_train"), 4),
+                          "–" if model == "teacher" else str(row.get("verdict_95") or "–")])
     return header, cells
 
 

@@ -34,7 +34,13 @@ from confdistill.reports import _figure
 from confdistill.reports._figure import pyplot
 
 # Re-exported: callers import every plot from this module.
-from confdistill.reports.run_plots import plot_loss_curves, plot_sigma_summary, plot_stage_losses, read_losses
+from confdistill.reports.run_plots import (
+    plot_loss_curves,
+    plot_sigma_summary,
+    plot_stage_losses,
+    plot_tradeoff,
+    read_losses,
+)
 
 #: x-axis of a confidence plot, by ``delta_kind`` (the confidence Δconf is taken of).
 CONFIDENCE_AXIS = {"p0": "p(class 0)", "label": "p(gold label)", "pred": "p(predicted class)"}
@@ -352,6 +358,7 @@ __all__ = [
     "plot_reliability_bins",
     "plot_sigma_summary",
     "plot_stage_losses",
+    "plot_tradeoff",
     "read_losses",
     "reliability_curve",
     "smooth_density",

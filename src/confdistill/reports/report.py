@@ -184,6 +184,16 @@ def make_figures(results: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                                         title="σ of Δconf per task and student (black: tolerance κ)")
         add(path, "σ(train), σ(dev) with 95% bootstrap intervals, and the tolerance κ", "summary")
 
+    for task, fps in results.get("footprint", {}).items():
+        points = tradeoff_points(results, task, fps)
+        if len(points) > 1:
+            batch = points[0]["batch"]
+            kappa = next((r["kappa"] for r in results["rows"] if r["task"] == task), None)
+            path = plots.plot_tradeoff(points, fig_dir / f"{task}_tradeoff.png", kappa=kappa, batch=batch,
+                                       title=f"{task}: speed-up against σ (which model to ship)")
+            add(path, f"Speed-up against σ(train), {task}: below the dashed line and to the right is better",
+                "summary")
+
     for row in results["rows"]:
         key = f"{row['task']}/{row['student']}"
         stem = f"{row['task']}_{row['student']}"
@@ -226,6 +236,23 @@ def make_figures(results: dict[str, Any], out: Path) -> list[dict[str, Any]]:
                                            title=f"{task}: training loss per stage")
             add(path, f"Training loss, {task} (one panel per stage)", "training", wide=True)
     return figures
+
+
+def tradeoff_points(results: dict[str, Any], task: str, fps: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per model of ``task`` with a footprint: speed-up at the largest batch size, σ(train)."""
+    teacher = fps.get("teacher")
+    if teacher is None:
+        return []
+    batch = max(teacher["latency_ms"], key=lambda b: int(b))
+    points = [{"model": "teacher", "speedup": 1.0, "sigma": 0.0, "ci": None, "runtime": teacher.get("runtime"),
+               "batch": batch}]
+    for r in results["rows"]:
+        fp = fps.get(r["student"])
+        if r["task"] != task or fp is None or r.get("sigma_train") is None or batch not in fp.get("speedup", {}):
+            continue
+        points.append({"model": r["student"], "speedup": fp["speedup"][batch], "sigma": r["sigma_train"],
+                       "ci": r.get("sigma_ci95_train"), "runtime": fp.get("runtime"), "batch": batch})
+    return points
 
 
 # ----------------------------------------------------------------------------- writing

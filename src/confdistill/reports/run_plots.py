@@ -22,7 +22,7 @@ from confdistill.reports import _figure
 from confdistill.reports._figure import pyplot
 
 #: Pipeline order of the loss panels.
-STAGE_ORDER = ("finetune", "stage1", "stage2")
+STAGE_ORDER = ("finetune", "general", "stage1", "stage2")
 
 
 
@@ -115,6 +115,35 @@ def plot_loss_curves(metrics_jsonl: str | Path, path: str | Path, *, metric: str
         ax2.set_xlabel("step")
         ax2.set_ylabel(metric)
         ax2.set_title(f"evaluation {metric}")
+    fig.tight_layout()
+    return _figure.save(fig, path)
+
+
+def plot_tradeoff(points: Sequence[Mapping[str, Any]], path: str | Path, *, kappa: float | None,
+                  title: str, batch: str) -> Path:
+    """Which model to ship: speed-up over the teacher (x, at one batch size) against σ(train) (y).
+
+    points: ``{"model", "speedup", "sigma", "ci" ([lo, hi] or None), "runtime"}``, the teacher at
+    (1, 0); κ, the user's tolerance, as a horizontal line: a model below it and far right is the one.
+    """
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for p in points:
+        marker = "s" if p.get("runtime") == "onnxruntime" else "o"
+        ci = p.get("ci")
+        yerr = None if not ci else [[max(0.0, p["sigma"] - ci[0])], [max(0.0, ci[1] - p["sigma"])]]
+        ax.errorbar([p["speedup"]], [p["sigma"]], yerr=yerr, fmt=marker, ms=7, capsize=3)
+        ax.annotate(str(p["model"]), (p["speedup"], p["sigma"]), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)
+    if kappa is not None:
+        ax.axhline(kappa, color="black", lw=1, ls="--")
+        ax.annotate(f"tolerance κ = {kappa:g}", (ax.get_xlim()[0], kappa), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"speed-up over the teacher (CPU, batch {batch}; squares: ONNX Runtime)")
+    ax.set_ylabel("σ(train) of Δconf (95% interval)")
+    ax.set_ylim(bottom=0.0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _figure.save(fig, path)
 
