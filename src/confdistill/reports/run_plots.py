@@ -142,6 +142,9 @@ def plot_tradeoff(points: Sequence[Mapping[str, Any]], path: str | Path, *, kapp
     ax.set_xlabel(f"speed-up over the teacher (CPU, batch {batch}; squares: ONNX Runtime)")
     ax.set_ylabel("σ(train) of Δconf (95% interval)")
     ax.set_ylim(bottom=0.0)
+    speedups = [p["speedup"] for p in points if p["speedup"] > 0]
+    if speedups and max(speedups) / min(speedups) > 8:
+        ax.set_xscale("log")  # tiny models and int8 forms can be orders of magnitude apart
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
