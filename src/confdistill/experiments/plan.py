@@ -104,15 +104,15 @@ def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str])
         deps: list[str] = []
         sources: list[Path] = []
         if s.general is not None:
-            # TinyBERT general distillation of a fresh student on unlabeled text, from the task
-            # teacher's pretrained encoder (or its directory, or the model the table names).
+            # TinyBERT general distillation of a fresh student on unlabeled text, from the task's
+            # teacher (or the model the table names). Not from the pretrained encoder by default:
+            # MiniLM-L6's pretrained [CLS] is almost constant (the sentence-transformers model was
+            # trained with mean pooling), and a student distilled from it inherits a [CLS] that
+            # stage 2 cannot classify from (docs/method.md, "General distillation").
             g_teacher, g_deps, g_sources = teacher_dir, teacher_deps, teacher_sources
             if s.general.get("teacher") is not None:
                 g_teacher = resolve_model_source(s.general["teacher"], what=f"{cfg.source}: {s.key}.general.teacher")
                 g_deps, g_sources = [], [g_teacher]
-            elif task.teacher.encoder is not None:
-                g_teacher = encoder
-                g_deps, g_sources = [], [encoder]
             general_dir = sp / "general"
             steps.append(Step(
                 name=f"{k}/{s.name}/general", kind="general", deps=list(g_deps),
