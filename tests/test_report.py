@@ -80,7 +80,7 @@ def test_footprint_ratios(report: dict[str, Any]) -> None:
     assert fp["close"]["speedup"] == {"1": pytest.approx(2.0), "32": pytest.approx(2.0)}
     assert fp["far"]["speedup"]["1"] == pytest.approx(4.0)
     assert fp["far"]["parameter_ratio"] == pytest.approx(22.7 / 5.0)
-    assert "| SST-2 | far | 5.00 M (÷4.5) | 20.0 | 3.00 | 0.75 | 4.00× | 4.00× |" in report["md"]
+    assert "| SST-2 | far | PyTorch | 5.00 M (÷4.5) | 20.0 | 3.00 | 0.75 | 4.00× | 4.00× |" in report["md"]
 
 
 def test_combined_verdict() -> None:
@@ -192,7 +192,7 @@ def test_plots_written_and_embedded(report: dict[str, Any]) -> None:
     out = report["out"]
     pngs = sorted((out / "figures").glob("*.png"))
     # per student: confidence × 2, Δconf × 2, reliability, flips; + σ summary + training loss
-    assert len(pngs) == 2 * 6 + 2
+    assert len(pngs) == 2 * 6 + 3  # per student 6; σ summary, speed-up against σ, training loss
     html = report["html"]
     images = re.findall(r'<img [^>]*src="([^"]+)"', html)
     assert len(images) == len(pngs)

@@ -58,7 +58,6 @@ __all__ = [
     "StudentSpec",
     "TaskConfig",
     "TeacherSpec",
-    "analysed_students",
     "experiment_from_dict",
     "load_experiment",
     "resolve_model_source",
@@ -132,17 +131,6 @@ class TaskConfig:
     @property
     def is_custom(self) -> bool:
         return self.columns is not None
-
-
-def analysed_students(task: TaskConfig) -> list[StudentSpec]:
-    """Every model a task analyses against its teacher: its students, then the compressed forms of
-    the teacher and of each student (``compress``), named ``<model>-<form>`` (no stages, no β)."""
-    forms = [StudentSpec(key=f"{task.teacher.key}.compress", name=f"teacher-{form}", stages=(),
-                         compressed_from="teacher", form=form) for form in task.teacher.compress]
-    for s in task.students:
-        forms += [StudentSpec(key=f"{s.key}.compress", name=f"{s.name}-{form}", stages=(), compressed_from=s.name,
-                              form=form) for form in s.compress]
-    return [*task.students, *forms]
 
 
 @dataclass

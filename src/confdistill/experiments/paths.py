@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from confdistill.experiments.config import StudentSpec, TaskConfig
+
 #: Sub-paths of a training output directory that downstream steps read.
 TRAIN_OUTPUTS = ("final", "run.json", "metrics.jsonl")
 
@@ -37,3 +39,14 @@ def prediction_files(out: Path, task_key: str, model: str, split: str) -> list[P
     """The prediction CSV and its sidecar, as written by predict_split."""
     csv = TaskPaths(out / task_key).predictions(model, split)
     return [csv, csv.with_name(csv.name + ".meta.json")]
+
+
+def analysed_students(task: TaskConfig) -> list[StudentSpec]:
+    """Every model a task analyses against its teacher: its students, then the compressed forms of
+    the teacher and of each student (``compress``), named ``<model>-<form>`` (no stages, no β)."""
+    forms = [StudentSpec(key=f"{task.teacher.key}.compress", name=f"teacher-{form}", stages=(),
+                         compressed_from="teacher", form=form) for form in task.teacher.compress]
+    for s in task.students:
+        forms += [StudentSpec(key=f"{s.key}.compress", name=f"{s.name}-{form}", stages=(), compressed_from=s.name,
+                              form=form) for form in s.compress]
+    return [*task.students, *forms]

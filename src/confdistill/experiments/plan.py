@@ -15,10 +15,15 @@ from confdistill.experiments import actions, custom_data
 from confdistill.experiments.config import (
     ExperimentConfig,
     TaskConfig,
-    analysed_students,
     resolve_model_source,
 )
-from confdistill.experiments.paths import STAGE_NAMES, TRAIN_OUTPUTS, TaskPaths, prediction_files
+from confdistill.experiments.paths import (
+    STAGE_NAMES,
+    TRAIN_OUTPUTS,
+    TaskPaths,
+    analysed_students,
+    prediction_files,
+)
 from confdistill.experiments.steps import Step
 
 

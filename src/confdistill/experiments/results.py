@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confdistill.experiments.config import ExperimentConfig, analysed_students
-from confdistill.experiments.paths import TaskPaths, prediction_files
+from confdistill.experiments.config import ExperimentConfig
+from confdistill.experiments.paths import TaskPaths, analysed_students, prediction_files
 from confdistill.reports.report import SCHEMA, provenance, student_row
 
 
