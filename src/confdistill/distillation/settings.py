@@ -181,7 +181,7 @@ def describe_errors(exc: ValidationError, *, prefix: str = "", flags: bool = Fal
     parts = []
     for err in exc.errors():
         loc = _location(err["loc"], prefix, flags)
-        parts.append(f"{loc}: {_message(err)}")
+        parts.append(f"{loc}: {error_message(err)}")
     return parts
 
 
@@ -203,7 +203,8 @@ def _is_type_tag(part: str) -> bool:
     return part in ("int", "float", "none", "bool", "str", "constrained-int", "constrained-float")
 
 
-def _message(err: dict[str, Any]) -> str:
+def error_message(err: dict[str, Any]) -> str:
+    """One pydantic error as the project words it ("must be in [0, 1)", "expected an integer, got 'x'")."""
     kind = err.get("type", "")
     value = err.get("input")
     if kind == "extra_forbidden":
@@ -211,7 +212,7 @@ def _message(err: dict[str, Any]) -> str:
     if kind == "missing":
         return "missing"
     if kind == "value_error":
-        return str(err.get("ctx", {}).get("error", err["msg"])).removeprefix("Value error, ")
+        return str((err.get("ctx") or {}).get("error", err["msg"])).removeprefix("Value error, ")
     if kind in ("int_type", "int_from_float", "int_parsing"):
         return f"expected an integer, got {value!r}"
     if kind in ("float_type", "float_parsing"):
@@ -219,5 +220,5 @@ def _message(err: dict[str, Any]) -> str:
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false, got {value!r}"
     if kind == "literal_error":
-        return f"expected one of {err.get('ctx', {}).get('expected')}, got {value!r}"
+        return f"expected one of {(err.get('ctx') or {}).get('expected')}, got {value!r}"
     return str(err["msg"])

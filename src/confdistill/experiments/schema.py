@@ -35,7 +35,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from confdistill.distillation.settings import RunExtras, Settings, Stage1Loss, Stage2Loss, TrainConfig
+from confdistill.distillation.settings import (
+    RunExtras,
+    Settings,
+    Stage1Loss,
+    Stage2Loss,
+    TrainConfig,
+    error_message,
+)
 
 #: Fields of DistillConfig / FinetuneConfig that the runner sets itself (paths, stage, seed, the
 #: custom task's columns): a user setting them in a stage table would silently fight the runner.
@@ -385,23 +392,11 @@ _TAGS = frozenset({"int", "float", "none", "bool", "str", "constrained-int", "co
 
 
 def _message(err: Any) -> str:
-    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"])).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "missing"
+    """The settings model's wording (:func:`confdistill.distillation.settings.error_message`), plus
+    the two shapes only a TOML table has: lists and sub-tables."""
+    kind, value = err["type"], err.get("input")
     if kind in ("list_type", "tuple_type"):
         return f"expected a list, got {show(value)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a table, got {show(value)}"
-    if kind in ("int_type", "int_from_float", "int_parsing"):
-        return f"expected an integer, got {value!r}"
-    if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {value!r}"
-    if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {value!r}"
-    if kind == "literal_error":
-        return f"expected one of {ctx.get('expected')}, got {value!r}"
-    return str(err["msg"])
+    return error_message(err)
