@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +284,14 @@ def test_demo_experiment_is_an_ordinary_plan(tmp_path: Path, glue_dir: Path) -> 
     cfg = demo_experiment(tmp_path / "demo", quick=True)
     (task,) = cfg.tasks
     assert task.task == "SST-2" and task.teacher.encoder == "minilm"
-    assert [(s.name, s.layers) for s in task.students] == [("L3", 3), ("L2", 2)]
+    # two layer-mapped students and the narrow one, made by general distillation (no layer count)
+    assert [(s.name, s.layers) for s in task.students] == [("L3", 3), ("L2", 2), ("G4-H192", None)]
     assert (task.data_dir / "train.tsv").read_text().count("\n") == 401  # header + generated rows
-    assert len(build_plan(cfg)) == 20
+    kinds = Counter(step.kind for step in build_plan(cfg))
+    # teacher + 3 students + L3's int8 form = 5 analysed models, each predicted on train and dev
+    assert kinds["general"] == 1 and kinds["make_student"] == 2 and kinds["export"] == 1
+    assert kinds["stage1"] == kinds["stage2"] == 3
+    assert kinds["predict"] == 10 and kinds["footprint"] == 5 and kinds["analyze"] == 4
     real = demo_experiment(tmp_path / "glue", data_dir=glue_dir, task="RTE", max_train=100)
     assert real.tasks[0].task == "RTE" and real.tasks[0].max_train_examples == 100
     assert demo_experiment(tmp_path / "glue", data_dir=glue_dir, task="RTE", max_train=0).tasks[0].max_train_examples is None
