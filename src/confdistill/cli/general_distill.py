@@ -44,6 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     shape.add_argument("--embeddings", choices=["teacher", "fresh"], default="teacher",
                        help="start the embeddings from the teacher's (copied, or PCA-projected when narrower) or "
                        "fresh as TinyBERT (default: teacher)")
+    shape.add_argument("--encoder-init", choices=["fresh", "sliced"], default="fresh",
+                       help="encoder layers fresh as TinyBERT, or sliced from the mapped teacher layers to the "
+                       "narrow sizes (learns far more on a small corpus; default: fresh)")
     loss = p.add_argument_group("loss and stream")
     loss.add_argument("--layer-mapping", choices=LAYER_MAPPINGS, default=d.layer_mapping,
                       help=f"student→teacher layers (default: {d.layer_mapping}, TinyBERT's)")
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.distillation.general_config import GeneralConfig, StudentShape
 
     student = StudentShape(layers=args.layers, hidden=args.hidden, heads=args.heads, intermediate=args.intermediate,
-                           embeddings=args.embeddings)
+                           embeddings=args.embeddings, encoder_init=args.encoder_init)
     names = set(GeneralConfig.model_fields) - {"student"}
     settings = {k: v for k, v in vars(args).items() if k in names}
     result = general_distill(GeneralConfig.from_dict({**settings, "student": student}))

@@ -96,7 +96,8 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     from confdistill.data.corpus import TextCollator, scan_corpus
     from confdistill.distillation.mapping import check_compatible
     from confdistill.distillation.trainer import TrainingInterrupted
-    from confdistill.models.general_student import fresh_student
+    from confdistill.errors import InputError
+    from confdistill.models.general_student import fresh_student, slice_teacher_layers
     from confdistill.models.loading import load_classifier, save_classifier
 
     t_start = time.time()
@@ -109,6 +110,11 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
                                             intermediate=shape.intermediate, embeddings=shape.embeddings,
                                             seed=loop.seed)
     mapping = check_compatible(student.config, teacher.config, config.layer_mapping)
+    if shape.encoder_init == "sliced":
+        try:  # student attention layer m (1-based) is matched to teacher layer mapping[m]
+            student_record.update(slice_teacher_layers(student, teacher, [g - 1 for g in mapping[1:]]))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     checkpoints_dir = out / "checkpoints"
     if config.overwrite and launch_rank() == 0:
         clear_directory(out)  # only now that the inputs are known to be good

@@ -48,7 +48,9 @@ class StudentShape(_Checked):
 
     H must be a multiple of A (each head is H/A wide). The vocabulary, positions and token types
     are the teacher's. embeddings: "teacher" (copied, or PCA-projected when narrower; the default)
-    or "fresh" (TinyBERT's random start); see :mod:`confdistill.models.general_student`.
+    or "fresh" (TinyBERT's random start). encoder_init: "fresh" (TinyBERT's random encoder layers,
+    the default) or "sliced" (each layer starts from its mapped teacher layer cut to the narrow
+    sizes; needs embeddings "teacher"); see :mod:`confdistill.models.general_student`.
     """
 
     layers: AtLeastOne
@@ -56,12 +58,16 @@ class StudentShape(_Checked):
     heads: AtLeastOne
     intermediate: AtLeastOne
     embeddings: Literal["teacher", "fresh"] = "teacher"
+    encoder_init: Literal["fresh", "sliced"] = "fresh"
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> StudentShape:
         if self.hidden % self.heads:
             raise ValueError(f"--hidden {self.hidden} is not divisible by --heads {self.heads} "
                              "(each attention head is hidden/heads wide)")
+        if self.encoder_init == "sliced" and self.embeddings != "teacher":
+            raise ValueError("--encoder-init sliced needs --embeddings teacher (the layers are sliced through the "
+                             "embeddings' projection)")
         return self
 
 

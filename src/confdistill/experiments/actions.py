@@ -76,7 +76,7 @@ def general(cfg: ExperimentConfig, teacher: Path, general: dict[str, Any], out: 
     """General distillation of a fresh student (``general = {…}`` of a student table)."""
     from confdistill.distillation import GeneralConfig, StudentShape, general_distill
 
-    shape_keys = ("layers", "hidden", "heads", "intermediate", "embeddings")
+    shape_keys = ("layers", "hidden", "heads", "intermediate", "embeddings", "encoder_init")
     shape = StudentShape(**{k: general[k] for k in shape_keys if k in general})
     settings = {"seed": cfg.seed, "max_seq_length": cfg.max_length,
                 **{k: v for k, v in general.items() if k not in (*shape_keys, "teacher")}}

@@ -248,6 +248,7 @@ class GeneralTable(_StageTable, TrainConfig, Stage1Loss):
     heads: int = 0
     intermediate: int = 0
     embeddings: typing.Literal["teacher", "fresh"] = "teacher"
+    encoder_init: typing.Literal["fresh", "sliced"] = "fresh"
     #: the model distilled from (default: the task teacher's encoder, else its directory)
     teacher: str | None = None
     shuffle_buffer: int = 10_000
