@@ -89,3 +89,4 @@ def test_general_distill_cli_starts_from_the_sliced_teacher(tiny_bert: Callable[
                  "--out", str(out), "--device", "cpu", "--batch-size", "8", "--epochs", "1"]) == 0
     text = (out / "run.json").read_text()
     assert "sliced from teacher layers [2, 4]" in text, json.loads(text).keys()
+    assert "P (the embeddings' projection)" in text  # the shared fit_dense starts as the slice's map

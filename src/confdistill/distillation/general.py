@@ -97,7 +97,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     from confdistill.distillation.mapping import check_compatible
     from confdistill.distillation.trainer import TrainingInterrupted
     from confdistill.errors import InputError
-    from confdistill.models.general_student import fresh_student, slice_teacher_layers
+    from confdistill.models.general_student import fresh_student, residual_projection, slice_teacher_layers
     from confdistill.models.loading import load_classifier, save_classifier
 
     t_start = time.time()
@@ -147,6 +147,14 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     # ---- 4. Models -----------------------------------------------------------------------------
     student.to(device)
     fit_denses = shared_fit_dense(shape.hidden, int(teacher.config.hidden_size), shape.layers)
+    if fit_denses is not None and shape.encoder_init == "sliced":
+        # the sliced student's states are P-projections of the teacher's (h_t ≈ P·h_s): start the
+        # projection there, so the hidden-state term starts near its optimum instead of pulling the
+        # residual stream out of P's basis through a random map
+        with torch.no_grad():
+            fit_denses[0].weight.copy_(residual_projection(teacher, shape.hidden))
+            fit_denses[0].bias.zero_()
+        student_record["fit_dense_init"] = "P (the embeddings' projection), as the sliced layers"
     model: nn.Module = Stage1Student(student, fit_denses)
     for name, p in student.named_parameters():  # pooler and head: not reached by the loss (DDP needs grads)
         if not name.startswith(student.base_model_prefix + ".") or ".pooler." in name:

@@ -44,7 +44,8 @@ import torch
 
 from confdistill.models.files import seeded
 
-__all__ = ["EMBEDDING_INITS", "ENCODER_INITS", "fresh_student", "pca_projection", "slice_teacher_layers"]
+__all__ = ["EMBEDDING_INITS", "ENCODER_INITS", "fresh_student", "pca_projection", "residual_projection",
+           "slice_teacher_layers"]
 
 EMBEDDING_INITS = ("teacher", "fresh")
 EmbeddingInit = Literal["teacher", "fresh"]
