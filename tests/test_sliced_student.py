@@ -13,7 +13,12 @@ import torch
 from confdistill.distillation.general_config import StudentShape
 from confdistill.distillation.mapping import layer_mapping
 from confdistill.errors import InputError
-from confdistill.models.general_student import fresh_student, pca_projection, slice_teacher_layers
+from confdistill.models.general_student import (
+    fresh_student,
+    pca_projection,
+    residual_projection,
+    slice_teacher_layers,
+)
 from confdistill.models.loading import load_classifier
 
 
@@ -30,7 +35,7 @@ def test_equal_sizes_give_exactly_the_teachers_mapped_layers(tiny_bert: Callable
     teacher.eval()
     student, _ = fresh_student(teacher, layers=2, hidden=32, heads=2, intermediate=64)
     picks = [g - 1 for g in layer_mapping(2, 4)[1:]]
-    record = slice_teacher_layers(student, teacher, picks)
+    record = slice_teacher_layers(student, teacher, picks, residual_projection(teacher, 32))
     # independent: the teacher with only its mapped layers kept
     dropped = copy.deepcopy(teacher)
     dropped.base_model.encoder.layer = torch.nn.ModuleList([dropped.base_model.encoder.layer[j] for j in picks])
@@ -46,7 +51,7 @@ def test_equal_sizes_give_exactly_the_teachers_mapped_layers(tiny_bert: Callable
 def test_narrow_slice_follows_the_formulas(tiny_bert: Callable[..., Path]) -> None:
     teacher, _ = load_classifier(tiny_bert(layers=2, hidden=32, heads=2, intermediate=64))
     student, _ = fresh_student(teacher, layers=1, hidden=16, heads=2, intermediate=24)
-    slice_teacher_layers(student, teacher, [1])
+    slice_teacher_layers(student, teacher, [1], residual_projection(teacher, 16))
     proj = pca_projection(teacher.base_model.embeddings.word_embeddings.weight, 16)
     t_layer, s_layer = teacher.base_model.encoder.layer[1], student.base_model.encoder.layer[0]
     wq, wk = t_layer.attention.self.query.weight.detach(), t_layer.attention.self.key.weight.detach()
@@ -70,7 +75,7 @@ def test_slicing_refuses_what_it_cannot_cut(tiny_bert: Callable[..., Path]) -> N
     teacher, _ = load_classifier(tiny_bert(layers=2, hidden=32, heads=2, intermediate=64))
     student, _ = fresh_student(teacher, layers=1, hidden=16, heads=2, intermediate=128)
     with pytest.raises(ValueError, match="feed-forward size <= 64"):
-        slice_teacher_layers(student, teacher, [1])
+        slice_teacher_layers(student, teacher, [1], residual_projection(teacher, 16))
     with pytest.raises(InputError, match="--encoder-init sliced needs --embeddings teacher"):
         StudentShape(layers=1, hidden=16, heads=2, intermediate=24, embeddings="fresh", encoder_init="sliced")
 

@@ -18,7 +18,7 @@ _LOOP_OPTIONS = ("learning_rate", "num_train_epochs", "train_batch_size", "max_s
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from confdistill.distillation.general_config import GeneralConfig
+    from confdistill.distillation.general_config import EMBEDDING_INITS, ENCODER_INITS, GeneralConfig
     from confdistill.distillation.settings import LAYER_MAPPINGS
 
     d = GeneralConfig()
@@ -41,10 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        "teacher's)"), ("--heads", "attention heads A (the teacher's number: scores are matched head "
                        "by head; A must divide H)"), ("--intermediate", "feed-forward width I")):
         shape.add_argument(flag, type=int, required=True, metavar="N", help=text)
-    shape.add_argument("--embeddings", choices=["teacher", "fresh"], default="teacher",
+    shape.add_argument("--embeddings", choices=EMBEDDING_INITS, default="teacher",
                        help="start the embeddings from the teacher's (copied, or PCA-projected when narrower) or "
                        "fresh as TinyBERT (default: teacher)")
-    shape.add_argument("--encoder-init", choices=["fresh", "sliced"], default="fresh",
+    shape.add_argument("--encoder-init", choices=ENCODER_INITS, default="fresh",
                        help="encoder layers fresh as TinyBERT, or sliced from the mapped teacher layers to the "
                        "narrow sizes (learns far more on a small corpus; default: fresh)")
     loss = p.add_argument_group("loss and stream")

@@ -110,9 +110,11 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
                                             intermediate=shape.intermediate, embeddings=shape.embeddings,
                                             seed=loop.seed)
     mapping = check_compatible(student.config, teacher.config, config.layer_mapping)
-    if shape.encoder_init == "sliced":
+    # the sliced layers and their fit_dense share one projection (an SVD of the word embeddings)
+    projection = residual_projection(teacher, shape.hidden) if shape.encoder_init == "sliced" else None
+    if projection is not None:
         try:  # student attention layer m (1-based) is matched to teacher layer mapping[m]
-            student_record.update(slice_teacher_layers(student, teacher, [g - 1 for g in mapping[1:]]))
+            student_record.update(slice_teacher_layers(student, teacher, [g - 1 for g in mapping[1:]], projection))
         except ValueError as exc:
             raise InputError(str(exc)) from None
     checkpoints_dir = out / "checkpoints"
@@ -147,12 +149,12 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     # ---- 4. Models -----------------------------------------------------------------------------
     student.to(device)
     fit_denses = shared_fit_dense(shape.hidden, int(teacher.config.hidden_size), shape.layers)
-    if fit_denses is not None and shape.encoder_init == "sliced":
+    if fit_denses is not None and projection is not None:
         # the sliced student's states are P-projections of the teacher's (h_t ≈ P·h_s): start the
         # projection there, so the hidden-state term starts near its optimum instead of pulling the
         # residual stream out of P's basis through a random map
         with torch.no_grad():
-            fit_denses[0].weight.copy_(residual_projection(teacher, shape.hidden))
+            fit_denses[0].weight.copy_(projection)
             fit_denses[0].bias.zero_()
         student_record["fit_dense_init"] = "P (the embeddings' projection), as the sliced layers"
     model: nn.Module = Stage1Student(student, fit_denses)

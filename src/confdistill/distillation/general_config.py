@@ -11,7 +11,7 @@ them and ``--resume`` compares them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -43,6 +43,14 @@ class _Checked(Settings):
             raise InputError("; ".join(parts)) from None
 
 
+#: How a general student's embeddings and encoder layers start (models/general_student.py); the
+#: settings, the experiment schema and the command line's choices all take them from here.
+EmbeddingInit = Literal["teacher", "fresh"]
+EncoderInit = Literal["fresh", "sliced"]
+EMBEDDING_INITS: tuple[str, ...] = get_args(EmbeddingInit)
+ENCODER_INITS: tuple[str, ...] = get_args(EncoderInit)
+
+
 class StudentShape(_Checked):
     """The student's size: M layers of width H with A attention heads and FFN width I.
 
@@ -57,8 +65,8 @@ class StudentShape(_Checked):
     hidden: AtLeastOne
     heads: AtLeastOne
     intermediate: AtLeastOne
-    embeddings: Literal["teacher", "fresh"] = "teacher"
-    encoder_init: Literal["fresh", "sliced"] = "fresh"
+    embeddings: EmbeddingInit = "teacher"
+    encoder_init: EncoderInit = "fresh"
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> StudentShape:

@@ -35,6 +35,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from confdistill.distillation.general_config import EmbeddingInit, EncoderInit
 from confdistill.distillation.settings import (
     RunExtras,
     Settings,
@@ -247,8 +248,8 @@ class GeneralTable(_StageTable, TrainConfig, Stage1Loss):
     hidden: int = 0
     heads: int = 0
     intermediate: int = 0
-    embeddings: typing.Literal["teacher", "fresh"] = "teacher"
-    encoder_init: typing.Literal["fresh", "sliced"] = "fresh"
+    embeddings: EmbeddingInit = "teacher"
+    encoder_init: EncoderInit = "fresh"
     #: the model distilled from (default: the task teacher's encoder, else its directory)
     teacher: str | None = None
     shuffle_buffer: int = 10_000

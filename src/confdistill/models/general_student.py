@@ -38,18 +38,14 @@ width, hence hand-written.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from confdistill.models.files import seeded
 
-__all__ = ["EMBEDDING_INITS", "ENCODER_INITS", "fresh_student", "pca_projection", "residual_projection",
-           "slice_teacher_layers"]
+__all__ = ["fresh_student", "pca_projection", "residual_projection", "slice_teacher_layers"]
 
-EMBEDDING_INITS = ("teacher", "fresh")
-EmbeddingInit = Literal["teacher", "fresh"]
-ENCODER_INITS = ("fresh", "sliced")
 
 
 def pca_projection(table: torch.Tensor, width: int) -> torch.Tensor:
@@ -67,7 +63,7 @@ def pca_projection(table: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, intermediate: int,
-                  embeddings: EmbeddingInit = "teacher", seed: int = 0) -> tuple[Any, dict[str, Any]]:
+                  embeddings: str = "teacher", seed: int = 0) -> tuple[Any, dict[str, Any]]:
     """A new model of ``type(teacher)`` with the given sizes (see the module docstring).
 
     Returns (model, record): the record says what was copied or projected, for run.json.
@@ -119,11 +115,12 @@ def residual_projection(teacher: Any, width: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def slice_teacher_layers(student: Any, teacher: Any, teacher_layers: list[int]) -> dict[str, Any]:
+def slice_teacher_layers(student: Any, teacher: Any, teacher_layers: list[int], proj: torch.Tensor) -> dict[str, Any]:
     """Overwrite ``student``'s encoder layers (and pooler, classifier) with the teacher's, sliced.
 
     teacher_layers: for each student layer m (0-based), the 0-based teacher layer it starts from
-    (the stage-1 mapping). The student has the teacher's number of heads, a width and FFN size at
+    (the stage-1 mapping). proj: :func:`residual_projection` of the teacher to the student's width
+    (the caller keeps it, e.g. to start the fit_dense from it). The student has the teacher's number of heads, a width and FFN size at
     most the teacher's (checked here). See the module docstring for what is kept. Returns a record
     for run.json.
     """
@@ -133,7 +130,6 @@ def slice_teacher_layers(student: Any, teacher: Any, teacher_layers: list[int]) 
         raise ValueError(f"a sliced student needs the teacher's {t_cfg.num_attention_heads} heads, a width <= "
                          f"{t_cfg.hidden_size} and a feed-forward size <= {t_cfg.intermediate_size}; got "
                          f"{heads} heads, width {width}, feed-forward {inter}")
-    proj = residual_projection(teacher, width)
     head_t, head_s = t_cfg.hidden_size // heads, width // heads
 
     def linear(dst: Any, src: Any, rows: torch.Tensor | None, cols: torch.Tensor | None, *,
