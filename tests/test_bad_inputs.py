@@ -17,6 +17,7 @@ import pytest
 
 from confdistill.cli.main import main
 from distill_helpers import write_sst2
+from input_helpers import ONE_EPOCH, occupied_places, other_vocab_copy, tiny_experiment
 
 
 @pytest.fixture(scope="module")
@@ -24,40 +25,16 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Callable[..., Path]
     root = tmp_path_factory.mktemp("bad_inputs")
     data = write_sst2(root, 24, 12, real=False)
     t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
-    other = root / "other_vocab"
-    shutil.copytree(t, other)
-    vocab = (other / "vocab.txt").read_text().splitlines()
-    vocab[1000], vocab[1001] = vocab[1001], vocab[1000]
-    (other / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (other / name).unlink(missing_ok=True)
+    other = other_vocab_copy(t, root / "other_vocab")
     bad_data = root / "bad_glue"
     shutil.copytree(data, bad_data)
     dev = bad_data / "SST-2" / "dev.tsv"
     dev.write_text(dev.read_text() + "odd row\t7\n")
 
-    def toml(name: str, *, stage2: str = "num_train_epochs = 1.0, train_batch_size = 8", extra: str = "",
-             teacher: Path = t, kappa: str = "kappa = 0.05") -> Path:
-        path = root / f"{name}.toml"
-        path.write_text(f"""
-[experiment]
-name = "tiny"
-output_dir = "{root / ('exp-' + name)}"
-seed = 3
-max_length = 32
-{kappa}
-{extra}
-[footprint]
-enabled = false
-[tasks.SST-2]
-data_dir = "{data}"
-teacher = {{ dir = "{teacher}" }}
-[[tasks.SST-2.students]]
-name = "L1"
-layers = 1
-stage2 = {{ {stage2} }}
-""")
-        return path
+    def toml(name: str, *, stage2: str = ONE_EPOCH, extra: str = "", teacher: Path = t,
+             kappa: str = "kappa = 0.05") -> Path:
+        return tiny_experiment(root / f"{name}.toml", out=root / ("exp-" + name), data=data, teacher=teacher,
+                               stage1=None, stage2=stage2, kappa=kappa, extra=extra)
 
     tomls = {
         "good": toml("good"),
@@ -79,13 +56,10 @@ stage2 = {{ {stage2} }}
 @pytest.fixture
 def case_env(env: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     """Per case: a fresh non-empty folder, file, existing prediction file and folder named like a file."""
-    full = tmp_path / "full"
-    full.mkdir()
-    (full / "notes.txt").write_text("mine")
-    (tmp_path / "afile.txt").write_text("mine")
+    places = occupied_places(tmp_path)
     (tmp_path / "existing.csv").write_text("pred,p0,p1,label\n0,0.9,0.1,0\n")
     (tmp_path / "folder.csv").mkdir()
-    return {**env, "full": full, "file": tmp_path / "afile.txt", "here": tmp_path, "outs": tmp_path / "outs"}
+    return {**env, **places, "here": tmp_path, "outs": tmp_path / "outs"}
 
 
 def _out(e: dict[str, Any], name: str) -> Path:

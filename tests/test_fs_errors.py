@@ -20,6 +20,7 @@ from confdistill.cli.main import main
 from confdistill.folders import describe_os_error
 from confdistill.io import os_error_in, save_tensors
 from distill_helpers import one_thread, write_sst2
+from input_helpers import ONE_EPOCH, other_vocab_copy, tiny_experiment
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -150,42 +151,18 @@ def test_save_tensors_on_a_full_disk(tmpfs: Callable[..., Path]) -> None:
 # ---- tune validates every setting before the first trial ------------------------------------------
 
 
-def _tune_experiment(tmp_path: Path, teacher: Path, data: Path, *, stage2: str = "num_train_epochs = 1.0, "
-                     "train_batch_size = 8", student: str = "") -> Path:
-    toml = tmp_path / f"exp-{uuid.uuid4().hex[:6]}.toml"
-    toml.write_text(f"""
-[experiment]
-name = "tiny"
-output_dir = "{tmp_path / 'exp'}"
-seed = 3
-kappa = 0.05
-max_length = 32
-[footprint]
-enabled = false
-[tasks.SST-2]
-data_dir = "{data}"
-teacher = {{ dir = "{teacher}" }}
-[[tasks.SST-2.students]]
-{student or 'name = "L1"' + chr(10) + 'layers = 1'}
-stage1 = {{ num_train_epochs = 1.0, train_batch_size = 8 }}
-stage2 = {{ {stage2} }}
-""")
-    return toml
+def _tune_experiment(tmp_path: Path, teacher: Path, data: Path, *, stage2: str = ONE_EPOCH,
+                     student: str = 'name = "L1"\nlayers = 1') -> Path:
+    return tiny_experiment(tmp_path / f"exp-{uuid.uuid4().hex[:6]}.toml", out=tmp_path / "exp", data=data,
+                           teacher=teacher, student=student, stage2=stage2, kappa="kappa = 0.05")
 
 
 def test_tune_refuses_bad_settings_before_any_trial(tiny_bert: Callable[..., Path], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
 
     data = write_sst2(tmp_path, 16, 8, real=False)
     t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
-    other = tmp_path / "other_vocab"
-    shutil.copytree(t, other)
-    vocab = (other / "vocab.txt").read_text().splitlines()
-    vocab[1000], vocab[1001] = vocab[1001], vocab[1000]
-    (other / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (other / name).unlink(missing_ok=True)
+    other = other_vocab_copy(t, tmp_path / "other_vocab")
     out = tmp_path / "tune"
     good = _tune_experiment(tmp_path, t, data)
     cases = [

@@ -16,6 +16,7 @@ from confdistill.cli.main import main
 from confdistill.errors import InputError
 from confdistill.models import export_onnx, load_classifier
 from distill_helpers import write_sst2
+from input_helpers import occupied_places
 
 TRAINING_NEEDS = "is an ONNX export; training needs a PyTorch model directory"
 
@@ -36,11 +37,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Callable[..., Path]
 
 @pytest.fixture
 def case_env(env: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    full = tmp_path / "full"
-    full.mkdir()
-    (full / "notes.txt").write_text("mine")
-    (tmp_path / "afile.txt").write_text("mine")
-    return {**env, "full": full, "file": tmp_path / "afile.txt", "outs": tmp_path / "outs"}
+    return {**env, **occupied_places(tmp_path), "outs": tmp_path / "outs"}
 
 
 def _x(e: dict[str, Any], *extra: Any, model: str = "t", out: Any = None) -> list[Any]:

@@ -18,6 +18,7 @@ import pytest
 from confdistill.cli.main import main
 from confdistill.prediction.softmax_file import write_softmax
 from distill_helpers import one_thread, write_sst2
+from input_helpers import tiny_experiment
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -104,25 +105,7 @@ def test_finetune_overwrite_replaces_only_after_validation(tiny_bert: Callable[.
 
 
 def _experiment(tmp_path: Path, teacher: Path, data: Path, out: Path) -> Path:
-    toml = tmp_path / "exp.toml"
-    toml.write_text(f"""
-[experiment]
-name = "tiny"
-output_dir = "{out}"
-seed = 3
-max_length = 32
-[footprint]
-enabled = false
-[tasks.SST-2]
-data_dir = "{data}"
-teacher = {{ dir = "{teacher}" }}
-[[tasks.SST-2.students]]
-name = "L1"
-layers = 1
-stage1 = {{ num_train_epochs = 1.0, train_batch_size = 8 }}
-stage2 = {{ num_train_epochs = 1.0, train_batch_size = 8 }}
-""")
-    return toml
+    return tiny_experiment(tmp_path / "exp.toml", out=out, data=data, teacher=teacher)
 
 
 def test_run_demo_tune_refuse_a_foreign_folder_and_continue_their_own(

@@ -94,4 +94,44 @@ def test_general_distill_cli_starts_from_the_sliced_teacher(tiny_bert: Callable[
                  "--out", str(out), "--device", "cpu", "--batch-size", "8", "--epochs", "1"]) == 0
     text = (out / "run.json").read_text()
     assert "sliced from teacher layers [2, 4]" in text, json.loads(text).keys()
-    assert "P (the embeddings' projection)" in text  # the shared fit_dense starts as the slice's map
+    assert "least squares" in json.loads(text)["student"]["fit_dense_init"]  # fitted, not random
+
+
+def test_fit_dense_start_is_the_least_squares_map(tiny_bert: Callable[..., Path]) -> None:
+    """The shared fit_dense of a sliced start equals scikit-learn's Ridge on the stacked states."""
+    import numpy as np
+    from sklearn.linear_model import Ridge
+
+    from confdistill.distillation.general import RIDGE, least_squares_fit_dense
+
+    teacher, _ = load_classifier(tiny_bert(layers=4, hidden=64, heads=2, intermediate=128))
+    teacher.eval()
+    student, _ = fresh_student(teacher, layers=2, hidden=32, heads=2, intermediate=64, seed=1)
+    mapping = layer_mapping(2, 4, "uniform")
+    slice_teacher_layers(student, teacher, [g - 1 for g in mapping[1:]], residual_projection(teacher, 32))
+    batches = [_batch(teacher.config.vocab_size), {k: v[:2] for k, v in _batch(teacher.config.vocab_size).items()}]
+    student.train()
+    weight, bias = least_squares_fit_dense(student, teacher, mapping, batches, torch.device("cpu"))
+    assert student.training  # left as it was
+    xs, ys = [], []
+    with torch.no_grad():
+        student.eval()
+        for b in batches:
+            keep = b["attention_mask"].bool().numpy()
+            s_h = student.base_model(**b, output_hidden_states=True).hidden_states
+            t_h = teacher.base_model(**b, output_hidden_states=True).hidden_states
+            for m, g in enumerate(mapping):
+                xs.append(s_h[m].numpy()[keep])
+                ys.append(t_h[g].numpy()[keep])
+    x = np.concatenate(xs).astype(np.float64)
+    y = np.concatenate(ys).astype(np.float64)
+    alpha = RIDGE * np.trace(np.cov(x.T, bias=True)) * len(x) / x.shape[1]
+    ref = Ridge(alpha=alpha, fit_intercept=True, solver="svd").fit(x, y)
+    assert weight.shape == (64, 32) and bias.shape == (64,)
+    np.testing.assert_allclose(weight.numpy(), ref.coef_, atol=2e-4, rtol=1e-3)
+    np.testing.assert_allclose(bias.numpy(), ref.intercept_, atol=2e-4, rtol=1e-3)
+    assert np.abs(ref.coef_).max() < 50  # the ridge keeps the map tame (plain lstsq: ~1e4 here)
+    # and it fits better than the slice's own projection P
+    p = residual_projection(teacher, 32).double().numpy()
+    fitted = ref.predict(x)
+    assert ((fitted - y) ** 2).mean() < ((x @ p.T - y) ** 2).mean()

@@ -27,6 +27,7 @@ rows with the trainer's split (:mod:`.batches`), so the gradient equals the sing
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
@@ -63,7 +64,14 @@ from confdistill.distillation.steps import Stage1Student, StepContext, stage1_st
 from confdistill.folders import clear_directory
 from confdistill.io import atomic_path, save_tensors, write_json
 
-__all__ = ["general_distill", "shared_fit_dense"]
+__all__ = ["FIT_DENSE_BATCHES", "RIDGE", "general_distill", "least_squares_fit_dense", "shared_fit_dense"]
+
+#: With a sliced start, the shared fit_dense is fitted by least squares on this many of the first
+#: batches before training (the first 256 texts at batch 32: a 193-unknown fit per teacher dimension
+#: over thousands of tokens).
+FIT_DENSE_BATCHES = 8
+#: Its ridge, relative to the students' mean variance per dimension (see least_squares_fit_dense).
+RIDGE = 1e-3
 
 
 def shared_fit_dense(student_width: int, teacher_width: int, student_layers: int) -> nn.ModuleList | None:
@@ -76,6 +84,46 @@ def shared_fit_dense(student_width: int, teacher_width: int, student_layers: int
     """
     one = make_fit_denses(student_width, teacher_width, 0)
     return None if one is None else nn.ModuleList([one[0]] * (student_layers + 1))
+
+
+@torch.no_grad()
+def least_squares_fit_dense(student: nn.Module, teacher: nn.Module, mapping: list[int],
+                            batches: list[dict[str, torch.Tensor]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``Linear(d_s → d_t)`` (weight (d_t, d_s), bias (d_t,)) minimising
+    Σ ‖W·h_s + b − h_t‖² + λ‖W‖²_F over every student state m = 0..M and its teacher state
+    ``mapping[m]``, on the non-padding tokens of ``batches`` (both models in eval mode: no dropout).
+
+    One map for all states, as the shared fit_dense. The small ridge λ = RIDGE · tr(Σ_xx)/d_s (Σ_xx
+    the students' centred scatter matrix; the bias is not penalised) is needed, not cosmetic: a
+    LayerNorm output lies in a hyperplane (its normalised coordinates sum to zero), so plain least
+    squares is ill-posed and returns huge, cancelling weights. Solved from sums accumulated in float64
+    on the CPU (memory does not grow with the tokens); equals scikit-learn's ``Ridge(alpha=λ)``.
+    """
+    width = int(student.config.hidden_size)
+    n, sum_x, sum_y = 0, torch.zeros(width, dtype=torch.float64), torch.zeros(int(teacher.config.hidden_size),
+                                                                          dtype=torch.float64)
+    xx, xy = torch.zeros(width, width, dtype=torch.float64), torch.zeros(width, len(sum_y), dtype=torch.float64)
+    was_training = student.training
+    student.eval()
+    for inputs in batches:
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        s_states = student.base_model(**inputs, output_hidden_states=True).hidden_states
+        t_states = teacher.base_model(**inputs, output_hidden_states=True).hidden_states
+        keep = inputs["attention_mask"].bool()
+        for m, g in enumerate(mapping):
+            x, y = s_states[m][keep].double().cpu(), t_states[g][keep].double().cpu()
+            n += len(x)
+            sum_x += x.sum(0)
+            sum_y += y.sum(0)
+            xx += x.T @ x
+            xy += x.T @ y
+    student.train(was_training)
+    mean_x, mean_y = sum_x / n, sum_y / n
+    scatter = xx - n * torch.outer(mean_x, mean_x)
+    ridge = RIDGE * torch.trace(scatter) / width
+    w_t = torch.linalg.solve(scatter + ridge * torch.eye(width, dtype=torch.float64),
+                             xy - n * torch.outer(mean_x, mean_y))        # (d_s, d_t)
+    return w_t.T.float().contiguous(), (mean_y - mean_x @ w_t).float()
 
 
 def general_distill(config: GeneralConfig, *, stop_after_steps: int | None = None) -> dict[str, Any]:
@@ -106,12 +154,12 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     # ---- 1. Inputs (corpus, teacher, student) checked before anything is written ---------------
     corpus = scan_corpus(config.corpus, config.text_column)
     teacher, tokenizer = load_classifier(config.teacher)
+    # the embeddings, the sliced layers and their fit_dense share one projection (an SVD of the word embeddings)
+    projection = residual_projection(teacher, shape.hidden) if shape.encoder_init == "sliced" else None
     student, student_record = fresh_student(teacher, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
                                             intermediate=shape.intermediate, embeddings=shape.embeddings,
-                                            seed=loop.seed)
+                                            seed=loop.seed, projection=projection)
     mapping = check_compatible(student.config, teacher.config, config.layer_mapping)
-    # the sliced layers and their fit_dense share one projection (an SVD of the word embeddings)
-    projection = residual_projection(teacher, shape.hidden) if shape.encoder_init == "sliced" else None
     if projection is not None:
         try:  # student attention layer m (1-based) is matched to teacher layer mapping[m]
             student_record.update(slice_teacher_layers(student, teacher, [g - 1 for g in mapping[1:]], projection))
@@ -150,13 +198,19 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     student.to(device)
     fit_denses = shared_fit_dense(shape.hidden, int(teacher.config.hidden_size), shape.layers)
     if fit_denses is not None and projection is not None:
-        # the sliced student's states are P-projections of the teacher's (h_t ≈ P·h_s): start the
-        # projection there, so the hidden-state term starts near its optimum instead of pulling the
-        # residual stream out of P's basis through a random map
+        # the sliced student's states already mean something: start the projection at the linear map
+        # that fits the teacher's states best, so the hidden-state term's first gradients correct the
+        # student instead of dragging it towards an arbitrary (random, or mis-scaled P) map
+        fit_batches = [collate(texts) for texts in itertools.islice(
+            corpus.batches(seed=loop.seed, epoch=0, batch_size=batch_size, buffer_size=config.shuffle_buffer),
+            FIT_DENSE_BATCHES)]
+        weight, bias = least_squares_fit_dense(student, teacher.to(device), mapping, fit_batches, device)
         with torch.no_grad():
-            fit_denses[0].weight.copy_(projection)
-            fit_denses[0].bias.zero_()
-        student_record["fit_dense_init"] = "P (the embeddings' projection), as the sliced layers"
+            fit_denses[0].weight.copy_(weight)
+            fit_denses[0].bias.copy_(bias)
+        student_record["fit_dense_init"] = (
+            f"ridge least squares: the map of the student's {shape.layers + 1} states to the teacher's that fits "
+            f"best on the non-padding tokens of the first {len(fit_batches)} batches (sliced start)")
     model: nn.Module = Stage1Student(student, fit_denses)
     for name, p in student.named_parameters():  # pooler and head: not reached by the loss (DDP needs grads)
         if not name.startswith(student.base_model_prefix + ".") or ".pooler." in name:

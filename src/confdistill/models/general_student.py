@@ -63,11 +63,14 @@ def pca_projection(table: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, intermediate: int,
-                  embeddings: str = "teacher", seed: int = 0) -> tuple[Any, dict[str, Any]]:
+                  embeddings: str = "teacher", seed: int = 0,
+                  projection: torch.Tensor | None = None) -> tuple[Any, dict[str, Any]]:
     """A new model of ``type(teacher)`` with the given sizes (see the module docstring).
 
     Returns (model, record): the record says what was copied or projected, for run.json.
     Sizes are taken as valid (checked by the caller's settings and the layer mapping).
+    projection: the (d_t, hidden) map of narrower embeddings when the caller already has it
+    (:func:`residual_projection`, which the sliced layers share); computed here otherwise.
     """
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = layers
@@ -91,7 +94,8 @@ def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, interme
             s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
             record["embeddings_init"] = "copied from the teacher (equal widths)"
         else:
-            projection = pca_projection(t_emb.word_embeddings.weight, hidden)
+            if projection is None:
+                projection = pca_projection(t_emb.word_embeddings.weight, hidden)
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight @ projection)
             s_emb.LayerNorm.weight.fill_(1.0)
