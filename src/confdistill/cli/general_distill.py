@@ -46,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        "fresh as TinyBERT (default: teacher)")
     shape.add_argument("--encoder-init", choices=ENCODER_INITS, default="fresh",
                        help="encoder layers fresh as TinyBERT, or sliced from the mapped teacher layers to the "
-                       "narrow sizes (learns far more on a small corpus; default: fresh)")
+                       "narrow sizes, its fit_dense then starting at the least-squares map (learns far more on a small "
+                       "corpus; default: fresh)")
     loss = p.add_argument_group("loss and stream")
     loss.add_argument("--layer-mapping", choices=LAYER_MAPPINGS, default=d.layer_mapping,
                       help=f"student→teacher layers (default: {d.layer_mapping}, TinyBERT's)")

@@ -8,7 +8,9 @@ embedding output, MSE, the mapped layers) as TinyBERT's ``general_distill.py`` c
 differs from the task stage follows TinyBERT's script: **one shared** ``fit_dense`` projects every
 hidden state (its ``TinyBertForPreTraining``), and the learning rate warms up linearly over
 ``warmup_proportion`` of the steps and then decays linearly (BertAdam's ``warmup_linear``; the task
-stage keeps it constant). Differences from TinyBERT's script: docs/method.md, "General distillation".
+stage keeps it constant). With a sliced start (``encoder_init = "sliced"``) the shared fit_dense
+starts at its ridge least-squares fit (:func:`least_squares_fit_dense`) instead of TinyBERT's random
+draw. Differences from TinyBERT's script: docs/method.md, "General distillation".
 
 Layout of ``OUT``::
 

@@ -124,9 +124,9 @@ def slice_teacher_layers(student: Any, teacher: Any, teacher_layers: list[int], 
 
     teacher_layers: for each student layer m (0-based), the 0-based teacher layer it starts from
     (the stage-1 mapping). proj: :func:`residual_projection` of the teacher to the student's width
-    (the caller keeps it, e.g. to start the fit_dense from it). The student has the teacher's number of heads, a width and FFN size at
-    most the teacher's (checked here). See the module docstring for what is kept. Returns a record
-    for run.json.
+    (the caller computes it once and passes it to :func:`fresh_student` too). The student has the
+    teacher's number of heads, a width and FFN size at most the teacher's (checked here). See the
+    module docstring for what is kept. Returns a record for run.json.
     """
     s_cfg, t_cfg = student.config, teacher.config
     heads, width, inter = s_cfg.num_attention_heads, s_cfg.hidden_size, s_cfg.intermediate_size
