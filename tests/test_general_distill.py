@@ -173,14 +173,17 @@ def test_bad_input_is_one_line_exit_2(case: str, tiny_bert: Callable[..., Path],
 # Runs: the loss falls, resume is exact, distill continues from OUT/final
 # ---------------------------------------------------------------------------------------------
 
-def test_resume_reaches_the_same_weights(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoder_init", ["fresh", "sliced"])  # sliced: the fitted fit_dense start is redone
+def test_resume_reaches_the_same_weights(tiny_bert: Callable[..., Path], tmp_path: Path, encoder_init: str) -> None:
     from confdistill.distillation.general import general_distill
+    from confdistill.distillation.general_config import StudentShape
     from confdistill.distillation.trainer import TrainingInterrupted
     from confdistill.errors import InputError
 
     teacher = tiny_bert(layers=4, hidden=64, heads=2, intermediate=128)   # dropout 0.1: RNG state matters
     corpus = _corpus(tmp_path / "c.txt", 52)
-    common = dict(num_train_epochs=2.0, checkpoint_steps=4, shuffle_buffer=16)   # 7 steps per epoch
+    common = dict(num_train_epochs=2.0, checkpoint_steps=4, shuffle_buffer=16,   # 7 steps per epoch
+                  student=StudentShape(layers=2, hidden=32, heads=2, intermediate=64, encoder_init=encoder_init))
     whole = general_distill(_config(teacher, [corpus], tmp_path / "a", **common))
     assert whole["status"] == "complete" and whole["steps"] == 14 and whole["rows_seen"] == 104
     with pytest.raises(TrainingInterrupted):
@@ -231,7 +234,8 @@ def test_distill_continues_from_the_general_student(tiny_bert: Callable[..., Pat
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoder_init", ["fresh", "sliced"])  # sliced: the least-squares fit_dense start too
+def test_two_processes_match_one(tiny_bert: Callable[..., Path], tmp_path: Path, encoder_init: str) -> None:
     from distill_helpers import copy_model
 
     accelerate = Path(sys.executable).parent / "accelerate"
@@ -242,7 +246,7 @@ def test_two_processes_match_one(tiny_bert: Callable[..., Path], tmp_path: Path)
     corpus = _corpus(tmp_path / "c.txt", 45)
     args = ["general-distill", "--teacher", str(teacher), "--corpus", str(corpus), "--layers", "2", "--hidden", "32",
             "--heads", "2", "--intermediate", "64", "--batch-size", "11", "--epochs", "1", "--learning-rate", "1e-3",
-            "--device", "cpu", "--checkpoint-steps", "2"]
+            "--device", "cpu", "--checkpoint-steps", "2", "--encoder-init", encoder_init]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     for cmd in ([sys.executable, "-m", "confdistill", *args, "--out", str(tmp_path / "one")],
                 [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
