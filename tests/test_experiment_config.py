@@ -8,7 +8,7 @@ import pytest
 
 from confdistill.cli.main import main
 from confdistill.errors import InputError
-from confdistill.experiments.config import load_experiment, resolve_model_source
+from confdistill.experiments.config import experiment_from_dict, load_experiment, resolve_model_source
 
 PROJECT = Path(__file__).resolve().parents[1]
 EXAMPLE = PROJECT / "examples" / "glue_sst2_rte.toml"
@@ -210,3 +210,19 @@ learning_rate = -1
                      "tasks.SST-2.students[0].stage2.learning_rate: must be > 0"):
         assert expected in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment.toml"]
+
+
+def test_the_documented_experiment_file_is_valid() -> None:
+    """examples/README.md's annotated experiment file, as a user would copy it: valid TOML 1.0
+    (Python's tomllib: no multi-line inline tables) and a valid experiment."""
+    import re
+    import tomllib
+
+    readme = PROJECT / "examples" / "README.md"
+    blocks = re.findall(r"```toml\n(.*?)```", readme.read_text(), re.S)
+    assert blocks, "no ```toml block in examples/README.md"
+    for block in blocks:
+        exp = experiment_from_dict(tomllib.loads(block), source="examples/README.md", base_dir=readme.parent)
+        narrow = [s for t in exp.tasks for s in t.students if s.general is not None]
+        assert narrow and all(s.general["encoder_init"] == "sliced" and s.stage2["num_train_epochs"] == 6.0
+                              for s in narrow)
