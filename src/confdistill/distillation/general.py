@@ -93,7 +93,8 @@ def least_squares_fit_dense(student: nn.Module, teacher: nn.Module, mapping: lis
                             batches: list[dict[str, torch.Tensor]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``Linear(d_s → d_t)`` (weight (d_t, d_s), bias (d_t,)) minimising
     Σ ‖W·h_s + b − h_t‖² + λ‖W‖²_F over every student state m = 0..M and its teacher state
-    ``mapping[m]``, on the non-padding tokens of ``batches`` (both models in eval mode: no dropout).
+    ``mapping[m]``, on the non-padding tokens of ``batches``, without dropout (the student is put in
+    eval mode for the fit and back; the teacher is expected in eval mode, as the loop keeps it).
 
     One map for all states, as the shared fit_dense. The small ridge λ = RIDGE · tr(Σ_xx)/d_s (Σ_xx
     the students' centred scatter matrix; the bias is not penalised) is needed, not cosmetic: a
@@ -101,10 +102,9 @@ def least_squares_fit_dense(student: nn.Module, teacher: nn.Module, mapping: lis
     squares is ill-posed and returns huge, cancelling weights. Solved from sums accumulated in float64
     on the CPU (memory does not grow with the tokens); equals scikit-learn's ``Ridge(alpha=λ)``.
     """
-    width = int(student.config.hidden_size)
-    n, sum_x, sum_y = 0, torch.zeros(width, dtype=torch.float64), torch.zeros(int(teacher.config.hidden_size),
-                                                                          dtype=torch.float64)
-    xx, xy = torch.zeros(width, width, dtype=torch.float64), torch.zeros(width, len(sum_y), dtype=torch.float64)
+    width, teacher_width, f64 = int(student.config.hidden_size), int(teacher.config.hidden_size), torch.float64
+    n, sum_x, sum_y = 0, torch.zeros(width, dtype=f64), torch.zeros(teacher_width, dtype=f64)
+    xx, xy = torch.zeros(width, width, dtype=f64), torch.zeros(width, teacher_width, dtype=f64)
     was_training = student.training
     student.eval()
     for inputs in batches:
@@ -198,6 +198,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
 
     # ---- 4. Models -----------------------------------------------------------------------------
     student.to(device)
+    teacher.to(device).eval()
     fit_denses = shared_fit_dense(shape.hidden, int(teacher.config.hidden_size), shape.layers)
     if fit_denses is not None and projection is not None:
         # the sliced student's states already mean something: start the projection at the linear map
@@ -206,7 +207,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
         fit_batches = [collate(texts) for texts in itertools.islice(
             corpus.batches(seed=loop.seed, epoch=0, batch_size=batch_size, buffer_size=config.shuffle_buffer),
             FIT_DENSE_BATCHES)]
-        weight, bias = least_squares_fit_dense(student, teacher.to(device), mapping, fit_batches, device)
+        weight, bias = least_squares_fit_dense(student, teacher, mapping, fit_batches, device)
         with torch.no_grad():
             fit_denses[0].weight.copy_(weight)
             fit_denses[0].bias.copy_(bias)
@@ -217,7 +218,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     for name, p in student.named_parameters():  # pooler and head: not reached by the loss (DDP needs grads)
         if not name.startswith(student.base_model_prefix + ".") or ".pooler." in name:
             p.requires_grad_(False)
-    ctx = StepContext("intermediate", False, teacher=teacher.to(device).eval(), mapping=mapping,
+    ctx = StepContext("intermediate", False, teacher=teacher, mapping=mapping,
                       autocast=accelerator.autocast)
     model.train()
     optimizer = make_optimizer(model, loop.learning_rate, loop.weight_decay, device)

