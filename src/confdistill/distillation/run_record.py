@@ -80,7 +80,7 @@ def complete_record(job: Job, inputs: Any, *, stage1: dict[str, Any] | None, ste
         "lambda_conf": stage2.lambda_conf,
         **{k: v for k, v in beta.items() if k not in ("alpha", "temperature")},
         "beta_model": analysed if beta else None,
-        "beta_precision": "float32 logits, float64 loss" if beta else None,
+        "beta_precision": beta.get("beta_precision"),   # what the β pass did (trainer.py)
         "beta_split_file": str(x_train.path) if job.kind == "prediction" else None,
         "data": {"train": {"path": str(train_file), "sha256": sha256_file(train_file),
                            "rows": len(inputs.train_examples)},

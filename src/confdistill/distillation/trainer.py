@@ -348,9 +348,12 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
     if job.kind == "prediction" and not spec.is_regression:
         # Over X_train (the task's train split), not an --aug-train file: φ_cnf is judged on X_train.
         measured = raw_model if analysed == "final" else load_classifier(out / "best")[0].to(device)
-        student_logits = predict(measured, beta_enc, job, accelerator)
+        student_logits = predict(measured, beta_enc, job, accelerator)  # own forward, no autocast
         beta = beta_statistics(student_logits, teacher_beta_logits, torch.as_tensor(beta_enc.labels),
                                alpha=job.stage2.alpha, temperature=job.stage2.temperature)
+        weights = str(next(measured.parameters()).dtype).removeprefix("torch.")
+        beta["beta_precision"] = (f"{weights} forward without autocast (also under --mixed-precision), "
+                                  "eval mode, teacher and student; float64 loss")
     if accelerator.is_main_process:
         timings = {"started": started, "finished": now(), "wall_seconds": time.time() - t_start,
                    "train_seconds_this_session": train_seconds, "teacher_logits_seconds": teacher_logits_seconds,

@@ -23,8 +23,9 @@ file (``"torch"`` or ``"onnxruntime"``, then with ``quantization``: null or ``"i
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from confdistill.data.glue import Example
 from confdistill.data.tabular import TableColumns, load_examples
 from confdistill.errors import InputError
 
-__all__ = ["predict_encoded", "predict_logits", "predict_split", "softmax64"]
+__all__ = ["plain_forward", "predict_encoded", "predict_logits", "predict_split", "softmax64"]
 
 _OUT_SUFFIXES = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -74,6 +75,29 @@ def predict_logits(
     return predict_encoded(model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc)
 
 
+@contextlib.contextmanager
+def plain_forward(model: Any) -> Iterator[Any]:
+    """Run ``model`` on its own ``forward`` inside the block, not on accelerate's mixed-precision wrapper.
+
+    ``Accelerator.prepare`` with bf16/fp16 replaces the instance's ``forward`` by one that enters
+    autocast itself (keeping the original as ``_original_forward``), so an enclosing
+    ``torch.autocast(enabled=False)`` does not turn it off and β, σ and every evaluation would be
+    computed in half precision. ``unwrap_model(keep_fp32_wrapper=False)`` removes the wrapper for
+    good, which would also take autocast away from the training steps that follow an evaluation:
+    here the wrapper is set aside for the block only, and put back after it.
+    """
+    original = getattr(model, "__dict__", {}).get("_original_forward")
+    wrapper = getattr(model, "__dict__", {}).get("forward")
+    if original is None or wrapper is None:
+        yield model
+        return
+    model.forward = original
+    try:
+        yield model
+    finally:
+        model.forward = wrapper
+
+
 def predict_encoded(
     model: Any,
     encoded: Any,
@@ -88,9 +112,10 @@ def predict_encoded(
     prediction path of ``predict``, the trainer's evaluations and its teacher-logit caches.
 
     Eval mode (no dropout), length-sorted dynamically padded batches, ``torch.inference_mode``, and
-    always float32 (autocast off: β and σ are measured in full precision also when training runs
-    in bf16/fp16). With an ``accelerator`` of several processes the batches are dealt round-robin
-    and gathered, so every process returns all rows. The model's training mode is restored.
+    always float32 (autocast off and accelerate's mixed-precision wrapper set aside,
+    :func:`plain_forward`: β and σ are measured in full precision also when training runs in
+    bf16/fp16). With an ``accelerator`` of several processes the batches are dealt round-robin and
+    gathered, so every process returns all rows. The model's training mode is restored.
     ``model`` may also be an ONNX Runtime session
     (:class:`~confdistill.prediction.onnx_runtime.OnnxClassifier`, CPU only): same batches, only
     the forward pass differs.
@@ -118,7 +143,7 @@ def predict_encoded(
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     bar = tqdm(total=len(encoded), unit="ex", desc=desc, disable=not progress or quiet(), file=sys.stderr,
                dynamic_ncols=True)
-    with torch.inference_mode(), torch.autocast(device.type, enabled=False), bar:
+    with torch.inference_mode(), torch.autocast(device.type, enabled=False), plain_forward(model), bar:
         for i, rows in enumerate(loader.batch_sampler):
             if i % world != rank:
                 continue
