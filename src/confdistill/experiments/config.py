@@ -160,9 +160,7 @@ class _Builder:
 
     def task(self, key: str, t: schema.TaskTable, doc: schema.ExperimentFile, base_teacher: TeacherSpec | None,
              finetune: dict[str, Any], stages: dict[str, dict[str, Any]]) -> TaskConfig:
-        where = f"tasks.{key}"
-        if not key or not all(c.isalnum() or c in "-_." for c in key):
-            raise self.fail(where, "task table names may use letters, digits, '-', '_' and '.'")
+        where = f"tasks.{values.toml_key(key)}"  # the key itself was checked as a name by the schema
         name = t.task or key
         columns = self.columns(t, name, where)
         if columns is not None:
@@ -255,6 +253,13 @@ class _Builder:
             else Path(s.dir).name if s.dir is not None
             else f"L{s.layers}" + (f"-H{s.hidden}" if s.hidden else "") + ("" if src == "teacher" else f"-{Path(src).name}")
         )
+        if s.name is None:  # the default names a folder too: held to the same rule as a given name
+            try:
+                values.path_name(default_name)
+            except ValueError as exc:
+                made_from = "dir" if s.dir is not None else "from"
+                raise self.fail(f"{where}.name", f"missing, and the default made from {made_from} is no name: "
+                                f"{exc}; give name = \"...\"") from None
         return StudentSpec(
             key=where, name=s.name or default_name,
             source="teacher" if src == "teacher" else self.model_source(src),

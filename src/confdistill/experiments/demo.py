@@ -28,6 +28,7 @@ from typing import Any
 from confdistill.errors import InputError
 from confdistill.experiments.config import ExperimentConfig, experiment_from_dict
 from confdistill.experiments.runner import RunSummary, is_experiment_dir, run_experiment
+from confdistill.experiments.values import path_name
 
 #: (train rows, dev rows, epochs per stage) of the full and the quick demo.
 SIZES = {"full": (1200, 500, 2.0), "quick": (400, 200, 2.0)}
@@ -147,6 +148,11 @@ def glue_sentences(data_dir: Path, out: Path, *, seed: int, lines: int = GLUE_CO
 def _check_arguments(data_dir: str | Path | None, task: str | None, max_train: int | None) -> None:
     if (data_dir is None) != (task is None):
         raise InputError("--data-dir and --task go together (e.g. --data-dir ../shared/data/glue --task SST-2)")
+    if task is not None:
+        try:
+            path_name(task)  # the demo's task key: OUT/<task>/ (before --out is claimed)
+        except ValueError as exc:
+            raise InputError(f"--task: {exc}") from None
     if max_train is not None and max_train < 0:
         raise InputError(f"--max-train: expected a number of examples >= 0, got {max_train}")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from confdistill.errors import InputError
 from confdistill.experiments.config import StudentSpec, TaskConfig
 
 #: Sub-paths of a training output directory that downstream steps read.
@@ -33,6 +35,20 @@ class TaskPaths:
 
     def predictions(self, model: str, split: str) -> Path:
         return self.root / "predictions" / f"{model}.{split}.csv"
+
+
+def inside(out: Path, path: Path, where: str) -> Path:
+    """``path``, after checking that it lies strictly inside the output folder ``out``.
+
+    The experiment's names are checked by the schema (:func:`confdistill.experiments.values.path_name`);
+    this is the check of the paths built from them, before anything is written: an
+    :class:`InputError` naming ``where`` (the key or step the path comes from). Lexical — ``..``
+    collapsed, links not followed — because that is what a name can do to a path.
+    """
+    folder, target = os.path.normpath(os.path.abspath(out)), os.path.normpath(os.path.abspath(path))
+    if os.path.commonpath([folder, target]) != folder or target == folder:
+        raise InputError(f"{where}: {path} is not inside the output folder {out}")
+    return path
 
 
 def prediction_files(out: Path, task_key: str, model: str, split: str) -> list[Path]:

@@ -22,9 +22,11 @@ from confdistill.experiments.paths import (
     TRAIN_OUTPUTS,
     TaskPaths,
     analysed_students,
+    inside,
     prediction_files,
 )
-from confdistill.experiments.steps import Step
+from confdistill.experiments.steps import Step, manifest_path
+from confdistill.experiments.values import toml_key
 
 
 def build_plan(cfg: ExperimentConfig) -> list[Step]:
@@ -33,8 +35,9 @@ def build_plan(cfg: ExperimentConfig) -> list[Step]:
     steps: list[Step] = []
     report_deps: list[str] = []
     for task in cfg.tasks:
-        steps += _task_steps(cfg, task, report_deps)
-    steps.append(
+        for step in _task_steps(cfg, task, report_deps):
+            steps.append(_written_inside(step, out, f"{cfg.source}: tasks.{toml_key(task.key)}"))
+    steps.append(_written_inside(
         Step(
             name="report",
             kind="report",
@@ -42,11 +45,20 @@ def build_plan(cfg: ExperimentConfig) -> list[Step]:
             settings={"experiment": cfg.name, "tasks": [t.key for t in cfg.tasks]},
             outputs=[out / "results.json", out / "report.md", out / "report.html", out / "figures"],
             action=lambda step: actions.report(cfg),
-        )
-    )
+        ), out, f"{cfg.source}: report"))
     names = [s.name for s in steps]
     assert len(names) == len(set(names)), "step names must be unique"
     return steps
+
+
+def _written_inside(step: Step, out: Path, where: str) -> Step:
+    """``step``, once every path it writes is known to lie inside OUT (:func:`inside`): its outputs
+    (not a data step's uncapped split files, read where they are), its training folder, its manifests."""
+    written = [p for p in step.outputs if p not in step.sources]
+    written += [manifest_path(out, step.name), manifest_path(out, step.name, ".started.json")]
+    for p in [*written, *([step.train_dir] if step.train_dir is not None else [])]:
+        inside(out, p, f"{where}: step {step.name}")
+    return step
 
 
 def _task_steps(cfg: ExperimentConfig, task: TaskConfig, report_deps: list[str]) -> list[Step]:

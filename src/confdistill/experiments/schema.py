@@ -48,6 +48,7 @@ from confdistill.experiments.values import (
     Bool,
     Compress,
     Kappa,
+    Name,
     NonNegativeInt,
     PositiveInt,
     Str,
@@ -178,7 +179,7 @@ class TeacherTable(Table):
 
 
 class StudentTable(Table):
-    name: Str | None = None
+    name: Name | None = None
     source: Str | None = Field(None, alias="from")
     layers: PositiveInt | None = None
     hidden: PositiveInt | None = None
@@ -208,8 +209,6 @@ class StudentTable(Table):
             raise _key_error("layers", "missing (how many layers the student keeps), or give dir")
         if self.hidden is not None and self.heads is not None and self.hidden % self.heads:
             raise _key_error("heads", f"expected a divisor of hidden = {self.hidden}, got {self.heads}")
-        if self.name is not None and not all(c.isalnum() or c in "-_." for c in self.name):
-            raise _key_error("name", f"expected letters, digits, '-', '_' or '.', got {show(self.name)}")
         return self
 
 
@@ -220,8 +219,8 @@ COLUMN_KEYS = ("text_column", "text_pair_column", "label_column", "label_names",
 class TaskTable(Table):
     task: Str | None = None
     data_dir: Str | None = None
-    train_split: Str | None = None
-    dev_split: Str | None = None
+    train_split: Name | None = None
+    dev_split: Name | None = None
     max_train_examples: PositiveInt | None = None
     max_dev_examples: PositiveInt | None = None
     kappa: Kappa | None = None
@@ -243,8 +242,8 @@ class ExperimentTable(Table):
     kappa: Kappa | None = None
     max_length: AtLeastEight = 128
     predict_batch_size: PositiveInt = 64
-    train_split: Str = "train"
-    dev_split: Str = "dev"
+    train_split: Name = "train"
+    dev_split: Name = "dev"
 
 
 class AnalysisTable(Table):
@@ -269,6 +268,6 @@ class ExperimentFile(Table):
     stage2: Stage2Table | None = None
     teacher: TeacherTable | None = None
     students: list[StudentTable] | None = None
-    tasks: dict[str, TaskTable] | None = None
+    tasks: dict[Name, TaskTable] | None = None   # the key names the folder OUT/<task>/
     analysis: AnalysisTable = AnalysisTable()
     footprint: FootprintTable = FootprintTable()

@@ -11,6 +11,7 @@ the key expects in TOML terms and what was written.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -94,6 +95,32 @@ def stages(value: Any) -> tuple[str, ...]:
     return tuple(x for x in STAGE_KEYS if x in value)  # always in pipeline order
 
 
+#: What a name that becomes a path component may hold (a task key: ``OUT/<task>/``; a student
+#: name: ``students/<name>/``, ``predictions/<name>.<split>.csv``; a split name): one component of
+#: these characters, starting with a letter or digit, so never ``.``, ``..``, a hidden name (the
+#: runner's ``.steps``, ``.lock``), a separator (``/``, ``\``), a space or a control character.
+NAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+=")
+NAME_MAX_LENGTH = 64
+NAME_RULE = f"1 to {NAME_MAX_LENGTH} of A-Z a-z 0-9 - _ . + =, the first a letter or digit"
+
+
+def path_name(value: Any) -> str:
+    """A name that the runner makes a folder or file name of (see :data:`NAME_CHARACTERS`)."""
+    if (not isinstance(value, str) or not 0 < len(value) <= NAME_MAX_LENGTH
+            or not set(value) <= NAME_CHARACTERS or not value[0].isalnum()):
+        # json quoting: a control character in the name is shown escaped, on one line
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else show(value)
+        raise ValueError(f"expected a name ({NAME_RULE}: it names a folder or file in the output folder), "
+                         f"got {shown}")
+    return value
+
+
+def toml_key(key: str) -> str:
+    """One part of a key path as TOML writes it: bare when it can be (``SST-2``), else quoted (``".."``)."""
+    bare = bool(key) and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+    return key if bare else json.dumps(key, ensure_ascii=False)
+
+
 def names(value: Any) -> tuple[str, ...]:
     if (not isinstance(value, list | tuple) or len(value) < 2
             or not all(isinstance(n, str) and n.strip() for n in value) or len(set(value)) != len(value)):
@@ -108,6 +135,7 @@ NonNegativeInt = Annotated[int, BeforeValidator(integer(0))]
 AtLeastTwo = Annotated[int, BeforeValidator(integer(2))]
 AtLeastEight = Annotated[int, BeforeValidator(integer(8))]
 Kappa = Annotated[float, BeforeValidator(tolerance)]
+Name = Annotated[str, BeforeValidator(path_name)]
 
 
 COMPRESS_FORMS = ("onnx", "onnx-int8")
@@ -143,7 +171,7 @@ def describe(exc: ValidationError) -> list[str]:
             loc.append(ctx["key"])
         text = ""
         for p in loc:
-            text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+            text += f"[{p}]" if isinstance(p, int) else (f".{toml_key(p)}" if text else toml_key(p))
         parts.append(f"{text or '(file)'}: {_message(err)}")
     return parts
 
