@@ -145,3 +145,18 @@ def test_the_plan_refuses_a_path_outside_the_output_folder(field: str, setup: di
     with pytest.raises(InputError, match=expected):
         build_plan(dataclasses.replace(cfg, tasks=[task]))
     assert _tree(setup["root"]) == before
+
+
+def test_tune_best_toml_names_its_student_within_the_bound(setup: dict[str, Path]) -> None:
+    """``<name>-tuned`` of a 64-character student is cut to fit, so that best.toml reads back."""
+    from confdistill.experiments.config import load_experiment
+    from confdistill.tuning.objective import ExperimentObjective, baseline_params
+
+    long = "L" * 64
+    cfg = experiment_from_dict(_document(setup["teacher"], setup["data"], student={"name": long, "layers": 1}),
+                               source="<test>", out=setup["out"])
+    task = cfg.tasks[0]
+    objective = ExperimentObjective(cfg, task, task.students[0], setup["root"] / "tune")
+    objective.write_best_toml(baseline_params(task.students[0]), setup["root"] / "best.toml")
+    name = load_experiment(setup["root"] / "best.toml").tasks[0].students[0].name
+    assert name == "L" * 58 + "-tuned"

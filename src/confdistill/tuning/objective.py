@@ -47,6 +47,7 @@ from typing import Any
 
 from confdistill.errors import InputError
 from confdistill.experiments.config import ExperimentConfig, StudentSpec, TaskConfig
+from confdistill.experiments.values import NAME_MAX_LENGTH
 from confdistill.io import atomic_write
 from confdistill.tuning.contract import TrialContext, TrialFailed, TrialResult
 from confdistill.tuning.experiment_toml import experiment_to_toml, optional_fields
@@ -393,7 +394,8 @@ class ExperimentObjective:
         Its output directory is the tune's experiment directory, so ``confdistill run best.toml``
         reuses the data and teacher steps already done there (skipped by content hash).
         """
-        cfg = self.config_for(params, f"{self.student.name}-tuned")
+        # within the name's length bound (values.NAME_MAX_LENGTH), so that best.toml reads back
+        cfg = self.config_for(params, f"{self.student.name[:NAME_MAX_LENGTH - len('-tuned')]}-tuned")
         cfg = dataclasses.replace(cfg, footprint=dataclasses.replace(cfg.footprint, enabled=True))
         with atomic_write(path) as fh:
             fh.write(experiment_to_toml(cfg, comment=f"best configuration found by confdistill tune ({self.out})"))
