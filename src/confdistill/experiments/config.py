@@ -254,6 +254,8 @@ class _Builder:
             else f"L{s.layers}" + (f"-H{s.hidden}" if s.hidden else "") + ("" if src == "teacher" else f"-{Path(src).name}")
         )
         if s.name is None:  # the default names a folder too: held to the same rule as a given name
+            # ("package:NAME" or "my model" as from/dir: the characters a name cannot hold become "-")
+            default_name = "".join(c if c in values.NAME_CHARACTERS else "-" for c in default_name)
             try:
                 values.path_name(default_name)
             except ValueError as exc:
