@@ -187,6 +187,15 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def open_no_follow(path: str | Path, mode: str = "a") -> IO[Any]:
+    """Open ``path`` for appending (``"a"``) or reading and writing (``"a+"``), created if absent,
+    never through a symbolic link (``OSError`` ELOOP): for the few files written in place (a log
+    appended on resume, a lock), where a planted link would make us write outside the output."""
+    flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    fd = os.open(path, flags, 0o666)
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------- tensor files
 
 
@@ -239,12 +248,26 @@ def save_tensors(obj: Any, path: str | Path) -> None:
         os.fsync(fh.fileno())
 
 
-def load_tensors(path: str | Path, *, what: str = "file") -> Any:
+#: The advice given with a model weights file that would need unpickling.
+CONVERT_TO_SAFETENSORS = ("convert it to safetensors where you trust its source (load it there; "
+                          "save_pretrained writes model.safetensors)")
+
+
+def needs_unpickling(exc: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a file because it holds objects that only
+    unpickling (which can run code) would rebuild."""
+    import pickle
+
+    return isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower()
+
+
+def load_tensors(path: str | Path, *, what: str = "file", weights: bool = False) -> Any:
     """Read a torch file without running code from it: ``torch.load(weights_only=True)``.
 
     Only tensors and plain containers/numbers/strings are accepted (no pickled objects), so a file
     planted in a shared output folder cannot execute anything. Anything else — a damaged file, a
-    pickle with objects — is an :class:`~confdistill.errors.InputError` naming the file.
+    pickle with objects — is an :class:`~confdistill.errors.InputError` naming the file (for model
+    ``weights``, saying to convert it to safetensors).
     """
     import pickle
     import warnings
@@ -260,8 +283,10 @@ def load_tensors(path: str | Path, *, what: str = "file") -> Any:
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AttributeError,
             ImportError, KeyError, IndexError, TypeError) as exc:
         first = " ".join(str(exc).split(". ")[0].split())[:160]
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
+        if needs_unpickling(exc):
             first = "it holds objects other than tensors and plain data, which are never unpickled"
+            if weights:
+                first += f"; {CONVERT_TO_SAFETENSORS}"
         raise InputError(f"cannot read this {what} ({type(exc).__name__}: {first})", path=path) from None
 
 
