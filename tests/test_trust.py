@@ -136,7 +136,7 @@ def _bin_checkpoint(source: Path, out: Path, marker: Path | None, *, shards: int
 def test_pickled_bin_checkpoints_are_refused_in_one_line(
         tiny_bert: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], shards: int) -> None:
     """Issue 21: a sharded pickled .bin gave ``internal error: UnpicklingError …`` (exit 1, several
-    lines); now every command that loads a model refuses it with one line naming the shard and
+    lines); now every command that loads a model (augment's word embeddings too) refuses it with one line naming the shard and
     saying to convert it to safetensors (exit 2); nothing is unpickled, nothing written."""
     t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
     data = write_sst2(tmp_path, 16, 8, real=False)
@@ -152,6 +152,7 @@ def test_pickled_bin_checkpoints_are_refused_in_one_line(
         "distill": ["distill", "--task", "sst2", "--teacher", model, "--student", t, "--data-dir", data,
                     "--out", outs / "d"],
         "finetune": ["finetune", "--task", "sst2", "--model", model, "--data-dir", data, "--out", outs / "f"],
+        "augment": ["augment", "--task", "SST-2", "--data-dir", data, "--model", model, "--out", outs / "a.tsv"],
     }
     for command, argv in commands.items():
         capsys.readouterr()

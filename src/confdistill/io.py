@@ -248,11 +248,6 @@ def save_tensors(obj: Any, path: str | Path) -> None:
         os.fsync(fh.fileno())
 
 
-#: The advice given with a model weights file that would need unpickling.
-CONVERT_TO_SAFETENSORS = ("convert it to safetensors where you trust its source (load it there; "
-                          "save_pretrained writes model.safetensors)")
-
-
 def needs_unpickling(exc: BaseException) -> bool:
     """Whether ``torch.load(weights_only=True)`` refused a file because it holds objects that only
     unpickling (which can run code) would rebuild."""
@@ -261,13 +256,12 @@ def needs_unpickling(exc: BaseException) -> bool:
     return isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower()
 
 
-def load_tensors(path: str | Path, *, what: str = "file", weights: bool = False) -> Any:
+def load_tensors(path: str | Path, *, what: str = "file") -> Any:
     """Read a torch file without running code from it: ``torch.load(weights_only=True)``.
 
     Only tensors and plain containers/numbers/strings are accepted (no pickled objects), so a file
     planted in a shared output folder cannot execute anything. Anything else — a damaged file, a
-    pickle with objects — is an :class:`~confdistill.errors.InputError` naming the file (for model
-    ``weights``, saying to convert it to safetensors).
+    pickle with objects — is an :class:`~confdistill.errors.InputError` naming the file.
     """
     import pickle
     import warnings
@@ -285,8 +279,6 @@ def load_tensors(path: str | Path, *, what: str = "file", weights: bool = False)
         first = " ".join(str(exc).split(". ")[0].split())[:160]
         if needs_unpickling(exc):
             first = "it holds objects other than tensors and plain data, which are never unpickled"
-            if weights:
-                first += f"; {CONVERT_TO_SAFETENSORS}"
         raise InputError(f"cannot read this {what} ({type(exc).__name__}: {first})", path=path) from None
 
 

@@ -155,10 +155,9 @@ def has_mlm_head(model_dir: str | Path) -> bool:
         with safe_open(str(f), "pt") as fh:
             names += list(fh.keys())
     for f in sorted(model_dir.glob("pytorch_model*.bin")):
-        from confdistill.io import load_tensors
+        from confdistill.models.files import load_bin
 
-        state = load_tensors(f, what="weights file", weights=True)  # data only; a damaged file is an InputError
-        names += list(state.keys()) if isinstance(state, dict) else []
+        names += list(load_bin(f))  # data only; a damaged or pickled file is an InputError naming it
     return any("cls.predictions.transform" in n for n in names)
 
 

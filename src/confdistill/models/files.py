@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from confdistill.errors import InputError
-from confdistill.io import CONVERT_TO_SAFETENSORS, needs_unpickling
+from confdistill.io import needs_unpickling
 
 __all__ = [
     "WEIGHT_FILES",
@@ -30,6 +30,10 @@ __all__ = [
     "seeded",
     "weights_file",
 ]
+
+#: The advice given with a weights file that would need unpickling.
+CONVERT_TO_SAFETENSORS = ("convert it to safetensors where you trust its source (load it there; "
+                          "save_pretrained writes model.safetensors)")
 
 #: Weight files looked for, in this order.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
