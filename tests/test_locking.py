@@ -8,6 +8,7 @@ tune study share the folder (shared locks) and keep exclusive writers out.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -53,6 +54,79 @@ HOLDER = textwrap.dedent(
     import sys, time
     from confdistill.folders import output_lock
     with output_lock(sys.argv[1], shared=sys.argv[2] == "shared"):
+        print("locked", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+# A process that runs CLI commands on request, each at a given instant: two of them race on one
+# --out the way CLAIMER's do, with the imports paid once instead of per try.
+RACER = textwrap.dedent(
+    """
+    import contextlib, io, json, os, sys, time
+    from confdistill.cli.main import main
+    import confdistill.models.loading, confdistill.models.onnx_export, transformers  # imports paid up front
+    print("ready", flush=True)
+    for line in sys.stdin:
+        job = json.loads(line)
+        while time.time() < job["go"]:
+            pass
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc = main(job["argv"])
+        print(json.dumps({"rc": rc, "err": err.getvalue(), "pid": os.getpid()}), flush=True)
+    """
+)
+
+
+def _race(argv_for: Callable[[Path], list[str]], outs: list[Path]) -> list[list[dict]]:
+    """Two RACERs run ``argv_for(out)`` at the same instant, for each of ``outs`` in turn."""
+    procs = [subprocess.Popen([sys.executable, "-c", RACER], env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        rounds = []
+        for out in outs:
+            job = json.dumps({"go": time.time() + 0.2, "argv": [str(a) for a in argv_for(out)]})
+            for p in procs:
+                assert p.stdin is not None
+                p.stdin.write(job + "\n")
+                p.stdin.flush()
+            rounds.append([json.loads(p.stdout.readline()) for p in procs if p.stdout is not None])
+        return rounds
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize(("command", "tries"), [("make-student", 8), ("export", 3)])
+def test_two_exports_or_make_students_on_one_out_exactly_one_runs(
+        tiny_bert: Callable[..., Path], tmp_path: Path, command: str, tries: int) -> None:
+    """Issue 21: both used to run (each writing the whole folder); now the second stops at once."""
+    t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
+    extra = ["--layers", "1"] if command == "make-student" else []
+    source = "--from" if command == "make-student" else "--model"
+    outs = [tmp_path / f"out{i}" for i in range(tries)]
+    for out, results in zip(outs, _race(lambda o: [command, source, t, *extra, "--out", o], outs), strict=True):
+        assert sorted(r["rc"] for r in results) == [0, 2], results
+        winner = next(r["pid"] for r in results if r["rc"] == 0)
+        loser = next(r["err"] for r in results if r["rc"] == 2)
+        assert (f"{out} is in use by process {winner}" in loser
+                or "already exists and is not empty" in loser), loser  # (it came after the winner finished)
+        assert len(loser.strip().splitlines()) == 1, loser
+        assert (out / "config.json").is_file()
+
+# Holds the locks of file targets (and of folders swapped in whole): .NAME.lock beside each.
+FILE_HOLDER = textwrap.dedent(
+    """
+    import contextlib, sys, time
+    from confdistill.folders import output_lock
+    with contextlib.ExitStack() as stack:
+        for target in sys.argv[1:]:
+            stack.enter_context(output_lock(target, kind="file"))
         print("locked", flush=True)
         time.sleep(60)
     """
@@ -113,9 +187,8 @@ def test_predict_and_run_take_the_lock(tiny_bert: Callable[..., Path], tmp_path:
                                        capsys: pytest.CaptureFixture[str]) -> None:
     data = write_sst2(tmp_path, 16, 12, real=False)
     target = tmp_path / "p.csv"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER.replace("output_lock(sys.argv[1], ",
-                                                                     "output_lock(sys.argv[1], kind='file', "),
-                               str(target), "exclusive"], env=ENV, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", FILE_HOLDER, str(target)], env=ENV, stdout=subprocess.PIPE,
+                              text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         rc = main(["predict", "--model", str(tiny_bert()), "--task", "SST-2", "--data-dir", str(data),
@@ -127,6 +200,37 @@ def test_predict_and_run_take_the_lock(tiny_bert: Callable[..., Path], tmp_path:
         holder.wait()
     assert main(["predict", "--model", str(tiny_bert()), "--task", "SST-2", "--data-dir", str(data),
                  "--out", str(target), "--no-progress"]) == 0
+
+
+def test_every_writing_command_stops_at_once_on_an_out_in_use(
+        tiny_bert: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """export, make-student, augment --out, table --out and analyze --out hold the same lock as
+    distill (beside a folder swapped in whole, or a file): a second writer stops before any work —
+    analyze and table with inputs that do not even exist, so the lock is seen first."""
+    t = tiny_bert()
+    data = write_sst2(tmp_path, 16, 12, real=False)
+    nowhere = tmp_path / "nowhere"
+    argvs = {
+        "export": ["export", "--model", t, "--out", tmp_path / "x"],
+        "make-student": ["make-student", "--from", t, "--layers", "1", "--out", tmp_path / "s"],
+        "augment": ["augment", "--task", "SST-2", "--data-dir", data, "--model", t, "--out", tmp_path / "a.tsv"],
+        "table": ["table", "--root", nowhere, "--teacher", "A=T", "--student", "S", "--out", tmp_path / "rq1"],
+        "analyze": ["analyze", "--teacher", nowhere / "t.csv", "--student", nowhere / "s.csv", "--out", tmp_path / "an"],
+    }
+    targets = [str(argv[-1]) for argv in argvs.values()]
+    holder = subprocess.Popen([sys.executable, "-c", FILE_HOLDER, *targets], env=ENV, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        for command, argv in argvs.items():
+            capsys.readouterr()
+            rc = main([str(a) for a in argv])
+            err = capsys.readouterr().err
+            assert rc == 2 and f"{argv[-1]} is in use by process {holder.pid}" in err, (command, err)
+            assert len(err.strip().splitlines()) == 1 and not Path(argv[-1]).exists(), (command, err)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_tune_workers_share_a_folder_and_keep_exclusive_writers_out(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,3 +106,74 @@ def test_planted_checkpoint_and_cache_in_a_run_folder(tiny_bert: Callable[..., P
         data_back = torch.load(cache, weights_only=True)
         assert isinstance(data_back["logits"], torch.Tensor) and data_back["logits"].shape[1] == 2
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def _bin_checkpoint(source: Path, out: Path, marker: Path | None, *, shards: int) -> Path:
+    """``source`` (safetensors) rewritten as ``pytorch_model.bin`` (``shards`` = 1) or as that many
+    shards with ``pytorch_model.bin.index.json``; with ``marker``, the last file also holds a
+    pickled object whose unpickling would create it."""
+    from safetensors.torch import load_file
+
+    shutil.copytree(source, out)
+    state = load_file(str(out / "model.safetensors"))
+    (out / "model.safetensors").unlink()
+    keys = sorted(state)
+    parts = [keys[i::shards] for i in range(shards)]
+    names = ["pytorch_model.bin"] if shards == 1 else [f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+                                                       for i in range(shards)]
+    for i, (name, part) in enumerate(zip(names, parts, strict=True)):
+        payload: dict = {k: state[k] for k in part}
+        if marker is not None and i == shards - 1:
+            payload["planted"] = _Planted(marker)
+        torch.save(payload, out / name)
+    if shards > 1:
+        weight_map = {k: name for name, part in zip(names, parts, strict=True) for k in part}
+        (out / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return out / names[-1]
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_pickled_bin_checkpoints_are_refused_in_one_line(
+        tiny_bert: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], shards: int) -> None:
+    """Issue 21: a sharded pickled .bin gave ``internal error: UnpicklingError …`` (exit 1, several
+    lines); now every command that loads a model (augment's word embeddings too) refuses it with one line naming the shard and
+    saying to convert it to safetensors (exit 2); nothing is unpickled, nothing written."""
+    t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
+    data = write_sst2(tmp_path, 16, 8, real=False)
+    marker = tmp_path / "MARKER"
+    bad = _bin_checkpoint(t, tmp_path / "pickled", marker, shards=shards)
+    model = bad.parent
+    outs = tmp_path / "outs"
+    commands = {
+        "predict": ["predict", "--no-progress", "--model", model, "--task", "SST-2", "--data-dir", data,
+                    "--out", outs / "p.csv"],
+        "make-student": ["make-student", "--from", model, "--layers", "1", "--out", outs / "s"],
+        "export": ["export", "--model", model, "--out", outs / "x"],
+        "distill": ["distill", "--task", "sst2", "--teacher", model, "--student", t, "--data-dir", data,
+                    "--out", outs / "d"],
+        "finetune": ["finetune", "--task", "sst2", "--model", model, "--data-dir", data, "--out", outs / "f"],
+        "augment": ["augment", "--task", "SST-2", "--data-dir", data, "--model", model, "--out", outs / "a.tsv"],
+    }
+    for command, argv in commands.items():
+        capsys.readouterr()
+        rc = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        lines = [x for x in err.strip().splitlines() if x.strip()]
+        assert rc == 2 and len(lines) == 1, (command, rc, err)
+        assert f"{bad}: needs unpickling" in lines[0] and "convert it to safetensors" in lines[0], (command, err)
+        assert not outs.exists() or not any(p.is_file() and not p.name.endswith(".lock") for p in outs.rglob("*"))
+    assert not marker.exists()
+
+
+def test_tensor_only_bin_checkpoints_still_load(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
+    """The check reads shards as data: a sharded (and a single) .bin of tensors loads as before,
+    to the same logits as the safetensors original."""
+    from confdistill.models.loading import load_classifier
+
+    t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
+    reference, tokenizer = load_classifier(t)
+    batch = tokenizer(["a fine film", "dull"], return_tensors="pt", padding=True)
+    for shards in (1, 2):
+        model, _ = load_classifier(_bin_checkpoint(t, tmp_path / f"bin{shards}", None, shards=shards).parent)
+        with torch.no_grad():
+            assert torch.equal(model(**batch).logits, reference(**batch).logits)

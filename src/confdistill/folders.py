@@ -15,6 +15,11 @@ Three rules every command that writes follows (docs/reliability.md):
    while keeping exclusive writers out. Locks are re-entrant within a process.
 3. **Say what the OS said.** :func:`describe_os_error` turns an :class:`OSError` into one line
    naming the path and the cause (read-only file system, permission denied, no space left…).
+4. **Never through a link.** confdistill makes no symbolic links, so one found where it would write
+   was planted (output folders are shared and copied): a lock is opened with ``O_NOFOLLOW``, and a
+   link at a lock's place, or anywhere inside a folder the command continues (``--resume``, a
+   ``run``/``demo``/``tune`` folder), is refused with one line naming it (:func:`refuse_links`) —
+   never followed, so nothing outside the output is created or changed.
 
 :func:`claim_output` is the usual sequence: check, lock, check again under the lock, remove dead
 processes' temporary files.
@@ -37,7 +42,7 @@ from confdistill.errors import InputError
 from confdistill.io import pid_alive, temp_owner
 
 __all__ = ["LOCK_FILE", "check_output_target", "claim_output", "clear_directory", "describe_os_error",
-           "lock_holder", "output_lock", "remove_stale_temps"]
+           "lock_holder", "output_lock", "refuse_links", "refuse_source_as_target", "remove_stale_temps"]
 
 LOCK_FILE = ".lock"
 
@@ -52,7 +57,42 @@ def _lock_file(path: Path, kind: Kind) -> Path:
 
 
 def _key(lock: Path) -> str:
-    return os.path.realpath(lock)
+    # The lock's own place (its folder resolved, the file itself never followed).
+    return os.path.join(os.path.realpath(lock.parent), lock.name)
+
+
+def _link_error(link: Path) -> InputError:
+    try:
+        to = f" (to {os.readlink(link)})"
+    except OSError:
+        to = ""
+    return InputError(f"is a symbolic link{to}, which confdistill never made and never writes through: "
+                      "remove it (output folders hold no links)", path=link)
+
+
+def _open_lock(lock: Path, flags: int) -> int:
+    """``os.open`` of a lock file that never follows a link (a planted ``.lock`` link to a file
+    outside would get our pid written into it; a dangling one would create its target)."""
+    try:
+        return os.open(lock, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_error(lock) from None
+        raise
+
+
+def refuse_links(root: str | Path | None, *names: Path) -> None:
+    """Refuse (:class:`InputError` naming it) a symbolic link at any of ``names``, or anywhere
+    inside the folder ``root`` (not followed; ``root`` itself may be one, the user named it)."""
+    for path in names:
+        if path.is_symlink():
+            raise _link_error(path)
+    if root is None or not os.path.isdir(root):
+        return
+    for folder, dirs, files in os.walk(root):
+        for entry in sorted([*dirs, *files]):
+            if os.path.islink(os.path.join(folder, entry)):
+                raise _link_error(Path(folder) / entry)
 
 
 def _read_pid(lock: Path) -> str:
@@ -78,11 +118,11 @@ def lock_holder(path: str | Path, *, kind: Kind = "dir", shared: bool = False) -
     conflicts with ours (an exclusive one, or any when ``shared`` is False); None when free.
     Creates nothing."""
     lock = _lock_file(Path(path), kind)
-    if not lock.is_file() or _key(lock) in _HELD:
-        return None
+    if lock.is_symlink() or not lock.is_file() or _key(lock) in _HELD:
+        return None  # a link is no lock of ours (claiming refuses it)
     try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
+        fd = _open_lock(lock, os.O_RDONLY)
+    except (OSError, InputError):
         return None
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -141,6 +181,8 @@ def check_output_target(
     base = _nearest_existing(path)
     if base != path.absolute() and not base.is_dir():
         raise InputError(f"{what}: {base} is a file, so no folder can be made inside it", path=path)
+    # A link where a lock goes (beside the target, or inside a folder) is refused before anything.
+    refuse_links(None, _lock_file(path, "file"), *([_lock_file(path, "dir")] if kind == "dir" else []))
     if not os.path.lexists(path):
         _writable(base, path, what)
         return path
@@ -151,14 +193,18 @@ def check_output_target(
         if not path.is_dir():
             raise InputError(f"{what} exists and is a file, not a folder; it is never replaced by one: "
                              f"remove it or choose another {what}", path=path)
-        holder = lock_holder(path, shared=shared)
-        if holder is not None:
-            raise _in_use(path, _lock_file(path, kind), what)
+        # Its lock is inside, or beside it for a folder that is swapped in whole (claim_output).
+        lock_kinds: tuple[Kind, ...] = ("dir", "file")
+        for lock_kind in lock_kinds:
+            if lock_holder(path, kind=lock_kind, shared=shared) is not None:
+                raise _in_use(path, _lock_file(path, lock_kind), what)
         _writable(path, path, what)
         entries = [e for e in os.listdir(path) if e != LOCK_FILE]
         if entries and not (overwrite or resume or (ours is not None and ours(path))):
             raise InputError(f"{what} already exists and is not empty ({len(entries)} entries, e.g. "
                              f"{sorted(entries)[0]!r}): {advice}", path=path)
+        if entries and not overwrite:
+            refuse_links(path)  # continued in place: nothing in it may lead outside
         return path
     if path.is_dir():
         raise InputError(f"{what} is a folder, not a file; it is never replaced by a file: remove it or "
@@ -195,7 +241,7 @@ def output_lock(path: str | Path, *, kind: Kind = "dir", shared: bool = False, w
     created = _nearest_existing(lock.parent)
     created = None if created == lock.parent.absolute() else _first_missing(lock.parent.absolute(), created)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock(lock, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -238,24 +284,36 @@ def claim_output(
     ours: Callable[[Path], bool] | None = None,
     can_overwrite: bool = True,
     shared: bool = False,
+    beside: bool = False,
 ) -> Iterator[Path]:
     """:func:`check_output_target`, then :func:`output_lock`, then the check again (another process
     may have written in between), then :func:`remove_stale_temps` of dead writers.
 
+    beside: the folder is replaced as a whole (written as a temporary sibling and swapped in), so
+    its lock is the sibling ``.NAME.lock`` (a lock inside would be swapped away with it).
     Clearing an ``--overwrite`` target is left to the caller, after it has validated its inputs
     (:func:`clear_directory`), so that a typo does not cost the old results.
     """
     path = Path(path)
     check_output_target(path, overwrite=overwrite, resume=resume, kind=kind, what=what, ours=ours,
                         can_overwrite=can_overwrite, shared=shared)
-    with output_lock(path, kind=kind, shared=shared, what=what):
+    with output_lock(path, kind="file" if beside else kind, shared=shared, what=what):
         check_output_target(path, overwrite=overwrite, resume=resume, kind=kind, what=what, ours=ours,
                             can_overwrite=can_overwrite, shared=shared)
-        if kind == "dir":
+        if beside:
+            remove_stale_temps(path.absolute().parent, recursive=False, names=[path.name])
+        elif kind == "dir":
             remove_stale_temps(path, exclusive=not shared)
         else:
             remove_stale_temps(path.parent, recursive=False, names=[path.name, path.stem])
         yield path
+
+
+def refuse_source_as_target(out: str | Path, source: str | Path, *, source_flag: str) -> None:
+    """``--out`` naming the command's own source folder is refused before it is claimed (it would be
+    replaced by what is made from it)."""
+    if os.path.exists(out) and os.path.exists(source) and os.path.samefile(out, source):
+        raise InputError(f"--out must differ from {source_flag} (the source would be replaced)", path=out)
 
 
 def clear_directory(path: str | Path, *, keep: tuple[str, ...] = (LOCK_FILE,)) -> None:
@@ -322,6 +380,7 @@ _CAUSES = {
     errno.ENAMETOOLONG: "name too long",
     errno.EMFILE: "too many open files",
     errno.EIO: "input/output error",
+    errno.ELOOP: "a symbolic link, never written through (remove it)",
 }
 
 

@@ -187,6 +187,15 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def open_no_follow(path: str | Path, mode: str = "a") -> IO[Any]:
+    """Open ``path`` for appending (``"a"``) or reading and writing (``"a+"``), created if absent,
+    never through a symbolic link (``OSError`` ELOOP): for the few files written in place (a log
+    appended on resume, a lock), where a planted link would make us write outside the output."""
+    flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDWR if "+" in mode else os.O_WRONLY)
+    fd = os.open(path, flags, 0o666)
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------- tensor files
 
 
@@ -239,6 +248,14 @@ def save_tensors(obj: Any, path: str | Path) -> None:
         os.fsync(fh.fileno())
 
 
+def needs_unpickling(exc: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a file because it holds objects that only
+    unpickling (which can run code) would rebuild."""
+    import pickle
+
+    return isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower()
+
+
 def load_tensors(path: str | Path, *, what: str = "file") -> Any:
     """Read a torch file without running code from it: ``torch.load(weights_only=True)``.
 
@@ -260,7 +277,7 @@ def load_tensors(path: str | Path, *, what: str = "file") -> Any:
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, AttributeError,
             ImportError, KeyError, IndexError, TypeError) as exc:
         first = " ".join(str(exc).split(". ")[0].split())[:160]
-        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc).lower():
+        if needs_unpickling(exc):
             first = "it holds objects other than tensors and plain data, which are never unpickled"
         raise InputError(f"cannot read this {what} ({type(exc).__name__}: {first})", path=path) from None
 

@@ -85,6 +85,19 @@ def worst_csv(rows: list[dict[str, Any]], k: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from confdistill.folders import claim_output
+
+    # One writer per --out, taken before anything is computed: a second analyze stops at once (the
+    # lock is the sibling .OUT.lock: a lock inside would be swapped away with the folder).
+    claim = contextlib.nullcontext() if args.out is None else \
+        claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out")
+    with claim:
+        return _analyze(args)
+
+
+def _analyze(args: argparse.Namespace) -> int:
     import warnings
 
     from confdistill.errors import InputError

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from confdistill.folders import claim_output, refuse_source_as_target
     from confdistill.models.hub import looks_like_hub_id, resolve_model_dir
     from confdistill.models.onnx_dir import onnx_size_bytes
     from confdistill.models.onnx_export import check_format, check_quantize, export_onnx
@@ -40,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     model = args.model
     if not Path(model).is_dir() and "/" in str(model) and looks_like_hub_id(str(model)):
         model = resolve_model_dir(str(model), what="--model")  # a Hub id in the local cache
-    out = export_onnx(model, args.out, quantize=args.quantize, overwrite=args.overwrite)
+    refuse_source_as_target(args.out, model, source_flag="--model")
+    # One writer per --out, before the model is loaded (the lock is beside the folder, swapped in whole).
+    with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):
+        out = export_onnx(model, args.out, quantize=args.quantize, overwrite=args.overwrite)
     kind = args.quantize or "fp32"
     print(f"wrote {out}/model.onnx ({kind}, {onnx_size_bytes(out) / 1e6:.1f} MB)", file=sys.stderr)
     return 0

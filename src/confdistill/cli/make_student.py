@@ -36,11 +36,16 @@ def run(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    from confdistill.folders import claim_output, refuse_source_as_target
     from confdistill.models.student import make_student
 
-    out = make_student(args.from_dir, args.out, layers=args.layers, hidden=args.hidden,
-                       intermediate=args.intermediate, heads=args.heads, num_labels=args.num_labels,
-                       seed=args.seed, overwrite=args.overwrite)
+    refuse_source_as_target(args.out, args.from_dir, source_flag="--from")
+    # One writer per --out: a second make-student into it stops at once, before loading anything
+    # (the lock is beside the folder, which is swapped in whole).
+    with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):
+        out = make_student(args.from_dir, args.out, layers=args.layers, hidden=args.hidden,
+                           intermediate=args.intermediate, heads=args.heads, num_labels=args.num_labels,
+                           seed=args.seed, overwrite=args.overwrite)
     record = json.loads((out / "student.json").read_text(encoding="utf-8"))
     if record["mode"] == "layers":
         how = f"source layers {record['source_layers_copied']} of {record['source_layers']}"

@@ -88,6 +88,15 @@ def _parse_betas(values: list[str], tasks: dict[str, str], students: list[str]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from confdistill.folders import claim_output
+
+    # One writer per --out, taken before anything is read: a second table stops at once (the lock
+    # is beside the folder, which is swapped in whole).
+    with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):
+        return _write_table(args)
+
+
+def _write_table(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
     from confdistill.folders import check_output_target, remove_stale_temps
     from confdistill.io import atomic_directory

@@ -155,10 +155,9 @@ def has_mlm_head(model_dir: str | Path) -> bool:
         with safe_open(str(f), "pt") as fh:
             names += list(fh.keys())
     for f in sorted(model_dir.glob("pytorch_model*.bin")):
-        from confdistill.io import load_tensors
+        from confdistill.models.files import load_bin
 
-        state = load_tensors(f, what="weights file")  # data only; a damaged file is an InputError
-        names += list(state.keys()) if isinstance(state, dict) else []
+        names += list(load_bin(f))  # data only; a damaged or pickled file is an InputError naming it
     return any("cls.predictions.transform" in n for n in names)
 
 
@@ -243,7 +242,7 @@ def augment_file(
 
     from confdistill.data import load_examples, resolve_split_file, resolve_table_file
     from confdistill.data.tabular import CUSTOM_TASK, TableColumns
-    from confdistill.folders import check_output_target, remove_stale_temps
+    from confdistill.folders import claim_output
     from confdistill.io import atomic_write
 
     if n_aug < 0:
@@ -260,43 +259,44 @@ def augment_file(
     out = Path(out) if out is not None else src.with_name(f"train_aug{src.suffix if custom else '.tsv'}")
     if out.resolve() == src.resolve():
         raise InputError("--out: would overwrite the original train file", path=out)
-    check_output_target(out, overwrite=overwrite, kind="file", what="--out")
-    remove_stale_temps(out.absolute().parent, recursive=False, names=[out.name])
-    examples = data.examples
-    table = _Table.read(src, examples, columns if custom else None)
-    texts = [e.text_a for e in examples] + [e.text_b for e in examples if e.text_b is not None]
-    aug = load_augmenter(model_dir, n_aug=n_aug, p=p, k=k, texts=texts, use_mlm=use_mlm, log=log)
-    n_with = 0
-    with atomic_write(out) as fh:
-        table.write_head(fh)
-        bar = tqdm(range(len(examples)), desc=f"augment {data.task.name}", unit="ex", disable=not progress or quiet())
-        for idx in bar:
-            e, r = examples[idx], table.rows[idx]
-            rng = np.random.default_rng([int(seed), idx])
-            var_a = aug.augment_text(e.text_a, rng)
-            var_b = aug.augment_text(e.text_b, rng) if table.i_b is not None and e.text_b is not None else None
-            original = " ".join(split_words(aug.tokenizer, e.text_a))
-            n_with += any(v != original for v in var_a)
-            for j in range(n_aug):
-                new = r.copy()
-                new[table.i_a] = var_a[j]
-                if var_b is not None and table.i_b is not None:
-                    new[table.i_b] = var_b[j]
-                table.write_row(fh, new)
-    return {
-        "task": data.task.name,
-        "source": str(src),
-        "out": str(out),
-        "original_rows": len(examples),
-        "rows": (1 + n_aug) * len(examples),
-        "n_aug": n_aug,
-        "p": p,
-        "top_k": k,
-        "seed": seed,
-        "candidates": "masked-LM + embedding neighbours" if aug.mlm is not None else "embedding neighbours",
-        "distinct_words": len(aug.embedding.table),
-        "examples_changed": int(n_with),
-    }
+    # One writer per --out: a second augment onto it stops at once, before the model is loaded
+    # (the claim also removes a dead writer's temporaries).
+    with claim_output(out, overwrite=overwrite, kind="file", what="--out"):
+        examples = data.examples
+        table = _Table.read(src, examples, columns if custom else None)
+        texts = [e.text_a for e in examples] + [e.text_b for e in examples if e.text_b is not None]
+        aug = load_augmenter(model_dir, n_aug=n_aug, p=p, k=k, texts=texts, use_mlm=use_mlm, log=log)
+        n_with = 0
+        with atomic_write(out) as fh:
+            table.write_head(fh)
+            bar = tqdm(range(len(examples)), desc=f"augment {data.task.name}", unit="ex", disable=not progress or quiet())
+            for idx in bar:
+                e, r = examples[idx], table.rows[idx]
+                rng = np.random.default_rng([int(seed), idx])
+                var_a = aug.augment_text(e.text_a, rng)
+                var_b = aug.augment_text(e.text_b, rng) if table.i_b is not None and e.text_b is not None else None
+                original = " ".join(split_words(aug.tokenizer, e.text_a))
+                n_with += any(v != original for v in var_a)
+                for j in range(n_aug):
+                    new = r.copy()
+                    new[table.i_a] = var_a[j]
+                    if var_b is not None and table.i_b is not None:
+                        new[table.i_b] = var_b[j]
+                    table.write_row(fh, new)
+        return {
+            "task": data.task.name,
+            "source": str(src),
+            "out": str(out),
+            "original_rows": len(examples),
+            "rows": (1 + n_aug) * len(examples),
+            "n_aug": n_aug,
+            "p": p,
+            "top_k": k,
+            "seed": seed,
+            "candidates": "masked-LM + embedding neighbours" if aug.mlm is not None else "embedding neighbours",
+            "distinct_words": len(aug.embedding.table),
+            "examples_changed": int(n_with),
+        }
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 
 from confdistill.errors import InputError
 from confdistill.folders import claim_output
-from confdistill.io import atomic_path, atomic_write, load_tensors, save_tensors
+from confdistill.io import atomic_path, atomic_write, load_tensors, open_no_follow, save_tensors
 
 #: What marks a folder as holding a run (``--resume`` or ``--overwrite`` needed to write into it).
 RUN_MARKERS = ("run.json", "checkpoints", "final", "metrics.jsonl", "intermediate")
@@ -87,7 +87,8 @@ class MetricsLog:
     """
 
     def __init__(self, path: Path, *, enabled: bool, lines: int = 0) -> None:
-        self.fh = open(path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
+        # Appended in place on --resume: never through a link (folders.refuse_links has refused one).
+        self.fh = open_no_follow(path) if enabled else None
         self.lines = lines
 
     def write(self, entry: dict[str, Any]) -> None:

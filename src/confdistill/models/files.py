@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from confdistill.errors import InputError
+from confdistill.io import needs_unpickling
 
 __all__ = [
     "WEIGHT_FILES",
@@ -29,6 +30,10 @@ __all__ = [
     "seeded",
     "weights_file",
 ]
+
+#: The advice given with a weights file that would need unpickling.
+CONVERT_TO_SAFETENSORS = ("convert it to safetensors where you trust its source (load it there; "
+                          "save_pretrained writes model.safetensors)")
 
 #: Weight files looked for, in this order.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -112,7 +117,13 @@ def checkpoint_keys(weights: Path) -> list[str]:
     """Tensor names in a weights file without loading the tensors (mmap for .bin)."""
     try:
         if weights.name.endswith(".index.json"):
-            return list(json.loads(weights.read_text(encoding="utf-8"))["weight_map"])
+            weight_map = json.loads(weights.read_text(encoding="utf-8"))["weight_map"]
+            if weights.name.startswith("pytorch_model"):
+                # transformers would torch.load the shards itself: each is checked here first, so that
+                # one needing unpickling is refused naming it (mmapped: no tensor data is read).
+                for shard in sorted(set(weight_map.values())):
+                    load_bin(_shard_path(weights, shard))
+            return list(weight_map)
         if weights.suffix == ".safetensors":
             from safetensors import safe_open
 
@@ -125,15 +136,30 @@ def checkpoint_keys(weights: Path) -> list[str]:
         raise InputError(f"unreadable weights file ({type(exc).__name__}: {exc})", path=weights) from None
 
 
+def _shard_path(index: Path, shard: object) -> Path:
+    """A shard named by an index, which must be a file in the index's own folder."""
+    if not isinstance(shard, str) or Path(shard).name != shard or shard in (".", ".."):
+        raise InputError(f"weight_map names {shard!r}, not a file beside the index", path=index)
+    return index.parent / shard
+
+
 def load_bin(weights: Path) -> dict[str, torch.Tensor]:
-    """A ``pytorch_model.bin`` state dict (tensors only: ``weights_only``), mmapped when possible."""
+    """A ``pytorch_model.bin`` state dict (tensors only: ``weights_only``), mmapped when possible.
+
+    A file that would need unpickling (objects other than tensors) is refused with one line naming
+    it and saying to convert it to safetensors; it is never unpickled."""
     try:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:
+        except RuntimeError as exc:
+            if needs_unpickling(exc):
+                raise
             # Files written before torch 1.6 (TinyBERT's releases) are not zip archives: no mmap.
             state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if needs_unpickling(exc):
+            raise InputError("needs unpickling (it holds objects other than tensors), which could run code, so "
+                             f"it is never loaded: {CONVERT_TO_SAFETENSORS}", path=weights) from None
         raise InputError(f"unreadable weights file ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
                          path=weights) from None
     if not isinstance(state, dict):

@@ -28,7 +28,7 @@ from typing import Any
 
 from confdistill.errors import InputError
 from confdistill.folders import check_output_target, lock_holder
-from confdistill.io import write_json
+from confdistill.io import open_no_follow, write_json
 
 IDENTITY_FILE = "tune.json"
 
@@ -112,7 +112,7 @@ def file_lock(path: Path) -> Iterator[None]:
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
+    with open_no_follow(path, "a+") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield
