@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,26 +39,12 @@ CHILD = textwrap.dedent(
     import confdistill.swap as swap
     from confdistill.cli.main import main
     from confdistill.io import _prefix
-    from kill_helpers import tree, visible
+    from kill_helpers import arm, tree, visible
 
     cfg = json.loads(sys.argv[1])
     target, snaps, mode = Path(cfg["target"]).absolute(), Path(cfg["snaps"]), cfg["mode"]
     folder = target.parent if mode == "replace" else target   # what a kill can change
     results = []
-
-    def arm(kill_at):
-        calls = [0]
-
-        def killing(fn):
-            def wrapped(*args, **kwargs):
-                calls[0] += 1
-                if calls[0] == kill_at:
-                    os._exit(137)
-                return fn(*args, **kwargs)
-            return wrapped
-
-        for name in ("replace", "rename", "unlink", "fsync", "rmdir", "mkdir"):
-            setattr(os, name, killing(getattr(os, name)))
 
     def restore(pristine):
         for name in visible(folder):
@@ -149,6 +136,23 @@ CHILD = textwrap.dedent(
 )
 
 
+def arm(kill_at: int) -> None:
+    """From now on, the ``kill_at``-th call of os.replace/rename/unlink/fsync/rmdir/mkdir in this
+    process exits at once (``os._exit(137)``: no cleanup runs, what ``kill -9`` leaves)."""
+    calls = [0]
+
+    def killing(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os._exit(137)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    for name in ("replace", "rename", "unlink", "fsync", "rmdir", "mkdir"):
+        setattr(os, name, killing(getattr(os, name)))
+
+
 def tree(path: Path) -> dict[str, str] | None:
     """Relative name -> SHA-256 of every file under ``path``, lock files aside (None: no such folder)."""
     path = Path(path)
@@ -163,6 +167,12 @@ def visible(folder: Path) -> list[str]:
     return sorted(n for n in os.listdir(folder) if not n.endswith(".lock"))
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a child process that imports these sources and this helper."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(Path(__file__).parent)]),
+            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
 def kill_matrix(argv: list[Any], target: Path, snaps: Path, *, mode: str = "replace",
                 reader: str | None = None) -> list[dict[str, Any]]:
     """Run ``confdistill ARGV`` killing it at each step of its swap (``mode="replace"``) or clear
@@ -170,9 +180,7 @@ def kill_matrix(argv: list[Any], target: Path, snaps: Path, *, mode: str = "repl
     reader: ``"module:function"`` called on the target (``OUT/final`` for a clear) after each kill."""
     cfg = {"argv": [str(a) for a in argv], "target": str(target), "snaps": str(snaps), "mode": mode,
            "reader": reader}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(Path(__file__).parent)]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], env=child_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((snaps / "results.json").read_text())

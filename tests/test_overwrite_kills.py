@@ -47,49 +47,56 @@ def _check_swap_matrix(rows: list[dict], old: dict, new: dict, name: str, extra:
     assert rows[-1]["post"] == new
 
 
-def _next_command(snapshot: Path, folder: Path, argv: list, expect: dict, name: str) -> None:
-    """Put the state a kill left back in place and run the real next command on it."""
+def _restore(snapshot: Path, folder: Path) -> None:
+    """Put the state a kill left back in place."""
     shutil.rmtree(folder)
     shutil.copytree(snapshot, folder, symlinks=True)
-    assert cli([str(a) for a in argv]) == 0
+
+
+def _next_command(snapshot: Path, folder: Path, argv: list, expect: dict, name: str) -> None:
+    """Run the real next command on the state a kill left."""
+    _restore(snapshot, folder)
+    assert cli(argv) == 0
     assert tree(folder / name) == expect
     assert visible(folder) == [name]
 
 
+def _swap_case(first: list, argv: list, out: Path, snaps: Path, reader: str) -> tuple[dict, dict]:
+    """Write ``out`` with ``first``, then replace it with ``argv`` killed at every step: (old, new)."""
+    assert cli(first) == 0
+    old = tree(out)
+    rows = kill_matrix(argv, out, snaps, reader=reader)
+    new = tree(out)
+    assert old is not None and new != old
+    _check_swap_matrix(rows, old, new, out.name)
+    return old, new
+
+
 def test_make_student_overwrite_killed_at_every_step(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
     teacher = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
-    work, out = tmp_path / "work", tmp_path / "work" / "student"
-    assert cli(["make-student", "--from", teacher, "--layers", "2", "--out", out]) == 0
-    old = tree(out)
+    work, out, snaps = tmp_path / "work", tmp_path / "work" / "student", tmp_path / "snaps"
+    first = ["make-student", "--from", teacher, "--layers", "2", "--out", out]
     argv = ["make-student", "--from", teacher, "--layers", "1", "--out", out, "--overwrite"]
-    rows = kill_matrix(argv, out, tmp_path / "snaps", reader="confdistill.models.files:check_dir")
-    new = tree(out)
-    assert new != old
-    _check_swap_matrix(rows, old, new, "student")
+    _old, new = _swap_case(first, argv, out, snaps, "confdistill.models.files:check_dir")
     # Killed between the two renames: the next make-student, even without --overwrite, finds the
     # swap finished (so it refuses), and with --overwrite writes the same new student.
-    shutil.rmtree(work)
-    shutil.copytree(tmp_path / "snaps" / "gone", work)
-    assert cli(["make-student", "--from", teacher, "--layers", "2", "--out", out]) == 2
+    _restore(snaps / "gone", work)
+    assert cli(first) == 2
     assert tree(out) == new
     for kind in ("gone", "before"):
-        _next_command(tmp_path / "snaps" / kind, work, argv, new, "student")
+        _next_command(snaps / kind, work, argv, new, "student")
 
 
 def test_export_overwrite_killed_at_every_step(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
-    a = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64)
-    b = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64, seed=3)
-    work, out = tmp_path / "work", tmp_path / "work" / "onnx"
-    assert cli(["export", "--model", a, "--format", "onnx", "--out", out]) == 0
-    old = tree(out)
-    argv = ["export", "--model", b, "--format", "onnx", "--out", out, "--overwrite"]
-    rows = kill_matrix(argv, out, tmp_path / "snaps", reader="confdistill.models.onnx_dir:is_onnx_dir")
-    new = tree(out)
-    _check_swap_matrix(rows, old, new, "onnx")
-    shutil.rmtree(work)
-    shutil.copytree(tmp_path / "snaps" / "gone", work)
     from confdistill.models.onnx_dir import is_onnx_dir, read_onnx_manifest
 
+    a = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64)
+    b = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64, seed=3)
+    work, out, snaps = tmp_path / "work", tmp_path / "work" / "onnx", tmp_path / "snaps"
+    _swap_case(["export", "--model", a, "--format", "onnx", "--out", out],
+               ["export", "--model", b, "--format", "onnx", "--out", out, "--overwrite"], out, snaps,
+               "confdistill.models.onnx_dir:is_onnx_dir")
+    _restore(snaps / "gone", work)
     assert is_onnx_dir(out) and read_onnx_manifest(out)["source_model"] == str(b.resolve())  # the new export
     assert visible(work) == ["onnx"]
 
@@ -103,17 +110,12 @@ def _softmax(path: Path, seed: int) -> Path:
 
 def test_analyze_out_overwrite_killed_at_every_step(tmp_path: Path) -> None:
     t, s1, s2 = (_softmax(tmp_path / f"{n}.csv", seed) for n, seed in (("t", 0), ("s1", 1), ("s2", 2)))
-    work, out = tmp_path / "work", tmp_path / "work" / "analysis"
+    work, out, snaps = tmp_path / "work", tmp_path / "work" / "analysis", tmp_path / "snaps"
     common = ["analyze", "--teacher", t, "--bootstrap", "20", "--no-plots", "--out", out]
-    assert cli([*common, "--student", s1]) == 0
-    old = tree(out)
     argv = [*common, "--student", s2, "--overwrite"]
-    rows = kill_matrix(argv, out, tmp_path / "snaps", reader="confdistill.folders:recover_folder")
-    new = tree(out)
-    assert new != old
-    _check_swap_matrix(rows, old, new, "analysis")
+    _old, new = _swap_case([*common, "--student", s1], argv, out, snaps, "confdistill.folders:recover_folder")
     for kind in ("gone", "decided", "before"):
-        _next_command(tmp_path / "snaps" / kind, work, argv, new, "analysis")
+        _next_command(snaps / kind, work, argv, new, "analysis")
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -135,45 +137,37 @@ def old_top(files: dict) -> set[str]:
     return {name.split("/")[0] for name in files}
 
 
-def test_finetune_overwrite_killed_at_every_clear_step(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
-    data = write_sst2(tmp_path, 40, 12, real=False)
-    model = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64)
-    out = tmp_path / "ft"
-    base = ["finetune", "--model", model, "--task", "sst2", "--data-dir", data, "--out", out, "--epochs", "1",
-            "--batch-size", "16", "--checkpoint-steps", "2", "--learning-rate", "1e-3"]
+def _clear_case(base: list, out: Path, tmp_path: Path) -> None:
+    """An old run in ``out`` (seed 1), then ``--overwrite`` killed at every step of its clear; the real
+    next command (``--resume``) on what a kill left keeps the old, complete run (before the decision)
+    or runs the new one in the emptied folder, ending as the uninterrupted ``--overwrite`` run."""
     assert cli([*base, "--seed", "1"]) == 0
     old = tree(out)
     rows = kill_matrix([*base, "--overwrite"], out, tmp_path / "snaps", mode="clear",
                        reader="confdistill.folders:recover_folder")
     _check_clear_matrix(rows, old)
     shutil.copytree(out, tmp_path / "new")
-    # The next command on what each kill left: --resume continues the old run (complete: nothing to
-    # do) or starts the new one in the emptied folder, which ends as the uninterrupted new run.
-    for kind, expect in (("undecided", "old"), ("decided", "new")):
-        shutil.rmtree(out)
-        shutil.copytree(tmp_path / "snaps" / kind, out)
+    for kind in ("undecided", "decided"):
+        _restore(tmp_path / "snaps" / kind, out)
         assert cli([*base, "--resume"]) == 0
-        if expect == "old":
+        if kind == "undecided":
             assert tree(out) == old
         else:
             assert _same_weights(out / "final", tmp_path / "new" / "final")
             assert metrics_log(out) == metrics_log(tmp_path / "new")
 
 
+def test_finetune_overwrite_killed_at_every_clear_step(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
+    data = write_sst2(tmp_path, 40, 12, real=False)
+    model = tiny_bert(layers=1, hidden=32, heads=2, intermediate=64)
+    _clear_case(["finetune", "--model", model, "--task", "sst2", "--data-dir", data, "--out", tmp_path / "ft",
+                 "--epochs", "1", "--batch-size", "16", "--checkpoint-steps", "2", "--learning-rate", "1e-3"],
+                tmp_path / "ft", tmp_path)
+
+
 def test_general_distill_overwrite_killed_at_every_clear_step(tiny_bert: Callable[..., Path], tmp_path: Path) -> None:
     teacher = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
     corpus = _corpus(tmp_path / "c.txt", 24)
-    out = tmp_path / "general"
-    base = ["general-distill", "--teacher", teacher, "--corpus", corpus, "--layers", "1", "--hidden", "32",
-            "--heads", "2", "--intermediate", "64", "--out", out, "--device", "cpu", "--batch-size", "8",
-            "--epochs", "1", "--checkpoint-steps", "2"]
-    assert cli([*base, "--seed", "1"]) == 0
-    old = tree(out)
-    rows = kill_matrix([*base, "--overwrite"], out, tmp_path / "snaps", mode="clear",
-                       reader="confdistill.folders:recover_folder")
-    _check_clear_matrix(rows, old)
-    shutil.copytree(out, tmp_path / "new")
-    shutil.rmtree(out)
-    shutil.copytree(tmp_path / "snaps" / "decided", out)
-    assert cli([*base, "--resume"]) == 0
-    assert _same_weights(out / "final", tmp_path / "new" / "final")
+    _clear_case(["general-distill", "--teacher", teacher, "--corpus", corpus, "--layers", "1", "--hidden", "32",
+                 "--heads", "2", "--intermediate", "64", "--out", tmp_path / "general", "--device", "cpu",
+                 "--batch-size", "8", "--epochs", "1", "--checkpoint-steps", "2"], tmp_path / "general", tmp_path)

@@ -25,33 +25,12 @@ from confdistill.folders import LOCK_FILE, clear_directory, recover_folder, remo
 from confdistill.io import atomic_directory
 from confdistill.models.files import check_dir
 from confdistill.swap import recover_folder_swap
+from kill_helpers import child_env
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-
-#: Arms the kill: the k-th call of these os functions (counted from the moment it is armed) exits.
-KILLER = textwrap.dedent(
-    """
-    import os
-
-    def arm(kill_at):
-        calls = [0]
-
-        def killing(fn):
-            def wrapped(*args, **kwargs):
-                calls[0] += 1
-                if calls[0] == kill_at:
-                    os._exit(137)  # no cleanup runs: what kill -9 leaves
-                return fn(*args, **kwargs)
-            return wrapped
-
-        for name in ("replace", "rename", "unlink", "fsync", "rmdir", "mkdir"):
-            setattr(os, name, killing(getattr(os, name)))
-    """
-)
-
-SWAP_CHILD = KILLER + textwrap.dedent(
+SWAP_CHILD = textwrap.dedent(
     """
     import sys
+    from kill_helpers import arm
     from pathlib import Path
     from confdistill.io import atomic_directory
 
@@ -64,9 +43,10 @@ SWAP_CHILD = KILLER + textwrap.dedent(
     """
 )
 
-CLEAR_CHILD = KILLER + textwrap.dedent(
+CLEAR_CHILD = textwrap.dedent(
     """
     import sys
+    from kill_helpers import arm
     from pathlib import Path
     from confdistill.folders import clear_directory
 
@@ -93,8 +73,7 @@ def _old_model(path: Path) -> None:
 
 
 def _child(code: str, *args: object) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=child_env(), capture_output=True, text=True,
                           timeout=120)
 
 
