@@ -24,33 +24,21 @@ from confdistill.commit import commit_files, recover_commit, sidecar_matches
 from confdistill.folders import remove_stale_temps
 from confdistill.io import sha256_file, temp_sibling
 from confdistill.prediction.softmax_file import sidecar_path, write_softmax
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from kill_helpers import child_env
 
 CHILD = textwrap.dedent(
     """
     import os, sys
     import numpy as np
     from confdistill.prediction.softmax_file import write_softmax
+    from kill_helpers import arm
 
     path, kill_at, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    calls = [0]
-
-    def killing(fn):
-        def wrapped(*args, **kwargs):
-            calls[0] += 1
-            if calls[0] == kill_at:
-                os._exit(137)  # no cleanup runs: what kill -9 leaves
-            return fn(*args, **kwargs)
-        return wrapped
-
-    for name in ("replace", "rename", "unlink", "fsync"):
-        setattr(os, name, killing(getattr(os, name)))
+    arm(kill_at)  # the kill_at-th file-system step exits at once: what kill -9 leaves
     rng = np.random.default_rng(n)
     p = rng.dirichlet([1, 1], size=n)
     meta = None if os.environ.get("NO_META") else {"model": f"model-{n}", "split": "dev"}
     write_softmax(path, p, (np.arange(n) % 2).astype(np.int64), meta=meta)
-    print(calls[0])
     """
 )
 
@@ -70,9 +58,7 @@ def _pair(path: Path) -> tuple[bytes | None, bytes | None]:
 
 
 def _run_child(path: Path, kill_at: int, n: int, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, "PYTHONPATH": str(SRC), **(env_extra or {})}
+    env = {**child_env(), **(env_extra or {})}
     return subprocess.run([sys.executable, "-c", CHILD, str(path), str(kill_at), str(n)], env=env,
                           capture_output=True, text=True, timeout=120)
 

@@ -22,6 +22,7 @@ from typing import Any
 from confdistill.io import (
     _json_default,
     atomic_write,
+    fsync_dir,
     os_errors_named,
     pid_alive,
     sha256_file,
@@ -36,15 +37,6 @@ JOURNAL_SUFFIX = ".commit"
 
 def _journal(target: Path) -> Path:
     return target.with_name(f".{target.name}{JOURNAL_SUFFIX}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def commit_files(moves: Sequence[tuple[Path, Path]], *, remove: Sequence[Path] = ()) -> None:
@@ -71,7 +63,7 @@ def commit_files(moves: Sequence[tuple[Path, Path]], *, remove: Sequence[Path] =
     # Decided: from here only forward. If this raises, the journal stays for recover_commit.
     _apply(folder, ops)
     journal.unlink()
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def _apply(folder: Path, ops: list[list[str]]) -> None:
@@ -85,7 +77,7 @@ def _apply(folder: Path, ops: list[list[str]]) -> None:
                     (folder / op[1]).unlink()
         elif op[0] == "move" and (folder / op[1]).exists():
             os.replace(folder / op[1], folder / op[2])
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def recover_commit(target: str | Path) -> bool:

@@ -40,9 +40,11 @@ from typing import Literal
 from confdistill.commit import JOURNAL_SUFFIX, recover_commit
 from confdistill.errors import InputError
 from confdistill.io import pid_alive, temp_owner
+from confdistill.swap import SWAP_SUFFIX, clear_folder, recover_clear, recover_in
 
 __all__ = ["LOCK_FILE", "check_output_target", "claim_output", "clear_directory", "describe_os_error",
-           "lock_holder", "output_lock", "refuse_links", "refuse_source_as_target", "remove_stale_temps"]
+           "lock_holder", "output_lock", "recover_folder", "refuse_links", "refuse_source_as_target",
+           "remove_stale_temps"]
 
 LOCK_FILE = ".lock"
 
@@ -317,23 +319,27 @@ def refuse_source_as_target(out: str | Path, source: str | Path, *, source_flag:
 
 
 def clear_directory(path: str | Path, *, keep: tuple[str, ...] = (LOCK_FILE,)) -> None:
-    """Remove everything in ``path`` except ``keep`` (``--overwrite``; the lock stays held)."""
+    """Remove everything in ``path`` except ``keep`` (``--overwrite``; the lock stays held), as one
+    step: a kill leaves the old content or an empty folder (:func:`confdistill.swap.clear_folder`)."""
+    clear_folder(path, keep=keep)
+
+
+def recover_folder(path: str | Path) -> None:
+    """Before reading or replacing the folder ``path``: finish or undo what a killed writer left
+    there (a folder swap of ``path``, an ``--overwrite`` clear of it) and remove that writer's
+    temporaries of ``path``. Best effort: a reader may not be allowed to write there."""
     path = Path(path)
-    if not path.is_dir():
-        return
-    for entry in path.iterdir():
-        if entry.name in keep:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    with contextlib.suppress(OSError):
+        remove_stale_temps(path.absolute().parent, recursive=False, names=[path.name])
+        if path.is_dir():
+            recover_clear(path)
 
 
 def remove_stale_temps(root: str | Path, *, exclusive: bool = False, recursive: bool = True,
                        names: Sequence[str] | None = None) -> list[Path]:
     """Remove what killed processes left under ``root``: temporary files and folders of dead
-    writers (a pending :func:`commit_files` journal is finished first, not discarded).
+    writers (a pending :func:`commit_files` journal, folder swap or clear is finished or undone
+    first, not discarded).
 
     exclusive: the caller holds the folder's exclusive lock, so old-style temporaries without a
     process id are stale too. names: only temporaries of these target names. Returns what was removed.
@@ -341,9 +347,12 @@ def remove_stale_temps(root: str | Path, *, exclusive: bool = False, recursive: 
     root = Path(root)
     if not root.is_dir():
         return []
+    if names is not None:  # with the temporaries of their journals (written atomically too)
+        names = [*names, *(f".{n}{suffix}" for n in names for suffix in (JOURNAL_SUFFIX, SWAP_SUFFIX))]
     removed: list[Path] = []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
+        recover_in(here, [*files, *dirs], names)  # a decided swap's temporary is the new folder
         for entry in files:
             if entry.endswith(JOURNAL_SUFFIX) and entry.startswith("."):
                 target = here / entry[1:-len(JOURNAL_SUFFIX)]

@@ -8,7 +8,8 @@ complete.
 - Temporary names carry the writer's process id (``.NAME.PID.XXXXXXXX.tmp[.ext]``, folders too,
   and ``.NAME.old-PID`` for a folder being replaced), so that the next command writing there can
   tell a dead process's leftovers from a live writer's and remove them
-  (:func:`confdistill.folders.remove_stale_temps`).
+  (:func:`confdistill.folders.remove_stale_temps`). A folder is swapped in under a journal
+  (:mod:`confdistill.swap`), so a kill between its two renames is finished, not lost.
 - Outputs get the user's umask (0644 files, 0755 folders with the usual 022), not the 0600/0700
   of :func:`tempfile.mkstemp`/:func:`tempfile.mkdtemp`.
 - Several files that only make sense together (a prediction file and its sidecar) are put in
@@ -163,9 +164,12 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling *directory*; on success it replaces ``path`` (old one removed after).
 
     Used for model directories (``save_pretrained``) and checkpoints: a reader never sees a
-    half-written model, and a crash mid-save keeps the previous one. A *file* at ``path`` is never
+    half-written model, and a kill at any point leaves the previous folder or the new one (the
+    swap is journalled: :func:`confdistill.swap.replace_folder`). A *file* at ``path`` is never
     replaced by a folder (:class:`NotADirectoryError`).
     """
+    from confdistill.swap import replace_folder  # (it imports this module)
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(_errno.ENOTDIR, "exists and is a file, not a folder (not replaced)", str(path))
@@ -177,14 +181,18 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, path)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a folder's entries (renames, new and removed names) durable; best effort (some file
+    systems refuse to open or fsync a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def open_no_follow(path: str | Path, mode: str = "a") -> IO[Any]:
@@ -320,7 +328,8 @@ def sha256_json(data: Any) -> str:
 
 _REEXPORTED = {
     **dict.fromkeys(("check_output_target", "output_lock", "claim_output", "lock_holder", "clear_directory",
-                     "describe_os_error", "remove_stale_temps", "LOCK_FILE"), "folders"),
+                     "describe_os_error", "remove_stale_temps", "recover_folder", "LOCK_FILE"),
+                  "folders"),
     **dict.fromkeys(("commit_files", "recover_commit", "write_with_sidecar", "sidecar_matches"), "commit"),
 }
 

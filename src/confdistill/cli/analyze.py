@@ -101,7 +101,7 @@ def _analyze(args: argparse.Namespace) -> int:
     import warnings
 
     from confdistill.errors import InputError
-    from confdistill.folders import check_output_target, output_lock, remove_stale_temps
+    from confdistill.folders import check_output_target, output_lock, recover_folder, remove_stale_temps
     from confdistill.io import atomic_directory, write_json
     from confdistill.properties.confidence import analyze_pair
     from confdistill.properties.decisions import parse_thresholds
@@ -114,6 +114,8 @@ def _analyze(args: argparse.Namespace) -> int:
         if args.json is not None:
             check_output_target(args.json, kind="file", overwrite=args.overwrite, what="--json")
 
+    if args.out is not None:
+        recover_folder(args.out)  # an earlier analysis killed mid-swap: its old or new folder first
     check_targets()
     if args.check and args.kappa is None:
         raise InputError("--check needs --kappa: a verdict needs the tolerance you accept")

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_table(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
-    from confdistill.folders import check_output_target, remove_stale_temps
+    from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
     from confdistill.io import atomic_directory
     from confdistill.properties.verdict import validate_tolerance
     from confdistill.reports.table import build_rq1_table
@@ -106,6 +106,7 @@ def _write_table(args: argparse.Namespace) -> int:
     teachers = _parse_teachers(args.teacher)
     students = list(dict.fromkeys(args.student))
     betas = _parse_betas(args.beta, teachers, students)
+    recover_folder(args.out)  # an earlier table killed mid-swap: its old or new folder first
     check_output_target(args.out, overwrite=args.overwrite, what="--out")
     validate_tolerance(args.kappa)
     if args.bootstrap < 0:

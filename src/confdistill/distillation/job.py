@@ -9,6 +9,7 @@ flat option names.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,32 @@ def job_record(job: Job) -> dict[str, Any]:
     return d
 
 
+#: Record keys that are paths: one inside the run folder (stage 2's student, ``OUT/intermediate/final``)
+#: is compared relative to it.
+_PATH_KEYS = ("student", "teacher", "data_dir", "aug_train")
+
+
+def placed(record: dict[str, Any]) -> dict[str, Any]:
+    """A resume record without where its run folder lies: ``out`` dropped and paths inside it made
+    relative to it, so that a moved or copied run folder resumes (the result does not depend on it).
+    Both paths were recorded by one process, so their relation holds whatever the current folder."""
+    record = dict(record)
+    out = record.pop("out", None)
+    if isinstance(out, str) and out:
+        root = os.path.abspath(out)
+        for key in _PATH_KEYS:
+            value = record.get(key)
+            if isinstance(value, str) and value:
+                path = os.path.abspath(value)
+                if path == root or path.startswith(root + os.sep):
+                    record[key] = os.path.join("<out>", os.path.relpath(path, root))
+    return record
+
+
 def check_same_settings(before: dict[str, Any], now: dict[str, Any], out: Path) -> None:
-    """Refuse ``--resume`` with settings other than the recorded run's (naming the first differences)."""
+    """Refuse ``--resume`` with settings other than the recorded run's (naming the first differences);
+    where the run folder lies is not a setting (:func:`placed`)."""
+    before, now = placed(before), placed(now)
     diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from confdistill.errors import InputError
+from confdistill.folders import recover_folder
 from confdistill.io import needs_unpickling
 
 __all__ = [
@@ -82,6 +83,7 @@ def seeded(seed: int) -> contextlib.AbstractContextManager[Any]:
 def check_dir(path: str | Path) -> Path:
     """``path`` as a :class:`Path` if it is an existing directory, else :class:`InputError`."""
     path = Path(path).expanduser()
+    recover_folder(path)  # a save killed mid-swap: the old or the new folder, never none
     if not path.exists():
         raise InputError("model directory does not exist", path=path)
     if not path.is_dir():

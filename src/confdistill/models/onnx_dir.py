@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from confdistill.errors import InputError
+from confdistill.folders import recover_folder
 
 __all__ = [
     "INPUT_NAMES",
@@ -50,6 +51,7 @@ QUANTIZATIONS = ("int8",)
 def is_onnx_dir(path: str | Path) -> bool:
     """Whether ``path`` is a directory written by ``confdistill export`` (it has ``onnx.json``)."""
     path = Path(path).expanduser()
+    recover_folder(path)  # an export killed mid-swap: the old or the new folder, never none
     return path.is_dir() and (path / ONNX_MANIFEST).is_file()
 
 

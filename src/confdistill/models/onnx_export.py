@@ -169,7 +169,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     Refused (:class:`InputError`): an unknown ``quantize``, a directory without tokenizer, a model
     without a trained classifier head, an ONNX directory as source, ``out`` equal to ``model_dir``.
     """
-    from confdistill.folders import check_output_target, remove_stale_temps
+    from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
     from confdistill.models.loading import load_classifier
     from confdistill.models.tokenizer import write_vocab
 
@@ -179,6 +179,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
         raise InputError("is already an ONNX export; export needs a PyTorch model directory", path=model_dir)
     if out.exists() and out.resolve() == model_dir.resolve():
         raise InputError("--out must differ from --model (the source would be replaced)", path=out)
+    recover_folder(out)  # an earlier export killed mid-swap: its old or new folder first
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
     model, tokenizer = load_classifier(model_dir, attn_implementation="sdpa")
     report = model.confdistill_load_report

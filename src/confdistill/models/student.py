@@ -72,7 +72,7 @@ def make_student(
     """
     import torch
 
-    from confdistill.folders import check_output_target
+    from confdistill.folders import check_output_target, recover_folder
     from confdistill.io import remove_stale_temps
     from confdistill.models.files import seeded as _seeded
     from confdistill.models.loading import load_classifier, save_classifier
@@ -83,6 +83,7 @@ def make_student(
     from_dir, out = Path(from_dir), Path(out)
     if out.resolve() == from_dir.resolve():
         raise InputError("--out must differ from --from (the source would be replaced)", path=out)
+    recover_folder(out)  # an earlier make-student killed mid-swap: its old or new folder first
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
     source, tokenizer = load_classifier(from_dir, seed=seed)
     src_cfg = source.config

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from confdistill.errors import InputError
+from confdistill.folders import recover_folder
 
 CSV_EXT = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 PARQUET_EXT = {".parquet", ".pq"}
@@ -42,6 +43,8 @@ def resolve_files(spec: str | Path) -> list[Path]:
     """
     text = str(spec)
     path = Path(spec)
+    if not path.is_file():
+        recover_folder(path)  # a folder replaced by a killed writer: the old or the new one
     if any(ch in text for ch in "*?[") and not path.exists():
         files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()
                        and not p.endswith(".meta.json"))

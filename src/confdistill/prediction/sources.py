@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from confdistill.errors import InputError
+from confdistill.io import pid_alive
 from confdistill.prediction.shards import (
     CSV_EXT,
     PARQUET_EXT,
@@ -50,13 +52,33 @@ MEMORY_LIMIT = os.environ.get("CONFDISTILL_DUCKDB_MEMORY", "1GB")
 
 
 
+#: Spill folders in the temporary directory: ``confdistill-duckdb-PID-XXXXXXXX`` (PID: the owner).
+SPILL_PREFIX = "confdistill-duckdb-"
+_SPILL = re.compile(rf"^{re.escape(SPILL_PREFIX)}(\d+)-")
+
+
+def remove_dead_spills(base: str | Path | None = None) -> list[Path]:
+    """Remove the spill folders of processes that are gone (killed while DuckDB spilled: on 10^8-row
+    logs gigabytes); a live process's are kept. Returns what was removed."""
+    base = Path(base or tempfile.gettempdir())
+    removed = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(base):
+            m = _SPILL.match(name)
+            if m and int(m[1]) != os.getpid() and not pid_alive(int(m[1])):
+                shutil.rmtree(base / name, ignore_errors=True)
+                removed.append(base / name)
+    return removed
+
+
 @contextlib.contextmanager
 def connect(threads: int | None = None) -> Iterator[Any]:
     """A fresh in-memory DuckDB connection with a bounded memory budget and its own spill directory,
-    both closed and removed when the block ends."""
+    both closed and removed when the block ends (and by the next connection, if this process dies)."""
     import duckdb
 
-    spill = tempfile.mkdtemp(prefix="confdistill-duckdb-")
+    remove_dead_spills()
+    spill = tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
