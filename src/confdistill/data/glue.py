@@ -85,6 +85,18 @@ class TaskSpec:
         return self.display_names or self.label_names
 
     @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys :func:`compute_metrics` returns for this task (what ``--best-metric`` may name)."""
+        if self.is_regression:
+            return ("pearson", "spearman", "corr")
+        names = ["accuracy"]
+        if self.metric == "f1" or self.name in ("MRPC", "QQP"):
+            names += ["f1", "acc_and_f1"]
+        if self.metric == "matthews_corr":
+            names.append("matthews_corr")
+        return tuple(names)
+
+    @property
     def num_labels(self) -> int:
         """Width of the classifier head: 1 for regression, else the number of classes."""
         return 1 if self.is_regression else len(self.label_names)
