@@ -19,6 +19,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from confdistill import __version__
 from confdistill.errors import InputError
@@ -38,6 +39,32 @@ SUBCOMMAND_MODULES = [
     "augment",
     "tune",
 ]
+
+
+#: Metavars of the arguments that name a file or folder. An empty one ('') would become the
+#: current folder (``Path("")`` is ``.``) or fail deep inside with an error naming no flag.
+PATH_METAVARS = frozenset({"DIR", "FILE", "PATH", "RUN_JSON", "EXPERIMENT.toml"})
+
+
+def _non_empty(convert: Any) -> Any:
+    """``convert`` (an argparse type, None: the text) behind a check that the path is not empty."""
+    def parse(text: str) -> Any:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("expected a path, got an empty string")
+        return text if convert is None else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "path")  # argparse names the type in "invalid … value"
+    return parse
+
+
+def _refuse_empty_paths(parser: argparse.ArgumentParser) -> None:
+    """Every path argument of every sub-command refuses '' as a usage error naming the flag (exit 2)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _refuse_empty_paths(sub)
+        elif action.metavar in PATH_METAVARS:
+            action.type = _non_empty(action.type)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMAND_MODULES:
         module = importlib.import_module(f"confdistill.cli.{name}")
         module.add_parser(subparsers)
+    _refuse_empty_paths(parser)
     return parser
 
 
