@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from confdistill.delimited import Reader
 from confdistill.errors import InputError
 
 __all__ = [
@@ -244,7 +245,7 @@ def _read_tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """``(1-based line, fields)`` for every non-blank line; tabs only, no quoting, BOM dropped."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            reader = Reader(fh, path, delimiter="\t", quoting=csv.QUOTE_NONE)
             rows = []
             for fields in reader:
                 if not fields or (len(fields) == 1 and not fields[0].strip()):

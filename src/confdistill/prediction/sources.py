@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from confdistill.delimited import FIELD_LIMIT
 from confdistill.errors import InputError
 from confdistill.prediction.shards import (
     CSV_EXT,
@@ -199,7 +200,7 @@ def open_source(spec: str | Path, con: Any, *, delimiter: str | None = None, tab
             parts.append(
                 f"SELECT {idx} AS file_idx, * FROM read_csv({sql_path(f)}, "
                 f"header = true, delim = {sql_path(delim)}, quote = '\"', escape = '\"', "
-                f"columns = {{{types}}}, auto_detect = false, strict_mode = true)")
+                f"columns = {{{types}}}, auto_detect = false, strict_mode = true, max_line_size = {FIELD_LIMIT})")
         if layout is None:
             layout = shard
         elif shard != layout:
