@@ -8,6 +8,7 @@ the builder gets the prepared inputs (tiny models, data, an existing non-empty f
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections.abc import Callable
@@ -72,6 +73,17 @@ def _damaged_inputs(root: Path, data: Path, t: Path) -> dict[str, Path]:
     with open(huge / "SST-2" / "dev.tsv", "a") as fh:
         fh.write("a" * (FIELD_LIMIT + 1) + "\t1\n")
     return {"bad_config": bad_config, "garbled": garbled, "preds": preds, "long_line": long_line, "huge_field": huge}
+
+
+#: Python's own limit on a CSV field. The csv module's limit is process-wide state that one reader
+#: may raise for the rest of the process (general-distill's corpus reader does): each case starts
+#: from the default, as a fresh process would.
+CSV_DEFAULT_FIELD_LIMIT = 131_072
+
+
+@pytest.fixture(autouse=True)
+def fresh_csv_limit() -> None:
+    csv.field_size_limit(CSV_DEFAULT_FIELD_LIMIT)
 
 
 @pytest.fixture
