@@ -240,7 +240,7 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
      "config.json: invalid model configuration: Field 'num_hidden_layers'"),
     ("predict", "a field beyond 16 MiB", lambda e: [*_P, "--model", e["t"], "--task", "SST-2", "--data-dir",
                                                     e["huge_field"], "--out", _out(e, "p.csv")],
-     "dev.tsv, row 14: a field longer than 16,777,216 characters"),
+     "dev.tsv: a field longer than 16,777,216 characters, the limit per field (line 14)"),
     # augment
     ("augment", "negative variants", lambda e: _a(e, "--n-aug", "-1"), "--n-aug"),
     ("augment", "probability 1.5", lambda e: _a(e, "--p", "1.5"), "--p"),

@@ -45,7 +45,8 @@ class Reader:
         try:
             return next(self._reader)
         except csv.Error as exc:
+            # (line, not row: the readers count data rows differently, the line is where to look)
             if "field limit" in str(exc):
-                raise InputError(f"a field longer than {FIELD_LIMIT:,} characters, the limit per field",
-                                 path=self.path, row=self.line_num) from None
-            raise InputError(f"malformed CSV/TSV record ({exc})", path=self.path, row=self.line_num) from None
+                raise InputError(f"a field longer than {FIELD_LIMIT:,} characters, the limit per field "
+                                 f"(line {self.line_num})", path=self.path) from None
+            raise InputError(f"malformed CSV/TSV record: {exc} (line {self.line_num})", path=self.path) from None
