@@ -9,7 +9,8 @@ transformers, matplotlib) happen inside ``func`` so that ``confdistill --help`` 
 Errors: :class:`confdistill.errors.InputError` -> one line on stderr, exit 2; an operating-system
 error (read-only file system, permission denied, no space left, a path that is a file — also when a
 library wrapped it, as torch does on a full disk) -> one line naming the path and the cause, exit 2;
-any other exception -> one line, exit 1; ``--debug`` shows the traceback.
+any other exception -> one line, exit 1; ``--debug`` shows the traceback. An empty path argument
+('') is a usage error naming the flag, for every command (:data:`PATH_METAVARS`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _non_empty(convert: Any) -> Any:
     """``convert`` (an argparse type, None: the text) behind a check that the path is not empty."""
     def parse(text: str) -> Any:
         if not text.strip():
-            raise argparse.ArgumentTypeError("expected a path, got an empty string")
+            raise argparse.ArgumentTypeError(f"expected a path, got an empty string ({text!r})")
         return text if convert is None else convert(text)
 
     parse.__name__ = getattr(convert, "__name__", "path")  # argparse names the type in "invalid … value"
@@ -58,7 +59,11 @@ def _non_empty(convert: Any) -> Any:
 
 
 def _refuse_empty_paths(parser: argparse.ArgumentParser) -> None:
-    """Every path argument of every sub-command refuses '' as a usage error naming the flag (exit 2)."""
+    """Every path argument of every sub-command refuses '' as a usage error naming the flag (exit 2).
+
+    Done here once, by metavar, rather than in each of the 38 ``add_argument`` calls; argparse has
+    no public way to list a parser's arguments, hence ``_actions``.
+    """
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for sub in dict.fromkeys(action.choices.values()):
