@@ -8,6 +8,8 @@ the builder gets the prepared inputs (tiny models, data, an existing non-empty f
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from confdistill.cli.main import main
+from confdistill.delimited import FIELD_LIMIT
 from distill_helpers import write_sst2
 from input_helpers import ONE_EPOCH, occupied_places, other_vocab_copy, tiny_experiment
 
@@ -50,7 +53,37 @@ def env(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Callable[..., Path]
     broken.write_text("[experiment\nname = ")
     tomls["broken"] = broken
     return {"root": root, "data": data, "bad_data": bad_data, "t": t, "t3": tiny_bert(num_labels=3),
-            "other": other, "toml": tomls, "nowhere": root / "nowhere"}
+            "other": other, "toml": tomls, "nowhere": root / "nowhere", **_damaged_inputs(root, data, t)}
+
+
+def _damaged_inputs(root: Path, data: Path, t: Path) -> dict[str, Path]:
+    """A model whose config.json has a wrong type, one whose weights are garbled, softmax files (one
+    with a 1,000,000-character garbage line) and GLUE data whose dev split has a field beyond the limit."""
+    bad_config, garbled = root / "bad_config", root / "garbled"
+    for folder in (bad_config, garbled):
+        shutil.copytree(t, folder)
+    config = json.loads((bad_config / "config.json").read_text())
+    (bad_config / "config.json").write_text(json.dumps({**config, "num_hidden_layers": "one"}))
+    (garbled / "model.safetensors").write_bytes(b"\xff" * 64)
+    preds, long_line = root / "preds.csv", root / "long_line.csv"
+    preds.write_text("pred,p0,p1,label\n0,0.9,0.1,0\n1,0.2,0.8,1\n")
+    long_line.write_text(preds.read_text() + "x" * 1_000_000 + "\n")
+    huge = root / "huge_field"
+    shutil.copytree(data, huge)
+    with open(huge / "SST-2" / "dev.tsv", "a") as fh:
+        fh.write("a" * (FIELD_LIMIT + 1) + "\t1\n")
+    return {"bad_config": bad_config, "garbled": garbled, "preds": preds, "long_line": long_line, "huge_field": huge}
+
+
+#: Python's own limit on a CSV field. The csv module's limit is process-wide state that one reader
+#: may raise for the rest of the process (general-distill's corpus reader does): each case starts
+#: from the default, as a fresh process would.
+CSV_DEFAULT_FIELD_LIMIT = 131_072
+
+
+@pytest.fixture(autouse=True)
+def fresh_csv_limit() -> None:
+    csv.field_size_limit(CSV_DEFAULT_FIELD_LIMIT)
 
 
 @pytest.fixture
@@ -93,6 +126,16 @@ def _table(e: dict[str, Any], *extra: Any) -> list[Any]:
     return ["table", "--root", e["here"], "--teacher", "A=T", "--student", "S", "--out", _out(e, "rq1"), *extra]
 
 
+def _g(e: dict[str, Any], *shape: Any) -> list[Any]:
+    return ["general-distill", "--teacher", e["t"], "--corpus", e["data"] / "SST-2" / "train.tsv", "--text-column",
+            "sentence", "--out", _out(e, "g"), *shape]
+
+
+def _an(e: dict[str, Any], *extra: Any, teacher: str = "preds") -> list[Any]:
+    return ["analyze", "--teacher", e[teacher], "--student", e["preds"], "--kappa", "0.05", "--out", _out(e, "an"),
+            *extra]
+
+
 def _tune(e: dict[str, Any], toml: str = "good", *extra: Any) -> list[Any]:
     return ["tune", e["toml"][toml], "--trials", "1", "--out", _out(e, "tune"), *extra]
 
@@ -118,6 +161,21 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
     ("make-student", "--out is --from", lambda e: [*_MS, e["t"], "--layers", "1", "--out", e["t"]], "must differ"),
     ("make-student", "--layers not a number", lambda e: [*_MS, e["t"], "--layers", "two", "--out", _out(e, "s")],
      "invalid int"),
+    ("make-student", "a billion labels", lambda e: [*_MS, e["t"], "--layers", "1", "--num-labels", "1000000000",
+                                                    "--out", _out(e, "s")], "--num-labels 1,000,000,000 exceeds the bound 10,000"),
+    ("make-student", "a wrong type in config.json", lambda e: [*_MS, e["bad_config"], "--layers", "1", "--out",
+                                                               _out(e, "s")], "config.json: invalid model configuration: Field 'num_hidden_layers'"),
+    # general-distill (the teacher: 2 layers, width 32, 2 heads, feed-forward 64)
+    ("general-distill", "wider than the teacher", lambda e: _g(e, "--layers", "1", "--hidden", "64", "--heads", "2",
+                                                               "--intermediate", "64"), "--hidden 64 exceeds the teacher's 32"),
+    ("general-distill", "other heads", lambda e: _g(e, "--layers", "1", "--hidden", "32", "--heads", "4",
+                                                    "--intermediate", "64"), "--heads 4"),
+    ("general-distill", "sliced, feed-forward wider", lambda e: _g(e, "--layers", "1", "--hidden", "32", "--heads", "2",
+                                                                   "--intermediate", "128", "--encoder-init", "sliced"),
+     "--intermediate 128 exceeds the teacher's 64"),
+    ("general-distill", "feed-forward beyond the bound", lambda e: _g(e, "--layers", "1", "--hidden", "32", "--heads",
+                                                                      "2", "--intermediate", "1000000"),
+     "--intermediate 1,000,000 exceeds the bound"),
     # distill
     ("distill", "teacher missing", lambda e: [*_D, "--teacher", e["nowhere"], "--student", e["t"], "--data-dir",
                                               e["data"], "--out", _out(e, "d")], "does not exist"),
@@ -158,6 +216,8 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
                                                           _out(e, "f")], "3 output(s)"),
     ("finetune", "--out non-empty", lambda e: [*_f(e)[:-1], e["full"]], "--overwrite"),
     ("finetune", "--out a file", lambda e: [*_f(e)[:-1], e["file"]], "is a file"),
+    ("finetune", "unknown --best-metric", lambda e: _f(e, "--best-metric", "nosuch"),
+     "--best-metric must be one of accuracy"),
     # predict
     ("predict", "unknown task", lambda e: _p(e, task="SST-3"), "unknown task"),
     ("predict", "split missing", lambda e: _p(e, "--split", "test"), "no test"),
@@ -174,6 +234,13 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
     ("predict", "--out a folder", lambda e: [*_p(e)[:-1], e["here"] / "folder.csv"], "is a directory"),
     ("predict", "--out exists", lambda e: [*_p(e)[:-1], e["here"] / "existing.csv"], "--overwrite"),
     ("predict", "custom without columns", lambda e: _p(e, task="custom"), "--text-column"),
+    ("predict", "--out ''", lambda e: [*_p(e)[:-1], ""], "argument --out: expected a path, got an empty string"),
+    ("predict", "a wrong type in config.json", lambda e: [*_P, "--model", e["bad_config"], "--task", "SST-2",
+                                                          "--data-dir", e["data"], "--out", _out(e, "p.csv")],
+     "config.json: invalid model configuration: Field 'num_hidden_layers'"),
+    ("predict", "a field beyond 16 MiB", lambda e: [*_P, "--model", e["t"], "--task", "SST-2", "--data-dir",
+                                                    e["huge_field"], "--out", _out(e, "p.csv")],
+     "dev.tsv: a field longer than 16,777,216 characters, the limit per field (line 14)"),
     # augment
     ("augment", "negative variants", lambda e: _a(e, "--n-aug", "-1"), "--n-aug"),
     ("augment", "probability 1.5", lambda e: _a(e, "--p", "1.5"), "--p"),
@@ -188,6 +255,9 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
      "original train file"),
     ("augment", "--out exists", lambda e: [*_a(e)[:-1], e["file"]], "--overwrite"),
     ("augment", "--out a folder", lambda e: [*_a(e)[:-1], e["full"]], "is a folder"),
+    ("augment", "garbled model.safetensors", lambda e: ["augment", "--task", "SST-2", "--data-dir", e["data"],
+                                                        "--model", e["garbled"], "--out", _out(e, "a.tsv")],
+     "model.safetensors: unreadable weights file"),
     # table
     ("table", "root missing", lambda e: ["table", "--root", e["nowhere"], "--teacher", "A=T", "--student", "S",
                                          "--out", _out(e, "rq1")], "--root"),
@@ -198,6 +268,11 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
     ("table", "temperature below 1", lambda e: _table(e, "--temperature", "0.5"), "--temperature"),
     ("table", "--out a file", lambda e: [*_table(e)[:-1], e["file"]], "is a file"),
     ("table", "--out non-empty", lambda e: [*_table(e)[:-1], e["full"]], "--overwrite"),
+    ("table", "threshold 1.5", lambda e: _table(e, "--threshold", "1.5"), "--threshold: expected a probability"),
+    # analyze (more cases in test_cli_analyze.py)
+    ("analyze", "--worst 1e20", lambda e: _an(e, "--worst", str(10**20)), "--worst: expected a number of rows"),
+    ("analyze", "--teacher ''", lambda e: [*_an(e)[:2], "", *_an(e)[3:]], "argument --teacher: expected a path"),
+    ("analyze", "a 1,000,000-character line", lambda e: _an(e, teacher="long_line"), "long_line.csv, row 3"),
     # run
     ("run", "file missing", lambda e: ["run", e["nowhere"], "--out", _out(e, "run")], "not found"),
     ("run", "not TOML", lambda e: ["run", e["toml"]["broken"], "--out", _out(e, "run")], "not valid TOML"),
@@ -226,12 +301,16 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
     ("tune", "--out a file", lambda e: ["tune", e["toml"]["good"], "--trials", "1", "--out", e["file"]], "is a file"),
     ("tune", "--out non-empty", lambda e: ["tune", e["toml"]["good"], "--trials", "1", "--out", e["full"]],
      "not empty"),
+    ("tune", "--storage bogus://", lambda e: _tune(e, "good", "--storage", "bogus://x"),
+     "--storage bogus://x: unsupported database 'bogus'"),
     # demo
     ("demo", "data dir without task", lambda e: ["demo", "--data-dir", e["data"], "--out", _out(e, "demo")],
      "go together"),
     ("demo", "negative max-train", lambda e: ["demo", "--max-train", "-1", "--out", _out(e, "demo")], "--max-train"),
     ("demo", "--out a file", lambda e: ["demo", "--out", e["file"]], "is a file"),
     ("demo", "--out non-empty", lambda e: ["demo", "--out", e["full"]], "--overwrite"),
+    ("demo", "unknown --task", lambda e: ["demo", "--task", "FOO", "--data-dir", e["data"], "--out", _out(e, "demo")],
+     "--task: unknown task 'FOO'"),
 ]
 
 
@@ -257,3 +336,54 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     outs = env["outs"]
     assert not outs.exists() or not any(outs.iterdir()), sorted(map(str, outs.rglob("*")))
     assert {p: p.read_bytes() for p in before} == before and sorted(x.name for x in env["full"].iterdir()) == ["notes.txt"]
+
+
+def _path_arguments() -> list[tuple[str, str]]:
+    """(sub-command, flag) of every argument that names a file or folder."""
+    import argparse
+
+    from confdistill.cli.main import PATH_METAVARS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return [(name, (a.option_strings or [a.dest])[0]) for name, parser in sub.choices.items()
+            for a in parser._actions if a.metavar in PATH_METAVARS]
+
+
+def test_every_path_argument_refuses_an_empty_path(capsys: pytest.CaptureFixture[str]) -> None:
+    """'' is not the current folder: each path argument of each command is a usage error naming it."""
+    args = _path_arguments()
+    named = {(c, f) for c, f in args}
+    # the arguments the issue found, and a few of every kind, are among them
+    assert {("predict", "--out"), ("analyze", "--teacher"), ("analyze", "--out"), ("run", "experiment"),
+            ("augment", "--model"), ("augment", "--out"), ("distill", "--aug-train"), ("table", "--root"),
+            ("general-distill", "--corpus"), ("export", "--model"), ("tune", "--data-dir")} <= named
+    for command, flag in args:
+        argv = [command, ""] if not flag.startswith("-") else [command, flag, ""]
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2, (command, flag, err)
+        shown = "EXPERIMENT.toml" if flag == "experiment" else flag
+        assert f"argument {shown}: expected a path, got an empty string" in err or f"argument {shown}/" in err, err
+
+
+def test_long_fields_within_the_limit_are_read(env: dict[str, Any], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A 1,000,000-character sentence (predict) and id (analyze) are data, not errors (limit: 16 MiB)."""
+    data = tmp_path / "glue"
+    shutil.copytree(env["data"], data)
+    long_text = "word " * 200_000
+    with open(data / "SST-2" / "dev.tsv", "a") as fh:
+        fh.write(f"{long_text}\t1\n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--no-progress", "--model", str(env["t"]), "--task", "SST-2", "--data-dir", str(data),
+                 "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert len(rows) == 1 + 12 + 1  # header, the 12 dev rows and the long one
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id,pred,p0,p1,label\na,0,0.9,0.1,0\n" + "i" * 1_000_000 + ",1,0.2,0.8,1\n")
+    capsys.readouterr()
+    assert main(["analyze", "--teacher", str(ids), "--student", str(ids), "--kappa", "0.05", "--json",
+                 str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["n"] == 2

@@ -184,3 +184,52 @@ def test_tune_refuses_bad_settings_before_any_trial(tiny_bert: Callable[..., Pat
         assert main(["tune", *map(str, argv), "--out", str(out)]) == 2, argv
         _one_line(capsys, needle)
         assert not out.exists() and not (tmp_path / "exp").exists()  # nothing ran, nothing written
+
+
+def test_full_disk_names_the_path_in_every_command(
+        tiny_bert: Callable[..., Path], tmp_path: Path, tmpfs: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With less than a page free, each command's first write fails: the line names the path.
+
+    (Before: ten commands said "no space left on device" alone — Python's writes, flushes and
+    fsyncs on an open file raise an OSError without a file name, and Optuna's SQLite commit an
+    AssertionError.)
+    """
+    data = write_sst2(tmp_path, 16, 8, real=False)
+    t = tiny_bert(layers=2, hidden=32, heads=2, intermediate=64)
+    preds = tmp_path / "preds.csv"
+    preds.write_text("pred,p0,p1,label\n" + "".join(f"{i % 2},{0.3 + i % 2 * 0.4},{0.7 - i % 2 * 0.4},{i % 2}\n"
+                                                     for i in range(20)))
+    root = tmp_path / "root"
+    for model in ("T", "S"):
+        (root / model / "A_on_eval").mkdir(parents=True)
+        (root / model / "A_on_eval" / "eval_results.csv").write_text(preds.read_text())
+    fs = tmpfs("size=1m")
+    toml = tiny_experiment(tmp_path / "exp.toml", out=fs / "exp", data=data, teacher=t, stage1=None,
+                           kappa="kappa = 0.05")
+    train = data / "SST-2" / "train.tsv"
+    cases = {
+        "make-student": ["--from", t, "--layers", "1", "--out", fs / "s"],
+        "distill": ["--teacher", t, "--student", t, "--task", "sst2", "--data-dir", data, "--out", fs / "d",
+                    "--epochs", "1", "--eval-step", "none"],
+        "finetune": ["--model", t, "--task", "sst2", "--data-dir", data, "--out", fs / "f", "--epochs", "1"],
+        "predict": ["--model", t, "--task", "SST-2", "--data-dir", data, "--out", fs / "p.csv", "--no-progress"],
+        "augment": ["--task", "SST-2", "--data-dir", data, "--model", t, "--out", fs / "a.tsv", "--n-aug", "2"],
+        "analyze": ["--teacher", preds, "--student", preds, "--kappa", "0.05", "--json", fs / "a.json"],
+        "table": ["--root", root, "--teacher", "A=T", "--student", "S", "--bootstrap", "10", "--out", fs / "rq1"],
+        "general-distill": ["--teacher", t, "--corpus", train, "--text-column", "sentence", "--layers", "1",
+                            "--hidden", "32", "--heads", "2", "--intermediate", "64", "--out", fs / "g"],
+        "export": ["--model", t, "--out", fs / "x"],
+        "run": [toml, "--out", fs / "r"],
+        "tune": [toml, "--trials", "1", "--out", fs / "tu"],
+        "demo": ["--quick", "--out", fs / "demo"],
+    }
+    cases["analyze --out"] = [*cases["analyze"][:-2], "--out", fs / "an"]
+    for name, args in cases.items():
+        for p in fs.iterdir():
+            subprocess.run(["rm", "-rf", str(p)], check=True)
+        _fill(fs, 2048)  # less than one page: the first block written fails
+        capsys.readouterr()
+        assert main([name.split()[0], *map(str, args)]) == 2, name
+        line = _one_line(capsys, "no space left on device")
+        assert f": error: {fs}/" in line, (name, line)  # the path, at the start of the message

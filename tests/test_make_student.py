@@ -78,3 +78,25 @@ def test_validation_and_cli(tiny_bert: Callable[..., Path], tmp_path: Path,
     code = main(["make-student", "--from", str(src_dir), "--layers", "1", "--out", str(tmp_path / "s")])
     assert code == 0 and "source layers [2] of 2" in capsys.readouterr().err
     assert load_classifier(tmp_path / "s")[0].config.num_hidden_layers == 1
+
+
+def test_parameter_bound_counts_what_transformers_allocates() -> None:
+    """The bound is checked on a count made before allocating: it must equal the allocated model's."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from confdistill.models.student import check_parameter_count
+
+    config = BertConfig(vocab_size=1000, hidden_size=24, num_hidden_layers=3, num_attention_heads=2,
+                        intermediate_size=40, max_position_embeddings=64, num_labels=5)
+    allocated = sum(p.numel() for p in BertForSequenceClassification(config).parameters())
+    import confdistill.models.student as student
+
+    old = student.MAX_PARAMETERS
+    try:
+        student.MAX_PARAMETERS = allocated
+        check_parameter_count(config)  # exactly at the bound: accepted
+        student.MAX_PARAMETERS = allocated - 1
+        with pytest.raises(InputError, match=f"{allocated:,} parameters"):
+            check_parameter_count(config)
+    finally:
+        student.MAX_PARAMETERS = old

@@ -110,13 +110,15 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     """Open a temporary sibling of ``path`` for writing; on success move it onto ``path``.
 
     ``mode`` is ``"w"`` (text) or ``"wb"`` (binary). If the block raises, ``path`` is untouched.
+    An OS error without a file name (a write, flush or fsync on the open file: a full disk) is
+    re-raised naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         default_mode(tmp)
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+        with os_errors_named(path), os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -133,16 +135,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     The caller writes to the yielded path; on success it is moved onto ``path``.
     The temporary name keeps the suffix of ``path`` so that format detection by extension still works.
+    An OS error the writer raises without a file name (or wrapped, as torch's) is re-raised naming ``path``.
     """
     path = Path(path)
     tmp = temp_sibling(path)
     try:
-        yield tmp
+        with os_errors_named(path):
+            yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _inside(filename: Any, folder: Path) -> Path | None:
+    """``filename`` relative to ``folder`` when it lies inside it, else None."""
+    if not isinstance(filename, str | os.PathLike):
+        return None
+    with contextlib.suppress(ValueError):
+        return Path(os.path.abspath(filename)).relative_to(os.path.abspath(folder))
+    return None
 
 
 def temp_sibling(path: str | Path) -> Path:
@@ -166,7 +179,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     Used for model directories (``save_pretrained``) and checkpoints: a reader never sees a
     half-written model, and a kill at any point leaves the previous folder or the new one (the
     swap is journalled: :func:`confdistill.swap.replace_folder`). A *file* at ``path`` is never
-    replaced by a folder (:class:`NotADirectoryError`).
+    replaced by a folder (:class:`NotADirectoryError`). An OS error the block raises without a
+    file name (a library's write on a full disk) is re-raised naming ``path``.
     """
     from confdistill.swap import replace_folder  # (it imports this module)
 
@@ -176,8 +190,16 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(path.name), suffix=".tmp", dir=path.parent))
     try:
-        yield tmp
+        with os_errors_named(path):
+            yield tmp
         default_modes(tmp)  # mkdtemp's 0700, and writers (safetensors) that create 0600 files
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        inside = _inside(exc.filename, tmp)
+        if inside is None:
+            raise
+        # the file as the user will look for it, not its temporary folder's (removed by now)
+        raise OSError(exc.errno, exc.strerror, str(path / inside)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

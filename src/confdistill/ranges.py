@@ -52,3 +52,8 @@ POSITIVE = Range(0.0, low_open=True)
 NON_NEGATIVE = Range(0.0)
 #: Share of the steps with linear warm-up.
 WARMUP = Range(0.0, 1.0, high_open=True)
+#: A confidence threshold (``--threshold`` of ``analyze`` and ``table``).
+PROBABILITY = Range(0.0, 1.0)
+#: ``analyze --worst N`` lists N rows (worst.csv, the JSON, the report): more than a million is no
+#: list to read, and the row count is not known before the files are read, so N is bounded, not clamped.
+WORST_ROWS = Range(0.0, 1_000_000.0)

@@ -23,6 +23,8 @@ EXIT_FAILS = 1
 
 
 def add_parser(subparsers: Any) -> None:
+    from confdistill.ranges import WORST_ROWS
+
     p = subparsers.add_parser(
         "analyze",
         help="can the student replace the teacher? phi_cnf, decision flips, calibration, worst rows",
@@ -51,7 +53,7 @@ def add_parser(subparsers: Any) -> None:
                    help="operating thresholds: a model acts when a class has probability >= T (default 0.5,0.9)")
     p.add_argument("--worst", type=int, default=20, metavar="N",
                    help="list the N rows with the largest confidence gap and N flips at the highest threshold "
-                   "(default 20; 0: none)")
+                   f"(default 20; 0: none; at most {WORST_ROWS.high:,.0f})")
     p.add_argument("--check", action="store_true",
                    help="exit 1 when phi_cnf fails against --kappa (for CI gates); needs --kappa")
     p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")

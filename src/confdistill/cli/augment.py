@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from confdistill.data.tabular import add_data_arguments
 
     add_data_arguments(p)
-    p.add_argument("--model", default="minilm",
+    p.add_argument("--model", default="minilm", metavar="DIR",
                    help="teacher directory whose vocabulary/embeddings (and MLM head) give the candidates "
                    "(default: the MiniLM-L6 package model)")
     p.add_argument("--n-aug", type=int, default=20, help="variants per example (default 20, TinyBERT's N)")
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="require the masked-LM head (error if the model has none); default: use it if present")
     p.add_argument("--no-mlm", dest="use_mlm", action="store_false", help="embedding neighbours only")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", default=None, metavar="FILE",
                    help="output file (default: train_aug.tsv beside train.tsv; custom data: train_aug.<ext> "
                    "in the train file's format); an existing one is refused without --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out (default: off)")

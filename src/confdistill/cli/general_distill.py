@@ -36,7 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="text files (one text per line) or .csv/.tsv/.jsonl files with --text-column")
     p.add_argument("--text-column", default=None, metavar="C", help="column (CSV/TSV header, JSON key) of the text")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a run unless --resume)")
-    shape = p.add_argument_group("student")
+    from confdistill.models.student import SIZE_BOUNDS
+
+    shape = p.add_argument_group("student", "sizes are checked against the teacher and bounded ("
+                                 + ", ".join(f"{flag} <= {SIZE_BOUNDS[flag]:,}" for flag in
+                                             ("--layers", "--hidden", "--heads", "--intermediate"))
+                                 + ") before the student is built")
     for flag, text in (("--layers", "layers M (at most the teacher's)"), ("--hidden", "hidden width H (at most the "
                        "teacher's)"), ("--heads", "attention heads A (the teacher's number: scores are matched head "
                        "by head; A must divide H)"), ("--intermediate", "feed-forward width I")):

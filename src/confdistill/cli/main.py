@@ -9,7 +9,8 @@ transformers, matplotlib) happen inside ``func`` so that ``confdistill --help`` 
 Errors: :class:`confdistill.errors.InputError` -> one line on stderr, exit 2; an operating-system
 error (read-only file system, permission denied, no space left, a path that is a file — also when a
 library wrapped it, as torch does on a full disk) -> one line naming the path and the cause, exit 2;
-any other exception -> one line, exit 1; ``--debug`` shows the traceback.
+any other exception -> one line, exit 1; ``--debug`` shows the traceback. An empty path argument
+('') is a usage error naming the flag, for every command (:data:`PATH_METAVARS`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from confdistill import __version__
 from confdistill.errors import InputError
@@ -38,6 +40,36 @@ SUBCOMMAND_MODULES = [
     "augment",
     "tune",
 ]
+
+
+#: Metavars of the arguments that name a file or folder. An empty one ('') would become the
+#: current folder (``Path("")`` is ``.``) or fail deep inside with an error naming no flag.
+PATH_METAVARS = frozenset({"DIR", "FILE", "PATH", "RUN_JSON", "EXPERIMENT.toml"})
+
+
+def _non_empty(convert: Any) -> Any:
+    """``convert`` (an argparse type, None: the text) behind a check that the path is not empty."""
+    def parse(text: str) -> Any:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected a path, got an empty string ({text!r})")
+        return text if convert is None else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "path")  # argparse names the type in "invalid … value"
+    return parse
+
+
+def _refuse_empty_paths(parser: argparse.ArgumentParser) -> None:
+    """Every path argument of every sub-command refuses '' as a usage error naming the flag (exit 2).
+
+    Done here once, by metavar, rather than in each of the 38 ``add_argument`` calls; argparse has
+    no public way to list a parser's arguments, hence ``_actions``.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _refuse_empty_paths(sub)
+        elif action.metavar in PATH_METAVARS:
+            action.type = _non_empty(action.type)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMAND_MODULES:
         module = importlib.import_module(f"confdistill.cli.{name}")
         module.add_parser(subparsers)
+    _refuse_empty_paths(parser)
     return parser
 
 

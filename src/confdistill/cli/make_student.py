@@ -6,6 +6,9 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from confdistill.models.student import MAX_PARAMETERS, SIZE_BOUNDS
+
+    bounds = ", ".join(f"{flag} <= {bound:,}" for flag, bound in SIZE_BOUNDS.items())
     p = subparsers.add_parser(
         "make-student",
         help="build a student model directory: M evenly spaced layers of a model, or a fresh config",
@@ -14,7 +17,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "embeddings, pooler and classifier. With --hidden/--intermediate/--heads, a new randomly "
         "initialised model (seeded) of that size with the source's vocabulary. Output: Hugging Face "
         "format + vocab.txt + student.json, written atomically; an existing --out is never replaced "
-        "without --overwrite.",
+        f"without --overwrite. Sizes are bounded before anything is allocated: {bounds}, and at most "
+        f"{MAX_PARAMETERS:,} parameters in all.",
     )
     p.add_argument("--from", "--model", dest="from_dir", required=True, metavar="DIR",
                    help="source model directory (Hugging Face or TinyBERT format), e.g. the teacher")

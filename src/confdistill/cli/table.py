@@ -100,6 +100,7 @@ def _write_table(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
     from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
     from confdistill.io import atomic_directory
+    from confdistill.properties.confidence import validate_analysis_options
     from confdistill.properties.verdict import validate_tolerance
     from confdistill.reports.table import build_rq1_table
 
@@ -109,8 +110,7 @@ def _write_table(args: argparse.Namespace) -> int:
     recover_folder(args.out)  # an earlier table killed mid-swap: its old or new folder first
     check_output_target(args.out, overwrite=args.overwrite, what="--out")
     validate_tolerance(args.kappa)
-    if args.bootstrap < 0:
-        raise InputError(f"--bootstrap: expected >= 0, got {args.bootstrap}")
+    validate_analysis_options(threshold=args.threshold, n_bootstrap=args.bootstrap)
     if not (args.temperature >= 1.0 and 0.0 <= args.alpha < 1.0):
         raise InputError(f"--temperature must be >= 1 and --alpha in [0, 1), got T={args.temperature}, "
                          f"alpha={args.alpha}")

@@ -147,17 +147,14 @@ def distinct_replaceable_words(tokenizer: Any, texts: Sequence[str]) -> list[str
 
 def has_mlm_head(model_dir: str | Path) -> bool:
     """Whether the directory's weights include a masked-LM head (``cls.predictions.transform.*``)."""
+    from confdistill.models.files import checkpoint_keys
+
     model_dir = Path(model_dir)
     names: list[str] = []
-    for f in sorted(model_dir.glob("*.safetensors")):
-        from safetensors import safe_open
-
-        with safe_open(str(f), "pt") as fh:
-            names += list(fh.keys())
-    for f in sorted(model_dir.glob("pytorch_model*.bin")):
-        from confdistill.models.files import load_bin
-
-        names += list(load_bin(f))  # data only; a damaged or pickled file is an InputError naming it
+    # checkpoint_keys reads names only (tensors as data: weights_only) and turns a damaged file
+    # into an InputError naming it
+    for f in [*sorted(model_dir.glob("*.safetensors")), *sorted(model_dir.glob("pytorch_model*.bin"))]:
+        names += checkpoint_keys(f)
     return any("cls.predictions.transform" in n for n in names)
 
 
@@ -177,8 +174,11 @@ def load_augmenter(model_dir: str | Path, *, n_aug: int, p: float, k: int, texts
     if use_mlm:
         from transformers import BertForMaskedLM
 
+        from confdistill.models.files import model_file_errors, read_config_dict, weights_file
+
         tokenizer = load_tokenizer(model_dir)
-        model = BertForMaskedLM.from_pretrained(str(model_dir))
+        with model_file_errors(read_config_dict(model_dir)[1], weights_file(model_dir)):
+            model = BertForMaskedLM.from_pretrained(str(model_dir))
         log(f"candidates: masked-LM head of {model_dir} (single-piece words), embedding neighbours (others)")
     else:
         # load_classifier reads HF and TinyBERT-release directories alike; only the embeddings are used.

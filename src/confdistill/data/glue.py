@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from confdistill.delimited import Reader
 from confdistill.errors import InputError
 
 __all__ = [
@@ -83,6 +84,18 @@ class TaskSpec:
     def class_names(self) -> tuple[str, ...]:
         """Class names in class-index order (``display_names``, else ``label_names``; empty for regression)."""
         return self.display_names or self.label_names
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The keys :func:`compute_metrics` returns for this task (what ``--best-metric`` may name)."""
+        if self.is_regression:
+            return ("pearson", "spearman", "corr")
+        names = ["accuracy"]
+        if self.metric == "f1" or self.name in ("MRPC", "QQP"):
+            names += ["f1", "acc_and_f1"]
+        if self.metric == "matthews_corr":
+            names.append("matthews_corr")
+        return tuple(names)
 
     @property
     def num_labels(self) -> int:
@@ -232,7 +245,7 @@ def _read_tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """``(1-based line, fields)`` for every non-blank line; tabs only, no quoting, BOM dropped."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            reader = Reader(fh, path, delimiter="\t", quoting=csv.QUOTE_NONE)
             rows = []
             for fields in reader:
                 if not fields or (len(fields) == 1 and not fields[0].strip()):

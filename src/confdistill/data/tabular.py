@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from confdistill.data.glue import Example, TaskSpec, get_task, read_glue_file, resolve_split_file
+from confdistill.delimited import Reader
 from confdistill.errors import InputError
 
 __all__ = [
@@ -117,9 +118,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     yield line_no, record
                 return
             if suffix == ".tsv":
-                reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+                reader = Reader(fh, path, delimiter="\t", quoting=csv.QUOTE_NONE)
             else:
-                reader = csv.reader(fh)
+                reader = Reader(fh, path)
             header: list[str] | None = None
             start = 1
             for fields in reader:
@@ -135,8 +136,6 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield line_no, dict(zip(header, fields, strict=True))
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror}", path=path) from None
 

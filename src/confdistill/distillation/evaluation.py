@@ -32,18 +32,6 @@ def selection_metric(spec: Any, override: str | None = None) -> str:
     return TINYBERT_SELECTION.get(spec.name, "accuracy")
 
 
-def metric_names(spec: Any) -> tuple[str, ...]:
-    """The keys :func:`confdistill.data.compute_metrics` returns for ``spec``'s task."""
-    if spec.is_regression:
-        return ("pearson", "spearman", "corr")
-    names = ["accuracy"]
-    if spec.metric == "f1" or spec.name in ("MRPC", "QQP"):
-        names += ["f1", "acc_and_f1"]
-    if spec.metric == "matthews_corr" or spec.name == "CoLA":
-        names.append("matthews_corr")
-    return tuple(names)
-
-
 def predict(model: nn.Module, encoded: Any, job: Job, accelerator: Any) -> torch.Tensor:
     from confdistill.prediction.predict import predict_encoded
 

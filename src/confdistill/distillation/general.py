@@ -147,15 +147,24 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     from confdistill.distillation.mapping import check_compatible
     from confdistill.distillation.trainer import TrainingInterrupted
     from confdistill.errors import InputError
-    from confdistill.models.general_student import fresh_student, residual_projection, slice_teacher_layers
+    from confdistill.models.general_student import (
+        check_shape,
+        fresh_student,
+        residual_projection,
+        slice_teacher_layers,
+    )
     from confdistill.models.loading import load_classifier, save_classifier
+    from confdistill.models.student import check_sizes
 
     t_start = time.time()
     loop, shape = config.loop(), config.student
     assert shape is not None
     # ---- 1. Inputs (corpus, teacher, student) checked before anything is written ---------------
     corpus = scan_corpus(config.corpus, config.text_column)
+    check_sizes(layers=shape.layers, hidden=shape.hidden, heads=shape.heads, intermediate=shape.intermediate)
     teacher, tokenizer = load_classifier(config.teacher)
+    check_shape(teacher.config, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
+                intermediate=shape.intermediate, sliced=shape.encoder_init == "sliced")
     # the embeddings, the sliced layers and their fit_dense share one projection (an SVD of the word embeddings)
     projection = residual_projection(teacher, shape.hidden) if shape.encoder_init == "sliced" else None
     student, student_record = fresh_student(teacher, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,

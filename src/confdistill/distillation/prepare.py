@@ -49,12 +49,9 @@ def prepare_inputs(job: Job) -> Inputs:
     spec = x_train.task
     if columns is not None and not spec.is_regression:
         columns = dataclasses.replace(columns, label_names=spec.label_names)
-    if job.best_metric is not None:
-        from confdistill.distillation.evaluation import metric_names
-
-        if job.best_metric not in metric_names(spec):
-            raise InputError(f"--best-metric must be one of {', '.join(metric_names(spec))} for {spec.name}, "
-                             f"got {job.best_metric!r}")
+    if job.best_metric is not None and job.best_metric not in spec.metric_names:
+        raise InputError(f"--best-metric must be one of {', '.join(spec.metric_names)} for {spec.name}, "
+                         f"got {job.best_metric!r}")
     if job.aug_train:
         train_file = Path(job.aug_train)
         if not train_file.is_file():

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from confdistill.delimited import Reader
 from confdistill.errors import InputError
 from confdistill.experiments.config import ExperimentConfig, TaskConfig
 
@@ -104,7 +105,7 @@ def write_csv_subset(src: Path, dst: Path, keep: set[int]) -> None:
     from confdistill.io import atomic_write
 
     with open(src, encoding="utf-8-sig", newline="") as fh, atomic_write(dst) as out:
-        reader, writer = csv.reader(fh), csv.writer(out, lineterminator="\n")
+        reader, writer = Reader(fh, src), csv.writer(out, lineterminator="\n")
         start, header_done = 1, False
         for fields in reader:
             line, start = start, reader.line_num + 1

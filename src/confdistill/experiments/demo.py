@@ -155,6 +155,15 @@ def _check_arguments(data_dir: str | Path | None, task: str | None, max_train: i
             raise InputError(f"--task: {exc}") from None
     if max_train is not None and max_train < 0:
         raise InputError(f"--max-train: expected a number of examples >= 0, got {max_train}")
+    if task is not None and data_dir is not None:
+        # The task and its train file, before the output folder is claimed or the corpus written.
+        from confdistill.data import get_task, resolve_split_file
+
+        try:
+            get_task(task)
+        except InputError as exc:
+            raise InputError(f"--task: {exc}") from None
+        resolve_split_file(task, data_dir, "train")
 
 
 def is_demo_dir(path: Path) -> bool:

@@ -26,6 +26,7 @@ __all__ = [
     "check_dir",
     "checkpoint_keys",
     "load_bin",
+    "model_file_errors",
     "quiet_transformers",
     "read_config_dict",
     "seeded",
@@ -113,6 +114,26 @@ def weights_file(path: Path) -> Path:
         if (path / name).is_file():
             return path / name
     raise InputError(f"no model weights: expected one of {', '.join(WEIGHT_FILES)}", path=path)
+
+
+@contextlib.contextmanager
+def model_file_errors(config_file: Path, weights: Path) -> Iterator[None]:
+    """Errors the libraries raise on a model directory's own files, as one-line
+    :class:`InputError` s naming the file: a ``config.json`` value of the wrong type (transformers'
+    strict validation names the key: ``"num_hidden_layers": "one"``) and a damaged weights file
+    (safetensors: ``header too large``). Anything else passes through unchanged."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:
+        kind = type(exc).__name__
+        if kind.startswith("StrictDataclass"):  # huggingface_hub's validation of a config field
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise InputError(f"invalid model configuration: {' '.join(str(cause).split())}", path=config_file) from None
+        if kind == "SafetensorError":
+            raise InputError(f"unreadable weights file ({kind}: {' '.join(str(exc).split())})", path=weights) from None
+        raise
 
 
 def checkpoint_keys(weights: Path) -> list[str]:

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from confdistill.errors import InputError
 from confdistill.models.files import seeded
 
 __all__ = ["fresh_student", "pca_projection", "residual_projection", "slice_teacher_layers"]
@@ -103,6 +104,32 @@ def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, interme
             record["embeddings_init"] = (f"teacher's tables projected {width_t} -> {hidden} onto the top {hidden} "
                                          "principal directions of its word embeddings; LayerNorm identity")
     return student, record
+
+
+def check_shape(teacher_config: Any, *, layers: int, hidden: int, heads: int, intermediate: int,
+                sliced: bool) -> None:
+    """Refuse a student shape that general distillation of this teacher cannot train, before the
+    student is built (an :class:`InputError` naming the flag and its bound): at most the teacher's
+    layers (each maps to a distinct teacher layer) and width (the narrow embeddings are a projection
+    of the teacher's), the teacher's number of heads (scores are matched head by head), and sliced
+    layers no wider in the feed-forward than the teacher's they are cut from."""
+    from confdistill.models.student import check_parameter_count, check_sizes
+
+    check_sizes(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate)
+    t_layers, t_hidden = int(teacher_config.num_hidden_layers), int(teacher_config.hidden_size)
+    t_heads, t_inter = int(teacher_config.num_attention_heads), int(teacher_config.intermediate_size)
+    for flag, value, bound in (("--layers", layers, t_layers), ("--hidden", hidden, t_hidden),
+                               *((("--intermediate", intermediate, t_inter),) if sliced else ())):
+        if value > bound:
+            why = " (--encoder-init sliced cuts the teacher's layers)" if flag == "--intermediate" else ""
+            raise InputError(f"{flag} {value} exceeds the teacher's {bound}: the student may be at most as "
+                             f"{'deep' if flag == '--layers' else 'wide'} as its teacher{why}")
+    if heads != t_heads:
+        raise InputError(f"--heads {heads}: the teacher has {t_heads} attention heads and general distillation "
+                         "matches their scores head by head, so the student needs the same number")
+    config = copy.deepcopy(teacher_config)
+    config.num_hidden_layers, config.hidden_size, config.intermediate_size = layers, hidden, intermediate
+    check_parameter_count(config)
 
 
 def _top(score: torch.Tensor, k: int) -> torch.Tensor:

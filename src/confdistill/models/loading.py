@@ -41,6 +41,7 @@ from confdistill.models.files import (
     LoadReport,
     check_dir,
     checkpoint_keys,
+    model_file_errors,
     quiet_transformers,
     read_config_dict,
     seeded,
@@ -142,13 +143,14 @@ def load_classifier(
     keys = checkpoint_keys(weights)
     if num_labels is not None and num_labels < 1:
         raise InputError(f"num_labels must be ≥ 1, got {num_labels}")
-    if is_tinybert_checkpoint(config_dict, config_file, keys):
-        if config_dict.get("model_type") not in (None, "bert", "tiny_bert", "tinybert"):
-            raise InputError(f"unsupported legacy model_type {config_dict.get('model_type')!r}: "
-                             "expected a BERT checkpoint", path=config_file)
-        model, report = load_tinybert(path, config_dict, weights, num_labels, attn_implementation, seed)
-    else:
-        model, report = _load_hf(path, config_dict, keys, num_labels, attn_implementation, seed)
+    with model_file_errors(config_file, weights):
+        if is_tinybert_checkpoint(config_dict, config_file, keys):
+            if config_dict.get("model_type") not in (None, "bert", "tiny_bert", "tinybert"):
+                raise InputError(f"unsupported legacy model_type {config_dict.get('model_type')!r}: "
+                                 "expected a BERT checkpoint", path=config_file)
+            model, report = load_tinybert(path, config_dict, weights, num_labels, attn_implementation, seed)
+        else:
+            model, report = _load_hf(path, config_dict, keys, num_labels, attn_implementation, seed)
     tokenizer = load_tokenizer(path)
     vocab_size = int(getattr(model.config, "vocab_size", 0) or 0)
     if vocab_size and len(tokenizer) > vocab_size:

@@ -30,7 +30,8 @@ from typing import Any
 
 from confdistill.errors import InputError
 
-__all__ = ["evenly_spaced_layers", "make_student"]
+__all__ = ["MAX_PARAMETERS", "SIZE_BOUNDS", "check_parameter_count", "check_sizes", "evenly_spaced_layers",
+           "make_student"]
 
 # Encoder layer prefixes of BERT-family models in transformers (BERT/RoBERTa/ELECTRA, DistilBERT).
 _LAYER_KEY = re.compile(r"^(.*?(?:encoder\.layer|transformer\.layer)\.)(\d+)(\..*)$")
@@ -43,9 +44,39 @@ def evenly_spaced_layers(n_source: int, n_student: int) -> list[int]:
     return [m * n_source // n_student - 1 for m in range(1, n_student + 1)]
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or value < 1):
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
+#: Upper bounds on a new model's sizes, checked before anything is allocated (make-student,
+#: general-distill): far beyond any BERT-family model (BERT-large: 24 layers, width 1024, 16
+#: heads, feed-forward 4096, a handful of labels), yet a typo (a few extra zeros) is refused in one
+#: line instead of exhausting memory (``--num-labels 1000000000`` allocated ~15 GB before failing).
+SIZE_BOUNDS = {"--layers": 96, "--hidden": 16_384, "--heads": 256, "--intermediate": 65_536, "--num-labels": 10_000}
+#: ... and on the parameters they add up to (4 GB in float32; BERT-large has 0.34 billion).
+MAX_PARAMETERS = 1_000_000_000
+
+
+def check_sizes(**sizes: int | None) -> None:
+    """Each given size (``layers``, ``hidden``, ``heads``, ``intermediate``, ``num_labels``) is an
+    integer in [1, its :data:`SIZE_BOUNDS`]; else an :class:`InputError` naming the flag and the bound."""
+    for name, value in sizes.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{flag} must be a positive integer, got {value!r}")
+        if value > SIZE_BOUNDS[flag]:
+            raise InputError(f"{flag} {value:,} exceeds the bound {SIZE_BOUNDS[flag]:,} (a size no BERT-family "
+                             "model needs: check the number)")
+
+
+def check_parameter_count(config: Any) -> None:
+    """Refuse a configuration of more than :data:`MAX_PARAMETERS` parameters, before it is allocated
+    (BERT's count: per layer 4·H² + 2·H·I + 9·H + I; embeddings (vocab + positions + types)·H + 2·H;
+    pooler H² + H; head K·(H + 1))."""
+    h, i, n = int(config.hidden_size), int(config.intermediate_size), int(config.num_hidden_layers)
+    table = int(config.vocab_size) + int(config.max_position_embeddings) + int(getattr(config, "type_vocab_size", 2))
+    count = n * (4 * h * h + 2 * h * i + 9 * h + i) + table * h + 2 * h + h * h + h + int(config.num_labels) * (h + 1)
+    if count > MAX_PARAMETERS:
+        raise InputError(f"a model of {n} layers, width {h}, feed-forward {i} and {config.num_labels} label(s) has "
+                         f"{count:,} parameters, more than the bound {MAX_PARAMETERS:,}: choose smaller sizes")
 
 
 def make_student(
@@ -77,9 +108,7 @@ def make_student(
     from confdistill.models.files import seeded as _seeded
     from confdistill.models.loading import load_classifier, save_classifier
 
-    for name, value in (("--layers", layers), ("--hidden", hidden), ("--intermediate", intermediate),
-                        ("--heads", heads), ("--num-labels", num_labels)):
-        _positive(name, value)
+    check_sizes(layers=layers, hidden=hidden, intermediate=intermediate, heads=heads, num_labels=num_labels)
     from_dir, out = Path(from_dir), Path(out)
     if out.resolve() == from_dir.resolve():
         raise InputError("--out must differ from --from (the source would be replaced)", path=out)
@@ -119,11 +148,13 @@ def make_student(
         config.hidden_size = new_hidden
         config.num_attention_heads = new_heads
         config.intermediate_size = new_intermediate
+        check_parameter_count(config)
         with _seeded(seed):
             student = type(source)(config)
         record.update(mode="fresh", hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
     else:
         chosen = evenly_spaced_layers(n_source, layers)
+        check_parameter_count(config)
         with _seeded(seed):
             student = type(source)(config)   # the new head (if any) is drawn here, seeded
         src_state = source.state_dict()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import csv
 import glob
 import json
 from pathlib import Path
 from typing import Any
 
+from confdistill.delimited import Reader
 from confdistill.errors import InputError
 from confdistill.folders import recover_folder
 
@@ -136,13 +136,13 @@ def text_header(path: Path, delimiter: str | None) -> tuple[str, list[str]]:
         raise InputError("empty header line, expected `pred,p0,...,p{k-1},label`", path=path)
     if delimiter is None:
         delimiter = CSV_EXT.get(path.suffix.lower()) or sniff_delimiter(header)
-    return delimiter, next(csv.reader([header], delimiter=delimiter))
+    return delimiter, next(Reader([header], path, delimiter=delimiter))
 
 
 def diagnose_rows(path: Path, delimiter: str, cols: list[str]) -> None:
     ncols = len(cols)
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+        reader = Reader(fh, path, delimiter=delimiter)
         next(reader, None)
         row_no = 0
         for row in reader:

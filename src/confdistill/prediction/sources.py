@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from confdistill.delimited import FIELD_LIMIT
 from confdistill.errors import InputError
 from confdistill.io import pid_alive
 from confdistill.prediction.shards import (
@@ -221,7 +222,7 @@ def open_source(spec: str | Path, con: Any, *, delimiter: str | None = None, tab
             parts.append(
                 f"SELECT {idx} AS file_idx, * FROM read_csv({sql_path(f)}, "
                 f"header = true, delim = {sql_path(delim)}, quote = '\"', escape = '\"', "
-                f"columns = {{{types}}}, auto_detect = false, strict_mode = true)")
+                f"columns = {{{types}}}, auto_detect = false, strict_mode = true, max_line_size = {FIELD_LIMIT})")
         if layout is None:
             layout = shard
         elif shard != layout:

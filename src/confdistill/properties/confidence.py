@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from confdistill import ranges
 from confdistill.errors import InputError
 from confdistill.prediction.softmax_file import SoftmaxOutputs
 from confdistill.prediction.sources import SoftmaxSource, connect, open_source
@@ -167,6 +168,16 @@ def _open(con: Any, x: SoftmaxOutputs | str | Path, table: str) -> SoftmaxSource
     return open_source(x, con, table=table)
 
 
+def validate_analysis_options(*, threshold: float, n_bootstrap: int, worst: int = 0) -> None:
+    """The options ``analyze`` and ``table`` share: a one-line :class:`InputError` naming the flag."""
+    if not ranges.PROBABILITY.contains(threshold):
+        raise InputError(f"--threshold: expected a probability, {ranges.PROBABILITY.describe()}; got {threshold!r}")
+    if n_bootstrap < 0:
+        raise InputError(f"--bootstrap: expected a number of resamples >= 0, got {n_bootstrap!r}")
+    if not ranges.WORST_ROWS.contains(worst):
+        raise InputError(f"--worst: expected a number of rows, {ranges.WORST_ROWS.describe()}; got {worst!r}")
+
+
 def analyze_pair(
     teacher: SoftmaxOutputs | str | Path,
     student: SoftmaxOutputs | str | Path,
@@ -202,12 +213,7 @@ def analyze_pair(
         split: "train"/"eval"; default from the sidecar or a ``<TASK>_on_<split>`` folder.
     Raises InputError for misaligned pairs, bad options, or an empty set.
     """
-    if not (0.0 <= threshold <= 1.0):
-        raise InputError(f"--threshold: expected a probability in [0, 1], got {threshold!r}")
-    if n_bootstrap < 0:
-        raise InputError(f"--bootstrap: expected a number of resamples >= 0, got {n_bootstrap!r}")
-    if worst < 0:
-        raise InputError(f"--worst: expected a number of rows >= 0, got {worst!r}")
+    validate_analysis_options(threshold=threshold, n_bootstrap=n_bootstrap, worst=worst)
     if split is not None and split not in ("train", "eval"):
         raise InputError(f"split must be 'train' or 'eval', got {split!r}")
     if bound is None:

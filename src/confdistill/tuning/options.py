@@ -14,6 +14,10 @@ from confdistill.tuning.space import SearchSpace
 
 Mode = Literal["constrained", "pareto"]
 
+#: The databases a study may live in: the default SQLite file, or PostgreSQL (many workers on
+#: many machines; ``postgresql+psycopg://`` with the postgres extra).
+STORAGE_BACKENDS = ("sqlite", "postgresql")
+
 
 @dataclass
 class StudyOptions:
@@ -78,6 +82,25 @@ def validate_options(opts: StudyOptions) -> None:
             raise InputError(f"{option}: expected a {what} >= 0, got {value}")
     if opts.sampler not in ("tpe", "nsga2", "random"):
         raise InputError(f"--sampler: expected tpe, nsga2 or random, got {opts.sampler!r}")
+    if opts.storage is not None:
+        check_storage_url(opts.storage)
+
+
+def check_storage_url(url: str) -> None:
+    """Refuse a ``--storage`` URL that SQLAlchemy cannot parse or whose database is not one of
+    :data:`STORAGE_BACKENDS`, before anything is written (opening it comes later, in the folder)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    expected = "expected sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InputError(f"--storage: not a database URL; {expected}") from None
+    backend = parsed.drivername.split("+")[0]
+    if backend not in STORAGE_BACKENDS:
+        raise InputError(f"--storage {parsed.render_as_string(hide_password=True)}: unsupported database "
+                         f"{backend!r}; {expected}")
 
 
 def require_tolerance(kappa: float | None) -> float:

@@ -98,6 +98,22 @@ def _quiet_experimental() -> Any:
         yield
 
 
+def storage_failure(exc: BaseException) -> str | None:
+    """The database's own words when ``exc`` (or an error it was raised while handling: Optuna
+    follows a failed commit with an ``AssertionError``) is a failure to write the study's storage
+    (a full disk: SQLite's "database or disk is full" / "disk I/O error"); None otherwise."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__module__.startswith("sqlalchemy"):
+            return " ".join(str(getattr(cur, "orig", None) or cur).split())[:300]
+        if type(cur).__name__ == "StorageInternalError" and cur.__cause__ is None and cur.__context__ is None:
+            return " ".join(str(cur).split())[:300]
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def storage_for(opts: StudyOptions) -> Any:
     """The storage of this study (``opts.storage``, or the default SQLite file under ``opts.out``)."""
     url = opts.storage or default_storage_url(opts.out)

@@ -23,7 +23,13 @@ from confdistill.tuning.contract import Objective, TrialContext, TrialFailed
 from confdistill.tuning.options import StudyOptions, require_tolerance, validate_options
 from confdistill.tuning.outputs import write_outputs
 from confdistill.tuning.space import SearchSpace
-from confdistill.tuning.storage import open_study, redact_url, storage_for
+from confdistill.tuning.storage import (
+    default_storage_url,
+    open_study,
+    redact_url,
+    storage_failure,
+    storage_for,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -229,6 +235,12 @@ def _run_locked(objective: Objective, opts: StudyOptions, space: SearchSpace,
                            streak],
                 show_progress_bar=opts.show_progress,
             )
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        url = redact_url(opts.storage or default_storage_url(opts.out))
+        raise InputError(f"--storage {url}: the study could not be written ({failure})") from exc
     finally:
         optuna.logging.set_verbosity(verbosity)
     summary = write_outputs(study, opts, write_best=write_best)
