@@ -95,6 +95,7 @@ def measure_footprint(
     import torch
 
     from confdistill.models import load_classifier
+    from confdistill.models.families import model_inputs
     from confdistill.models.onnx_dir import is_onnx_dir
 
     if is_onnx_dir(model_dir):
@@ -103,7 +104,7 @@ def measure_footprint(
     model.eval()
     latency: dict[str, float] = {}
     for b in batch_sizes:
-        inputs = make_inputs(tokenizer, texts, batch_size=b, seq_len=seq_len)
+        inputs = model_inputs(model, make_inputs(tokenizer, texts, batch_size=b, seq_len=seq_len))
         latency[str(b)] = 1000.0 * time_model(model, inputs, repeats=repeats) / b
     return {
         "parameters": int(sum(p.numel() for p in model.parameters())),

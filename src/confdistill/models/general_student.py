@@ -37,11 +37,11 @@ width, hence hand-written.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 
+from confdistill.models.families import family_of
 from confdistill.models.files import seeded
 
 __all__ = ["fresh_student", "pca_projection", "residual_projection", "slice_teacher_layers"]
@@ -63,20 +63,21 @@ def pca_projection(table: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, intermediate: int,
-                  embeddings: str = "teacher", seed: int = 0,
-                  projection: torch.Tensor | None = None) -> tuple[Any, dict[str, Any]]:
+                  embeddings: str = "teacher", seed: int = 0, projection: torch.Tensor | None = None,
+                  teacher_layers: list[int] | None = None) -> tuple[Any, dict[str, Any]]:
     """A new model of ``type(teacher)`` with the given sizes (see the module docstring).
 
     Returns (model, record): the record says what was copied or projected, for run.json.
     Sizes are taken as valid (checked by the caller's settings and the layer mapping).
     projection: the (d_t, hidden) map of narrower embeddings when the caller already has it
     (:func:`residual_projection`, which the sliced layers share); computed here otherwise.
+    teacher_layers: the 0-based teacher layer each student layer is mapped to (default: evenly
+    spaced); per-layer settings follow them (ModernBERT's local/global attention).
     """
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = layers
-    config.hidden_size = hidden
-    config.num_attention_heads = heads
-    config.intermediate_size = intermediate
+    family = family_of(teacher)
+    if teacher_layers is None:
+        teacher_layers = [m * int(teacher.config.num_hidden_layers) // layers - 1 for m in range(1, layers + 1)]
+    config = family.cut_config(teacher.config, teacher_layers, hidden=hidden, heads=heads, intermediate=intermediate)
     with seeded(seed):
         student = type(teacher)(config)
     record: dict[str, Any] = {"layers": layers, "hidden": hidden, "heads": heads, "intermediate": intermediate,
@@ -85,21 +86,23 @@ def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, interme
         record["embeddings_init"] = "fresh (random, as TinyBERT's from_scratch)"
         return student, record
     t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
-    tables = [n for n in ("word_embeddings", "position_embeddings", "token_type_embeddings") if hasattr(s_emb, n)]
+    tables = [n for n in family.embedding_tables if hasattr(s_emb, n)]
+    t_norm, s_norm = getattr(t_emb, family.embedding_norm), getattr(s_emb, family.embedding_norm)
     width_t = int(teacher.config.hidden_size)
     with torch.no_grad():
         if hidden == width_t:
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight)
-            s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
+            s_norm.load_state_dict(t_norm.state_dict())
             record["embeddings_init"] = "copied from the teacher (equal widths)"
         else:
             if projection is None:
-                projection = pca_projection(t_emb.word_embeddings.weight, hidden)
+                projection = pca_projection(teacher.get_input_embeddings().weight, hidden)
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight @ projection)
-            s_emb.LayerNorm.weight.fill_(1.0)
-            s_emb.LayerNorm.bias.zero_()
+            s_norm.weight.fill_(1.0)
+            if s_norm.bias is not None:   # ModernBERT's norms have no bias
+                s_norm.bias.zero_()
             record["embeddings_init"] = (f"teacher's tables projected {width_t} -> {hidden} onto the top {hidden} "
                                          "principal directions of its word embeddings; LayerNorm identity")
     return student, record
@@ -112,7 +115,7 @@ def _top(score: torch.Tensor, k: int) -> torch.Tensor:
 
 def residual_projection(teacher: Any, width: int) -> torch.Tensor:
     """The (d_t, width) map of the residual stream: identity at equal widths, else :func:`pca_projection`."""
-    table = teacher.base_model.embeddings.word_embeddings.weight
+    table = teacher.get_input_embeddings().weight
     if width == table.shape[1]:
         return torch.eye(width, dtype=table.dtype)
     return pca_projection(table, width)

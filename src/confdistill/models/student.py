@@ -22,8 +22,6 @@ and a file is never replaced by a folder.
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +30,6 @@ from confdistill.errors import InputError
 
 __all__ = ["evenly_spaced_layers", "make_student"]
 
-# Encoder layer prefixes of BERT-family models in transformers (BERT/RoBERTa/ELECTRA, DistilBERT).
-_LAYER_KEY = re.compile(r"^(.*?(?:encoder\.layer|transformer\.layer)\.)(\d+)(\..*)$")
 
 
 def evenly_spaced_layers(n_source: int, n_student: int) -> list[int]:
@@ -74,6 +70,7 @@ def make_student(
 
     from confdistill.folders import check_output_target
     from confdistill.io import remove_stale_temps
+    from confdistill.models.families import family_of
     from confdistill.models.files import seeded as _seeded
     from confdistill.models.loading import load_classifier, save_classifier
 
@@ -85,6 +82,7 @@ def make_student(
         raise InputError("--out must differ from --from (the source would be replaced)", path=out)
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
     source, tokenizer = load_classifier(from_dir, seed=seed)
+    family = family_of(source)
     src_cfg = source.config
     n_source = int(src_cfg.num_hidden_layers)
     if layers > n_source:
@@ -94,9 +92,9 @@ def make_student(
     labels = num_labels or src_labels
     fresh = any(v is not None for v in (hidden, intermediate, heads))
 
-    config = copy.deepcopy(src_cfg)
-    config.num_hidden_layers = layers
-    config.num_labels = labels
+    # The layers a student of this depth stands for: copied in "layers" mode; in both modes they
+    # decide per-layer settings that follow the layer (ModernBERT's local/global attention).
+    chosen = evenly_spaced_layers(n_source, layers)
     record: dict[str, Any] = {"from": str(from_dir), "seed": seed, "num_labels": labels,
                               "source_layers": n_source, "layers": layers}
     if fresh:
@@ -115,14 +113,14 @@ def make_student(
             new_intermediate = int(src_cfg.intermediate_size)
         else:
             new_intermediate = 4 * new_hidden
-        config.hidden_size = new_hidden
-        config.num_attention_heads = new_heads
-        config.intermediate_size = new_intermediate
+        config = family.cut_config(src_cfg, chosen, hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
+        config.num_labels = labels
         with _seeded(seed):
             student = type(source)(config)
         record.update(mode="fresh", hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
     else:
-        chosen = evenly_spaced_layers(n_source, layers)
+        config = family.cut_config(src_cfg, chosen)
+        config.num_labels = labels
         with _seeded(seed):
             student = type(source)(config)   # the new head (if any) is drawn here, seeded
         src_state = source.state_dict()
@@ -130,10 +128,10 @@ def make_student(
         head_copied = labels == src_labels and not source.confdistill_load_report.fresh_head
         with torch.no_grad():
             for key, tensor in new_state.items():
-                match = _LAYER_KEY.match(key)
+                match = family.layer_key.match(key)
                 if match:
                     src_key = f"{match.group(1)}{chosen[int(match.group(2))]}{match.group(3)}"
-                elif key.startswith("classifier") or key.startswith("pre_classifier"):
+                elif key.startswith(family.head_prefixes):
                     if not head_copied:
                         continue
                     src_key = key
