@@ -9,7 +9,8 @@ test names; a new family is one more entry of ``_SPECS`` (and then of ``models/f
 
 DeBERTa appears twice: ``deberta-v2`` (a v2-xlarge-like layout: convolution after the first layer,
 separate position projections ``pos_key_proj``/``pos_query_proj``, no position buckets) and
-``deberta-v3`` (shared position keys, log buckets, LayerNorm on the relative embeddings, no absolute
+``deberta-v3`` (shared position keys, 32 position buckets — exact up to 16 tokens apart, log-spaced
+beyond —, LayerNorm on the relative embeddings, no absolute
 positions), so both of DisentangledSelfAttention's position paths are exercised. ModernBERT gets a
 local window of 4 tokens, so its sliding-window layers really mask in test-sized inputs.
 """
@@ -21,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_WORDS = ["the", "a", "film", "movie", "story", "plot", "acting", "music", "scene", "actor", "it", "was", "is", "very", "really", "quite", "not", "good", "great", "lovely", "wonderful", "funny", "smart", "charming", "bad", "awful", "boring", "dull", "poor", "silly", "weak", "and", "but", "with", "of", "to", "in", "long", "short", "new", "old", "night", "day", "house", "river", "city", "dog", "cat"]
+_WORDS = [
+    "the", "a", "film", "movie", "story", "plot", "acting", "music", "scene", "actor", "it", "was",
+    "is", "very", "really", "quite", "not", "good", "great", "lovely", "wonderful", "funny",
+    "smart", "charming", "bad", "awful", "boring", "dull", "poor", "silly", "weak", "and", "but",
+    "with", "of", "to", "in", "long", "short", "new", "old", "night", "day", "house", "river",
+    "city", "dog", "cat",
+]
 
 
 def sentences(n: int = 300, seed: int = 0) -> list[str]:
@@ -60,7 +67,7 @@ _SPECS: dict[str, _Spec] = {
         "position_biased_input": False, "norm_rel_ebd": "layer_norm"}),
     "deberta-v3": _Spec("deberta-v2", "unigram", _BERT_SPECIALS, {
         "relative_attention": True, "pos_att_type": ["p2c", "c2p"], "share_att_key": True,
-        "position_buckets": 16, "max_relative_positions": -1, "position_biased_input": False,
+        "position_buckets": 32, "max_relative_positions": -1, "position_biased_input": False,
         "norm_rel_ebd": "layer_norm", "type_vocab_size": 0}),
 }
 
@@ -104,8 +111,9 @@ def _train_tokenizer(spec: _Spec) -> Any:
 
 
 def save_tiny_family(name: str, out: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2,
-                     intermediate: int = 64, num_labels: int = 2, seed: int = 0) -> Path:
-    """Write a tiny random ``name`` classifier (see the module docstring) to ``out``; returns ``out``."""
+                     intermediate: int = 64, num_labels: int = 2, seed: int = 0, **config: Any) -> Path:
+    """Write a tiny random ``name`` classifier (see the module docstring) to ``out``; returns ``out``.
+    ``config``: further configuration values (e.g. ``initializer_range``)."""
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
@@ -129,7 +137,7 @@ def save_tiny_family(name: str, out: Path, *, layers: int = 2, hidden: int = 32,
         ids.update(bos_token_id=tok.token_to_id(cls), eos_token_id=tok.token_to_id(sep))
     positions = 64 + (2 if spec.model_type in ("roberta", "xlm-roberta") else 0)
     config = AutoConfig.for_model(spec.model_type, vocab_size=tok.get_vocab_size(), num_labels=num_labels,
-                                  max_position_embeddings=positions, **sizes, **ids, **spec.config)
+                                  max_position_embeddings=positions, **sizes, **ids, **{**spec.config, **config})
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_config(config)
     model.save_pretrained(out)
