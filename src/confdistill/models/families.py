@@ -82,9 +82,9 @@ class Family:
                 data[self.config_names[key]] = int(value)
         if self.layer_types:
             data["layer_types"] = [config.layer_types[j] for j in kept_layers]
-        if self.name == "deberta" and sizes.get("hidden") is not None and \
-                getattr(config, "embedding_size", None) in (None, config.hidden_size):
-            data["embedding_size"] = int(sizes["hidden"])   # no embed_proj where the teacher had none
+        if sizes.get("hidden") is not None and data.get("embedding_size") == config.hidden_size:
+            # ELECTRA, DeBERTa: embeddings as wide as the layers stay so (no projection between them)
+            data["embedding_size"] = int(sizes["hidden"])
         new = type(config).from_dict(data)
         new._attn_implementation = config._attn_implementation
         return new

@@ -86,24 +86,25 @@ def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, interme
         record["embeddings_init"] = "fresh (random, as TinyBERT's from_scratch)"
         return student, record
     t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
-    tables = [n for n in family.embedding_tables if hasattr(s_emb, n)]
+    tables = [n for n in family.embedding_tables if getattr(s_emb, n, None) is not None]  # DeBERTa: maybe None
     t_norm, s_norm = getattr(t_emb, family.embedding_norm), getattr(s_emb, family.embedding_norm)
-    width_t = int(teacher.config.hidden_size)
+    # The tables' widths: the hidden size, or ELECTRA's/DeBERTa's embedding_size when it differs (kept).
+    width_t, width_s = (int(m.get_input_embeddings().weight.shape[1]) for m in (teacher, student))
     with torch.no_grad():
-        if hidden == width_t:
+        if width_s == width_t:
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight)
             s_norm.load_state_dict(t_norm.state_dict())
             record["embeddings_init"] = "copied from the teacher (equal widths)"
         else:
             if projection is None:
-                projection = pca_projection(teacher.get_input_embeddings().weight, hidden)
+                projection = pca_projection(teacher.get_input_embeddings().weight, width_s)
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight @ projection)
             s_norm.weight.fill_(1.0)
             if s_norm.bias is not None:   # ModernBERT's norms have no bias
                 s_norm.bias.zero_()
-            record["embeddings_init"] = (f"teacher's tables projected {width_t} -> {hidden} onto the top {hidden} "
+            record["embeddings_init"] = (f"teacher's tables projected {width_t} -> {width_s} onto the top {width_s} "
                                          "principal directions of its word embeddings; LayerNorm identity")
     return student, record
 
