@@ -238,25 +238,48 @@ def test_predict_equals_the_transformers_pipeline(name: str, tiny_family: Callab
     np.testing.assert_allclose(read_softmax(out).probs, ref, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-def test_onnx_export_equals_pytorch(name: str, tiny_family: Callable[..., Path], tmp_path: Path) -> None:
-    from confdistill.models import export_onnx, read_onnx_manifest
+#: DeBERTa's export takes over 20 s on a shared CPU (torch.export of its disentangled attention).
+_SLOW_EXPORT = [pytest.param(n, marks=pytest.mark.slow) if n.startswith("deberta") else n for n in FAMILIES]
+
+
+def _onnx_batch(name: str, tok: object) -> dict[str, torch.Tensor]:
+    takes_types = name not in ("distilbert", "modernbert")     # their forward has no token_type_ids
+    return dict(tok(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=takes_types))
+
+
+@pytest.mark.parametrize("name", _SLOW_EXPORT)
+def test_onnx_fp32_export_equals_pytorch(name: str, tiny_family: Callable[..., Path], tmp_path: Path) -> None:
+    from confdistill.models import read_onnx_manifest
     from confdistill.prediction.onnx_runtime import OnnxClassifier
 
     model_dir = tiny_family(name)
-    onnx_dir = export_onnx(model_dir, tmp_path / "fp32")
+    onnx_dir = tmp_path / "fp32"
+    assert main(["export", "--model", str(model_dir), "--format", "onnx", "--out", str(onnx_dir)]) == 0
     model, tok = load_classifier(model_dir)
-    batch = dict(tok(TEXTS, padding=True, return_tensors="pt"))
-    assert read_onnx_manifest(onnx_dir)["inputs"] == [k for k in ("input_ids", "attention_mask", "token_type_ids")
-                                                      if k in batch]
+    batch = _onnx_batch(name, tok)
+    assert read_onnx_manifest(onnx_dir)["inputs"] == ["input_ids", "attention_mask", "token_type_ids"][:len(batch)]
     with torch.no_grad():
         ref = torch.softmax(model(**batch).logits.double(), -1).numpy()
     got = OnnxClassifier(onnx_dir).logits({k: v.numpy() for k, v in batch.items()})
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(got).double(), -1).numpy(), ref, atol=1e-4, rtol=0)
-    q8 = tmp_path / "int8"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FAMILIES)
+def test_onnx_int8_export_runs(name: str, tiny_family: Callable[..., Path], tmp_path: Path) -> None:
+    from confdistill.models import read_onnx_manifest
+    from confdistill.prediction.onnx_runtime import OnnxClassifier
+
+    model_dir, q8 = tiny_family(name), tmp_path / "int8"
     assert main(["export", "--model", str(model_dir), "--format", "onnx", "--quantize", "int8", "--out", str(q8)]) == 0
-    got8 = OnnxClassifier(q8).logits({k: v.numpy() for k, v in batch.items()})
-    assert got8.shape == ref.shape and np.isfinite(got8).all()
+    assert read_onnx_manifest(q8)["quantization"] == "int8"
+    model, tok = load_classifier(model_dir)
+    batch = _onnx_batch(name, tok)
+    with torch.no_grad():
+        ref = torch.softmax(model(**batch).logits.double(), -1).numpy()
+    got = OnnxClassifier(q8).logits({k: v.numpy() for k, v in batch.items()})
+    # int8 weights and activations: close to fp32, not equal (a random tiny model's are near 0.5)
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(got).double(), -1).numpy(), ref, atol=0.05, rtol=0)
 
 
 # ---- item 5: what is not supported is refused in one line, exit 2, before anything is written -----
