@@ -238,6 +238,26 @@ def test_predict_equals_the_transformers_pipeline(name: str, tiny_family: Callab
     np.testing.assert_allclose(read_softmax(out).probs, ref, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["distilbert", "modernbert", "deberta-v3"])
+def test_augment_experiment_and_footprint_with_other_families(name: str, tiny_family: Callable[..., Path],
+                                                              tmp_path: Path) -> None:
+    from confdistill.experiments.footprint import measure_footprint
+    from input_helpers import tiny_experiment
+
+    teacher = tiny_family(name)
+    data = write_sst2(tmp_path, 32, 16, real=False)
+    aug = tmp_path / "aug.tsv"
+    assert main(["augment", "--task", "sst2", "--data-dir", str(data), "--model", str(teacher), "--n-aug", "2",
+                 "--out", str(aug)]) == 0
+    assert len(aug.read_text().splitlines()) == 1 + 3 * 32
+    exp = tiny_experiment(tmp_path / "exp.toml", out=tmp_path / "exp", data=data, teacher=teacher)
+    assert main(["run", str(exp)]) == 0
+    results = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert json.dumps(results).count("L1") > 0
+    foot = measure_footprint(teacher, seq_len=16, batch_sizes=[1], repeats=1)
+    assert foot["runtime"] == "torch" and foot["latency_ms"]["1"] > 0
+
+
 #: DeBERTa's export takes over 20 s on a shared CPU (torch.export of its disentangled attention).
 _SLOW_EXPORT = [pytest.param(n, marks=pytest.mark.slow) if n.startswith("deberta") else n for n in FAMILIES]
 

@@ -48,7 +48,8 @@ def make_inputs(tokenizer: Any, texts: Sequence[str] | None, *, batch_size: int,
                 break
     if not pieces:
         g = torch.Generator().manual_seed(seed)
-        pieces = torch.randint(1000, max(1001, len(tokenizer) - 1), (batch_size * body,), generator=g).tolist()
+        low = min(1000, len(tokenizer) // 2)   # past BERT's special/unused ids; inside a small vocabulary
+        pieces = torch.randint(low, max(low + 1, len(tokenizer) - 1), (batch_size * body,), generator=g).tolist()
     while len(pieces) < batch_size * body:  # few texts: repeat the stream
         pieces = pieces + pieces
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else 101
