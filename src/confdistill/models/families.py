@@ -100,7 +100,7 @@ _BERT_LIKE = dict(layers="encoder.layer", attention="attention.self", sliceable=
 
 FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert",), **_BERT_LIKE),
-    Family("roberta", ("roberta", "xlm-roberta", "camembert"), **_BERT_LIKE),
+    Family("roberta", ("roberta", "xlm-roberta"), **_BERT_LIKE),
     Family("electra", ("electra",), **_BERT_LIKE),
     Family("distilbert", ("distilbert",), layers="transformer.layer", attention="attention",
            inputs=("input_ids", "attention_mask"), head_prefixes=("pre_classifier", "classifier"),
