@@ -86,6 +86,24 @@ def test_make_student_copies_the_evenly_spaced_layers(name: str, tiny_family: Ca
     torch.testing.assert_close(s_states[1], t_states[1], atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_make_student_fresh_sizes(name: str, tiny_family: Callable[..., Path], tmp_path: Path) -> None:
+    source = tiny_family(name)
+    src = json.loads((source / "config.json").read_text())
+    names = ("n_heads", "hidden_dim", "dim") if name == "distilbert" else \
+        ("num_attention_heads", "intermediate_size", "hidden_size")
+    for argv, (heads, inter, hidden) in (((["--heads", "4"]), (4, src[names[1]], 32)),     # FFN kept
+                                         ((["--hidden", "16"]), (2, 64, 16))):              # FFN 4·hidden
+        out = tmp_path / argv[0][2:]
+        assert main(["make-student", "--from", str(source), "--layers", "1", *argv, "--out", str(out)]) == 0
+        cfg = json.loads((out / "config.json").read_text())
+        assert (cfg[names[0]], cfg[names[1]], cfg[names[2]]) == (heads, inter, hidden), argv
+        model, tok = load_classifier(out)
+        with torch.no_grad():
+            logits = model(**dict(tok(TEXTS, padding=True, return_tensors="pt"))).logits
+        assert logits.shape == (3, 2) and torch.isfinite(logits).all()
+
+
 def _lin(x: torch.Tensor, layer: torch.nn.Linear, heads: int) -> torch.Tensor:
     """(…, n, hidden) → (…, heads, n, d) of a linear projection, by hand."""
     y = x @ layer.weight.T + (layer.bias if layer.bias is not None else 0.0)
@@ -215,8 +233,10 @@ def test_general_distill_runs_for_each_family(name: str, tiny_family: Callable[.
                  "--batch-size", "8", "--epochs", "1", "--max-seq-length", "64"]) == 0
     losses = [e["loss"] for e in step_entries(out)]
     assert len(losses) == 6 and all(math.isfinite(x) for x in losses)
-    student, _ = load_classifier(out / "final")
+    student, tok = load_classifier(out / "final")
     assert student.config.hidden_size == 16 and student.config.num_hidden_layers == 1
+    with torch.no_grad():                # the whole classifier runs at the new width (DeBERTa's pooler too)
+        assert torch.isfinite(student(**dict(tok(TEXTS, padding=True, return_tensors="pt"))).logits).all()
     if name == "modernbert":     # student layer 1 is matched to teacher layer 2, a sliding-window one
         assert student.config.layer_types == ["sliding_attention"]
 

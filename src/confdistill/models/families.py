@@ -82,9 +82,10 @@ class Family:
                 data[self.config_names[key]] = int(value)
         if self.layer_types:
             data["layer_types"] = [config.layer_types[j] for j in kept_layers]
-        if sizes.get("hidden") is not None and data.get("embedding_size") == config.hidden_size:
-            # ELECTRA, DeBERTa: embeddings as wide as the layers stay so (no projection between them)
-            data["embedding_size"] = int(sizes["hidden"])
+        for key in ("embedding_size", "pooler_hidden_size"):
+            if sizes.get("hidden") is not None and data.get(key) == config.hidden_size:
+                # ELECTRA's/DeBERTa's embeddings, DeBERTa's pooler: as wide as the layers stay so
+                data[key] = int(sizes["hidden"])
         new = type(config).from_dict(data)
         new._attn_implementation = config._attn_implementation
         return new

@@ -110,7 +110,7 @@ def make_student(
         if intermediate is not None:
             new_intermediate = intermediate
         elif new_hidden == int(src_cfg.hidden_size):
-            new_intermediate = int(src_cfg.intermediate_size)
+            new_intermediate = int(getattr(src_cfg, family.config_names["intermediate"]))  # DistilBERT: hidden_dim
         else:
             new_intermediate = 4 * new_hidden
         config = family.cut_config(src_cfg, chosen, hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
