@@ -10,7 +10,7 @@ family):
   ``output_attentions=True`` (eager), and one layer equals a hand computation from its weights
   (Q·Kᵀ/√d; ModernBERT after its rotary embedding, with the sliding window; DeBERTa's
   content→content + content→position + position→content over √(3d));
-* both stages of ``distill`` run and the stage-1 loss falls; ``general-distill`` runs;
+* ``finetune`` and both stages of ``distill`` run, the stage-1 loss falls; ``general-distill`` runs;
 * ``predict`` equals transformers' ``pipeline`` to 1e-6; the ONNX export (fp32) equals PyTorch to
   1e-4, and the int8 export runs;
 * refusals (item 5): a model type outside the families, general distillation's sliced start for a
@@ -204,10 +204,13 @@ def _distill_args(teacher: Path, student: Path, data: Path, out: Path) -> list[s
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_both_stages_run_and_the_stage1_loss_falls(name: str, tiny_family: Callable[..., Path],
+def test_finetune_then_both_stages_and_the_stage1_loss_falls(name: str, tiny_family: Callable[..., Path],
                                                    tmp_path: Path) -> None:
-    teacher = tiny_family(name, initializer_range=0.2)
     data = write_sst2(tmp_path, 64, 16, real=False)
+    assert main(["finetune", "--model", str(tiny_family(name, initializer_range=0.2)), "--task", "sst2",
+                 "--data-dir", str(data), "--out", str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "16",
+                 "--max-seq-length", "64", "--checkpoint-steps", "none", "--device", "cpu"]) == 0
+    teacher = tmp_path / "ft" / "final"
     student = tmp_path / "student"
     assert main(["make-student", "--from", str(teacher), "--layers", "1", "--out", str(student)]) == 0
     assert main(_distill_args(teacher, student, data, tmp_path / "kd")) == 0
@@ -278,16 +281,12 @@ def test_augment_experiment_and_footprint_with_other_families(name: str, tiny_fa
     assert foot["runtime"] == "torch" and foot["latency_ms"]["1"] > 0
 
 
-#: DeBERTa's export takes over 20 s on a shared CPU (torch.export of its disentangled attention).
-_SLOW_EXPORT = [pytest.param(n, marks=pytest.mark.slow) if n.startswith("deberta") else n for n in FAMILIES]
-
-
 def _onnx_batch(name: str, tok: object) -> dict[str, torch.Tensor]:
     takes_types = name not in ("distilbert", "modernbert")     # their forward has no token_type_ids
     return dict(tok(TEXTS, padding=True, return_tensors="pt", return_token_type_ids=takes_types))
 
 
-@pytest.mark.parametrize("name", _SLOW_EXPORT)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_onnx_fp32_export_equals_pytorch(name: str, tiny_family: Callable[..., Path], tmp_path: Path) -> None:
     from confdistill.models import read_onnx_manifest
     from confdistill.prediction.onnx_runtime import OnnxClassifier
@@ -304,7 +303,6 @@ def test_onnx_fp32_export_equals_pytorch(name: str, tiny_family: Callable[..., P
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(got).double(), -1).numpy(), ref, atol=1e-4, rtol=0)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_onnx_int8_export_runs(name: str, tiny_family: Callable[..., Path], tmp_path: Path) -> None:
     from confdistill.models import read_onnx_manifest
