@@ -72,6 +72,7 @@ def test_make_student_copies_the_evenly_spaced_layers(name: str, tiny_family: Ca
     others = {k: v for k, v in dst.items() if not _LAYER.match(k)}
     assert others and all(torch.equal(v, src[k]) for k, v in others.items())   # embeddings, head
     src_cfg, dst_cfg = (json.loads((d / "config.json").read_text()) for d in (source, out))
+    assert json.loads((out / "student.json").read_text())["source_tensors_not_copied"] == []
     if "layer_types" in src_cfg:            # ModernBERT: the local/global pattern follows the layers
         assert dst_cfg["layer_types"] == [src_cfg["layer_types"][j] for j in kept]
         assert dst_cfg["layer_types"] == ["full_attention", "sliding_attention", "sliding_attention"]
@@ -79,6 +80,10 @@ def test_make_student_copies_the_evenly_spaced_layers(name: str, tiny_family: Ca
     s_model, tok = load_classifier(out)
     t_model, _ = load_classifier(source)
     assert s_model.config.num_hidden_layers == 3
+    if name == "modernbert":                # a first student layer copied from a later source layer
+        assert main(["make-student", "--from", str(source), "--layers", "1", "--out", str(tmp_path / "m1")]) == 0
+        record = json.loads((tmp_path / "m1" / "student.json").read_text())
+        assert record["source_tensors_not_copied"] == ["model.layers.3.attn_norm.weight"]
     batch = dict(tok(TEXTS, padding=True, return_tensors="pt"))
     with torch.no_grad():
         s_states = s_model(**batch, output_hidden_states=True).hidden_states

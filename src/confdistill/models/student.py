@@ -126,6 +126,7 @@ def make_student(
         src_state = source.state_dict()
         new_state = student.state_dict()
         head_copied = labels == src_labels and not source.confdistill_load_report.fresh_head
+        copied: set[str] = set()
         with torch.no_grad():
             for key, tensor in new_state.items():
                 match = family.layer_key.match(key)
@@ -141,8 +142,13 @@ def make_student(
                     raise InputError(f"cannot map student tensor {key} to the source ({type(source).__name__})",
                                      path=from_dir)
                 tensor.copy_(src_state[src_key])
+                copied.add(src_key)
+        # Tensors of the copied layers that the student's layer has no place for: ModernBERT's first
+        # layer has no attention LayerNorm, so a later layer copied there loses its own.
+        left = sorted(k for k in src_state if (m := family.layer_key.match(k)) and int(m.group(2)) in chosen
+                      and k not in copied)
         record.update(mode="layers", source_layers_copied=[i + 1 for i in chosen],
-                      classifier_copied=head_copied,
+                      source_tensors_not_copied=left, classifier_copied=head_copied,
                       rule="student layer m copies source layer floor(m*N/M), 1-based")
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: it took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])
