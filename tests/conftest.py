@@ -105,3 +105,21 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Cal
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_family(name, layers=2, hidden=32, heads=2, intermediate=64, num_labels=2, seed=0, **config) -> Path``:
+    a tiny random classifier of an encoder family (``family_helpers.FAMILIES``) with a tokenizer of
+    its own kind (``family_helpers.save_tiny_family``). Cached per distinct arguments; read-only."""
+    from family_helpers import save_tiny_family
+
+    cache: dict[tuple, Path] = {}
+
+    def make(name: str, **kwargs: object) -> Path:
+        key = (name, *sorted(kwargs.items()))
+        if key not in cache:
+            cache[key] = save_tiny_family(name, tmp_path_factory.mktemp(f"tiny_{name}"), **kwargs)
+        return cache[key]
+
+    return make

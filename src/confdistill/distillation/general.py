@@ -65,6 +65,7 @@ from confdistill.distillation.run_record import now, versions
 from confdistill.distillation.steps import Stage1Student, StepContext, stage1_step
 from confdistill.folders import clear_directory
 from confdistill.io import atomic_path, save_tensors, write_json
+from confdistill.models.families import family_of, model_inputs
 
 __all__ = ["FIT_DENSE_BATCHES", "RIDGE", "general_distill", "least_squares_fit_dense", "shared_fit_dense"]
 
@@ -109,8 +110,8 @@ def least_squares_fit_dense(student: nn.Module, teacher: nn.Module, mapping: lis
     student.eval()
     for inputs in batches:
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        s_states = student.base_model(**inputs, output_hidden_states=True).hidden_states
-        t_states = teacher.base_model(**inputs, output_hidden_states=True).hidden_states
+        s_states = student.base_model(**model_inputs(student, inputs), output_hidden_states=True).hidden_states
+        t_states = teacher.base_model(**model_inputs(teacher, inputs), output_hidden_states=True).hidden_states
         keep = inputs["attention_mask"].bool()
         for m, g in enumerate(mapping):
             x, y = s_states[m][keep].double().cpu(), t_states[g][keep].double().cpu()
@@ -144,7 +145,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     from tqdm.auto import tqdm
 
     from confdistill.data.corpus import TextCollator, scan_corpus
-    from confdistill.distillation.mapping import check_compatible
+    from confdistill.distillation.mapping import check_compatible, layer_mapping
     from confdistill.distillation.trainer import TrainingInterrupted
     from confdistill.errors import InputError
     from confdistill.models.general_student import (
@@ -163,13 +164,18 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     corpus = scan_corpus(config.corpus, config.text_column)
     check_sizes(layers=shape.layers, hidden=shape.hidden, heads=shape.heads, intermediate=shape.intermediate)
     teacher, tokenizer = load_classifier(config.teacher)
+    family = family_of(teacher)
+    if shape.encoder_init == "sliced" and not family.sliceable:
+        raise InputError(f"encoder_init 'sliced' needs BERT's attention layout (bert, roberta, xlm-roberta, electra); "
+                         f"the teacher is {teacher.config.model_type}: use encoder_init 'fresh'", path=config.teacher)
     check_shape(teacher.config, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
                 intermediate=shape.intermediate, sliced=shape.encoder_init == "sliced")
+    kept = [g - 1 for g in layer_mapping(shape.layers, teacher.config.num_hidden_layers, config.layer_mapping)[1:]]
     # the embeddings, the sliced layers and their fit_dense share one projection (an SVD of the word embeddings)
     projection = residual_projection(teacher, shape.hidden) if shape.encoder_init == "sliced" else None
     student, student_record = fresh_student(teacher, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
                                             intermediate=shape.intermediate, embeddings=shape.embeddings,
-                                            seed=loop.seed, projection=projection)
+                                            seed=loop.seed, projection=projection, teacher_layers=kept)
     mapping = check_compatible(student.config, teacher.config, config.layer_mapping)
     if projection is not None:
         try:  # student attention layer m (1-based) is matched to teacher layer mapping[m]

@@ -25,6 +25,7 @@ from torch import nn
 
 from confdistill.distillation.losses import hard_label_loss, intermediate_loss, prediction_loss
 from confdistill.distillation.settings import Stage2Loss
+from confdistill.models.families import ALL_INPUTS, model_inputs
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Stage1Student(nn.Module):
         from confdistill.models.attention_scores import capture_attention_scores
 
         with capture_attention_scores(self.student) as scores:
-            out = self.student.base_model(**inputs, output_hidden_states=True)
+            out = self.student.base_model(**model_inputs(self.student, inputs), output_hidden_states=True)
         hidden = list(out.hidden_states)
         if self.fit_denses is not None:
             hidden = [f(h) for f, h in zip(self.fit_denses, hidden, strict=True)]
@@ -69,12 +70,12 @@ def stage1_loss(model: nn.Module, teacher: nn.Module, mapping: list[int], inputs
 
     model: a :class:`Stage1Student` (or its DDP wrapper); teacher: the teacher classifier, run in
     inference mode capturing only the mapped layers; inputs: input_ids / attention_mask /
-    token_type_ids of shape (batch, seq).
+    token_type_ids of shape (batch, seq) (each model takes those its family takes).
     """
     from confdistill.models.attention_scores import capture_attention_scores
 
     with torch.inference_mode(), capture_attention_scores(teacher, [g - 1 for g in mapping[1:]]) as t_scores:
-        t_out = teacher.base_model(**inputs, output_hidden_states=True)
+        t_out = teacher.base_model(**model_inputs(teacher, inputs), output_hidden_states=True)
     s_scores, s_hidden = model(**inputs)
     return intermediate_loss([s.float() for s in s_scores], {g - 1: t_scores[g - 1].float() for g in mapping[1:]},
                              [h.float() for h in s_hidden], [h.float() for h in t_out.hidden_states],
@@ -82,12 +83,12 @@ def stage1_loss(model: nn.Module, teacher: nn.Module, mapping: list[int], inputs
 
 
 def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    return {k: batch[k] for k in ALL_INPUTS}
 
 
 def finetune_step(model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext,
                   n_rows: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    logits = model(**_inputs(batch)).logits.float()
+    logits = model(**model_inputs(model, batch)).logits.float()
     return hard_label_loss(logits, batch["labels"], is_regression=ctx.is_regression, n_rows=n_rows), {}
 
 
@@ -101,7 +102,7 @@ def stage1_step(model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepConte
 
 def stage2_step(model: nn.Module, batch: dict[str, torch.Tensor], ctx: StepContext,
                 n_rows: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    logits = model(**_inputs(batch)).logits.float()
+    logits = model(**model_inputs(model, batch)).logits.float()
     if ctx.is_regression:
         # TinyBERT's prediction-layer distillation for regression: MSE to the gold score.
         return hard_label_loss(logits, batch["labels"], is_regression=True, n_rows=n_rows), {}

@@ -48,7 +48,8 @@ def make_inputs(tokenizer: Any, texts: Sequence[str] | None, *, batch_size: int,
                 break
     if not pieces:
         g = torch.Generator().manual_seed(seed)
-        pieces = torch.randint(1000, max(1001, len(tokenizer) - 1), (batch_size * body,), generator=g).tolist()
+        low = min(1000, len(tokenizer) // 2)   # past BERT's special/unused ids; inside a small vocabulary
+        pieces = torch.randint(low, max(low + 1, len(tokenizer) - 1), (batch_size * body,), generator=g).tolist()
     while len(pieces) < batch_size * body:  # few texts: repeat the stream
         pieces = pieces + pieces
     cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else 101
@@ -95,6 +96,7 @@ def measure_footprint(
     import torch
 
     from confdistill.models import load_classifier
+    from confdistill.models.families import model_inputs
     from confdistill.models.onnx_dir import is_onnx_dir
 
     if is_onnx_dir(model_dir):
@@ -103,7 +105,7 @@ def measure_footprint(
     model.eval()
     latency: dict[str, float] = {}
     for b in batch_sizes:
-        inputs = make_inputs(tokenizer, texts, batch_size=b, seq_len=seq_len)
+        inputs = model_inputs(model, make_inputs(tokenizer, texts, batch_size=b, seq_len=seq_len))
         latency[str(b)] = 1000.0 * time_model(model, inputs, repeats=repeats) / b
     return {
         "parameters": int(sum(p.numel() for p in model.parameters())),

@@ -1,17 +1,27 @@
-"""Capture BERT's pre-softmax attention *scores*, the quantity TinyBERT's stage 1 matches.
+"""Capture the pre-softmax attention *scores* of every encoder family, the quantity TinyBERT's stage 1 matches.
 
-transformers 5 dispatches self-attention through ``AttentionInterface``: the default ``sdpa``
-kernel returns no attention tensor at all, and ``eager`` returns probabilities *after* softmax.
-TinyBERT needs the scores before softmax, ``S = Q·Kᵀ/√d_head + mask`` with shape
+transformers 5 dispatches self-attention through ``AttentionInterface`` (BERT, RoBERTa, XLM-R,
+ELECTRA, DistilBERT, ModernBERT — :mod:`confdistill.models.families` says which): the default
+``sdpa`` kernel returns no attention tensor at all, and ``eager`` returns probabilities *after*
+softmax. TinyBERT needs the scores before softmax, ``S = Q·Kᵀ/√d_head + mask`` with shape
 ``(batch, heads, q_len, k_len)``. We register one more attention implementation,
 ``"confdistill_scores"``, that computes exactly the eager formula (same ops, same order, so the
 output equals eager's bit for bit), stores ``S`` for the layers being captured, and falls back to
 the fused SDPA kernel (with the same additive mask) for layers nobody asked for — e.g. teacher
-layers that no student layer is mapped to.
+layers that no student layer is mapped to. The layer's queries and keys are whatever the family
+hands the interface: ModernBERT's after its rotary embedding, with its sliding-window mask on the
+local layers (keys outside the window get the additive ``finfo.min``, like padding).
 
 The mask for this implementation is the eager one: 0 where attended, ``finfo(dtype).min`` where
 padded (old BERT used −10000). Scores at padded key positions are therefore ≤ −100, which is the
 threshold TinyBERT uses to zero them before the MSE (see :func:`zero_masked_scores`).
+
+**DeBERTa** (v2/v3) does not use the interface: ``DisentangledSelfAttention`` adds its position
+terms (content→position and position→content, scaled by ``1/√(3·d_head)`` like the content term)
+to the content scores itself. Its capture (:mod:`confdistill.models.deberta_scores`) replaces
+that module's forward, for the captured layers and the duration of the block, by one that runs
+the same operations and records the sum of the three terms after the mask (``finfo.min`` at masked
+positions), before the softmax.
 
 Usage::
 
@@ -52,10 +62,10 @@ def _scores_attention_forward(
     query/key/value: (batch, heads, seq, d_head); attention_mask: additive (batch, 1, q, k) or None.
     Returns (batch, q, heads, d_head) output like every transformers attention function.
     """
-    store: dict[int, torch.Tensor] | None = getattr(module, _COLLECTOR_ATTR, None)
+    target: tuple[dict[int, torch.Tensor], int] | None = getattr(module, _COLLECTOR_ATTR, None)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    if store is None:
+    if target is None:
         # Not captured: the fused kernel, with the same additive float mask.
         out = torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, dropout_p=dropout if module.training else 0.0,
@@ -66,7 +76,7 @@ def _scores_attention_forward(
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         scores = scores + attention_mask
-    store[int(module.layer_idx)] = scores
+    target[0][target[1]] = scores
     probs = nn.functional.softmax(scores, dim=-1)
     probs = nn.functional.dropout(probs, p=dropout, training=module.training)
     out = torch.matmul(probs, value)
@@ -81,10 +91,10 @@ assert ATTN_IMPLEMENTATION in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping
 
 
 def self_attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The self-attention sub-modules of a BERT-family model, in layer order (index = layer_idx)."""
-    mods = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "query") and hasattr(m, "key")]
-    mods.sort(key=lambda m: int(m.layer_idx))
-    return mods
+    """The self-attention sub-modules of a supported encoder, in layer order (index = layer)."""
+    from confdistill.models.families import family_of
+
+    return family_of(model).attention_modules(model)
 
 
 def use_scores_attention(model: nn.Module) -> None:
@@ -106,21 +116,29 @@ def capture_attention_scores(
 
     layers: 0-based encoder layer indices to capture (default: all). Yields a dict
     ``{layer: (batch, heads, q, k) tensor}`` filled by the forward pass (the last forward wins).
-    The model's attention implementation is switched for the block and restored afterwards.
+    The model's attention implementation (or, for DeBERTa, its attention modules' forward) is
+    switched for the block and restored afterwards.
     """
-    mods = self_attention_modules(model)
-    if not mods:
-        raise TypeError(f"{type(model).__name__} has no BERT self-attention modules to capture")
+    from confdistill.models.families import family_of
+
+    family = family_of(model)
+    mods = family.attention_modules(model)
     wanted = set(range(len(mods))) if layers is None else {int(i) for i in layers}
+    store: dict[int, torch.Tensor] = {}
+    if family.scores == "deberta":
+        from confdistill.models.deberta_scores import capture_deberta_scores
+
+        with capture_deberta_scores([(i, m) for i, m in enumerate(mods) if i in wanted], store):
+            yield store
+        return
     configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")}
     previous = {k: c._attn_implementation for k, c in configs.items()}
-    store: dict[int, torch.Tensor] = {}
     try:
         for c in configs.values():
             c._attn_implementation = ATTN_IMPLEMENTATION
-        for m in mods:
-            if int(m.layer_idx) in wanted:
-                setattr(m, _COLLECTOR_ATTR, store)
+        for i, m in enumerate(mods):
+            if i in wanted:
+                setattr(m, _COLLECTOR_ATTR, (store, i))
         yield store
     finally:
         for m in mods:

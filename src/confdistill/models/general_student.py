@@ -37,12 +37,12 @@ width, hence hand-written.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 
 from confdistill.errors import InputError
+from confdistill.models.families import family_of, family_of_type
 from confdistill.models.files import seeded
 
 __all__ = ["fresh_student", "pca_projection", "residual_projection", "slice_teacher_layers"]
@@ -64,20 +64,21 @@ def pca_projection(table: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, intermediate: int,
-                  embeddings: str = "teacher", seed: int = 0,
-                  projection: torch.Tensor | None = None) -> tuple[Any, dict[str, Any]]:
+                  embeddings: str = "teacher", seed: int = 0, projection: torch.Tensor | None = None,
+                  teacher_layers: list[int] | None = None) -> tuple[Any, dict[str, Any]]:
     """A new model of ``type(teacher)`` with the given sizes (see the module docstring).
 
     Returns (model, record): the record says what was copied or projected, for run.json.
     Sizes are taken as valid (checked by the caller's settings and the layer mapping).
     projection: the (d_t, hidden) map of narrower embeddings when the caller already has it
     (:func:`residual_projection`, which the sliced layers share); computed here otherwise.
+    teacher_layers: the 0-based teacher layer each student layer is mapped to (default: evenly
+    spaced); per-layer settings follow them (ModernBERT's local/global attention).
     """
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = layers
-    config.hidden_size = hidden
-    config.num_attention_heads = heads
-    config.intermediate_size = intermediate
+    family = family_of(teacher)
+    if teacher_layers is None:
+        teacher_layers = [m * int(teacher.config.num_hidden_layers) // layers - 1 for m in range(1, layers + 1)]
+    config = family.cut_config(teacher.config, teacher_layers, hidden=hidden, heads=heads, intermediate=intermediate)
     with seeded(seed):
         student = type(teacher)(config)
     record: dict[str, Any] = {"layers": layers, "hidden": hidden, "heads": heads, "intermediate": intermediate,
@@ -86,22 +87,25 @@ def fresh_student(teacher: Any, *, layers: int, hidden: int, heads: int, interme
         record["embeddings_init"] = "fresh (random, as TinyBERT's from_scratch)"
         return student, record
     t_emb, s_emb = teacher.base_model.embeddings, student.base_model.embeddings
-    tables = [n for n in ("word_embeddings", "position_embeddings", "token_type_embeddings") if hasattr(s_emb, n)]
-    width_t = int(teacher.config.hidden_size)
+    tables = [n for n in family.embedding_tables if getattr(s_emb, n, None) is not None]  # DeBERTa: maybe None
+    t_norm, s_norm = getattr(t_emb, family.embedding_norm), getattr(s_emb, family.embedding_norm)
+    # The tables' widths: the hidden size, or ELECTRA's/DeBERTa's embedding_size when it differs (kept).
+    width_t, width_s = (int(m.get_input_embeddings().weight.shape[1]) for m in (teacher, student))
     with torch.no_grad():
-        if hidden == width_t:
+        if width_s == width_t:
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight)
-            s_emb.LayerNorm.load_state_dict(t_emb.LayerNorm.state_dict())
+            s_norm.load_state_dict(t_norm.state_dict())
             record["embeddings_init"] = "copied from the teacher (equal widths)"
         else:
             if projection is None:
-                projection = pca_projection(t_emb.word_embeddings.weight, hidden)
+                projection = pca_projection(teacher.get_input_embeddings().weight, width_s)
             for name in tables:
                 getattr(s_emb, name).weight.copy_(getattr(t_emb, name).weight @ projection)
-            s_emb.LayerNorm.weight.fill_(1.0)
-            s_emb.LayerNorm.bias.zero_()
-            record["embeddings_init"] = (f"teacher's tables projected {width_t} -> {hidden} onto the top {hidden} "
+            s_norm.weight.fill_(1.0)
+            if s_norm.bias is not None:   # ModernBERT's norms have no bias
+                s_norm.bias.zero_()
+            record["embeddings_init"] = (f"teacher's tables projected {width_t} -> {width_s} onto the top {width_s} "
                                          "principal directions of its word embeddings; LayerNorm identity")
     return student, record
 
@@ -116,8 +120,9 @@ def check_shape(teacher_config: Any, *, layers: int, hidden: int, heads: int, in
     from confdistill.models.student import check_parameter_count, check_sizes
 
     check_sizes(layers=layers, hidden=hidden, heads=heads, intermediate=intermediate)
-    t_layers, t_hidden = int(teacher_config.num_hidden_layers), int(teacher_config.hidden_size)
-    t_heads, t_inter = int(teacher_config.num_attention_heads), int(teacher_config.intermediate_size)
+    names = family_of_type(teacher_config.model_type).config_names  # DistilBERT: n_layers, dim, hidden_dim…
+    t_layers, t_hidden = int(getattr(teacher_config, names["layers"])), int(getattr(teacher_config, names["hidden"]))
+    t_heads, t_inter = int(getattr(teacher_config, names["heads"])), int(getattr(teacher_config, names["intermediate"]))
     for flag, value, bound in (("--layers", layers, t_layers), ("--hidden", hidden, t_hidden),
                                *((("--intermediate", intermediate, t_inter),) if sliced else ())):
         if value > bound:
@@ -127,9 +132,7 @@ def check_shape(teacher_config: Any, *, layers: int, hidden: int, heads: int, in
     if heads != t_heads:
         raise InputError(f"--heads {heads}: the teacher has {t_heads} attention heads and general distillation "
                          "matches their scores head by head, so the student needs the same number")
-    config = copy.deepcopy(teacher_config)
-    config.num_hidden_layers, config.hidden_size, config.intermediate_size = layers, hidden, intermediate
-    check_parameter_count(config)
+    check_parameter_count(teacher_config, layers=layers, hidden=hidden, intermediate=intermediate)
 
 
 def _top(score: torch.Tensor, k: int) -> torch.Tensor:
@@ -139,7 +142,7 @@ def _top(score: torch.Tensor, k: int) -> torch.Tensor:
 
 def residual_projection(teacher: Any, width: int) -> torch.Tensor:
     """The (d_t, width) map of the residual stream: identity at equal widths, else :func:`pca_projection`."""
-    table = teacher.base_model.embeddings.word_embeddings.weight
+    table = teacher.get_input_embeddings().weight
     if width == table.shape[1]:
         return torch.eye(width, dtype=table.dtype)
     return pca_projection(table, width)

@@ -37,6 +37,7 @@ from typing import Any
 
 from confdistill.errors import InputError
 from confdistill.io import atomic_directory, os_errors_named, write_json
+from confdistill.models.families import family_of_type
 from confdistill.models.files import (
     LoadReport,
     check_dir,
@@ -70,7 +71,8 @@ __all__ = [
 
 log = logging.getLogger("confdistill.models")
 
-#: Fused scaled-dot-product attention: fastest for inference and for stage 2.
+#: Fused scaled-dot-product attention: fastest for inference and for stage 2 (families without it,
+#: DeBERTa, load with their eager attention: :meth:`~confdistill.models.families.Family.implementation`).
 DEFAULT_ATTN_IMPLEMENTATION = "sdpa"
 
 # Names kept for callers of the former single-module layout.
@@ -83,6 +85,8 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
              attn_implementation: str, seed: int) -> tuple[Any, LoadReport]:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    family = family_of_type(config_dict.get("model_type"), where=path)
+    attn_implementation = family.implementation(attn_implementation)  # DeBERTa has no SDPA kernel
     has_head = any(k == "classifier.weight" or k.endswith(".classifier.weight") or k.startswith("classifier.")
                    for k in keys)
     ckpt_labels = int(config_dict.get("num_labels") or len(config_dict.get("id2label") or {}) or 2)
@@ -105,7 +109,7 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
         raise InputError(f"cannot load the model ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
                          path=path) from None
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.endswith("position_ids"))
-    head_params = {n for n, _ in model.named_parameters() if n.startswith(("classifier", "pre_classifier"))}
+    head_params = {n for n, _ in model.named_parameters() if n.startswith(family.head_prefixes)}
     fresh = bool(head_params & set(missing))
     others = [k for k in missing if k not in head_params and ".pooler." not in k]
     if others:

@@ -41,7 +41,8 @@ ONNX_MANIFEST = "onnx.json"
 ONNX_FORMAT = "confdistill-onnx/1"
 #: The graph's file name inside the directory.
 ONNX_MODEL = "model.onnx"
-#: Graph inputs (int64, shape ``(batch, sequence)``) and output (float32 ``(batch, num_labels)``).
+#: Graph inputs (int64, shape ``(batch, sequence)``; those the family takes, in this order — no
+#: token_type_ids for DistilBERT and ModernBERT) and output (float32 ``(batch, num_labels)``).
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "logits"
 #: ``--quantize`` values: ONNX Runtime dynamic quantization with int8 weights.

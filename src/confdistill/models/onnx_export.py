@@ -96,12 +96,13 @@ def _quiet_export() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _example_inputs(tokenizer: Any, max_positions: int) -> dict[str, Any]:
+def _example_inputs(tokenizer: Any, max_positions: int, names: tuple[str, ...]) -> dict[str, Any]:
     """Two sentences of different lengths: batch 2 and a padded row, so that neither axis is
-    specialised to 1 and the mask path is the general one (cut to fit small position tables)."""
+    specialised to 1 and the mask path is the general one (cut to fit small position tables).
+    ``names``: the inputs the model's family takes (the graph's inputs, in this order)."""
     enc = tokenizer(_PROBE, padding=True, truncation=True, max_length=min(32, max_positions),
                     return_tensors="pt", return_token_type_ids=True)
-    return {k: enc[k] for k in INPUT_NAMES}
+    return {k: enc[k] for k in names}
 
 
 def _export_fp32(model: Any, inputs: dict[str, Any], file: Path) -> None:
@@ -112,8 +113,8 @@ def _export_fp32(model: Any, inputs: dict[str, Any], file: Path) -> None:
     seq = torch.export.Dim("sequence", min=1, max=limit)
     with torch.no_grad():
         program = torch.onnx.export(
-            model, (), None, kwargs=inputs, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-            dynamic_shapes={k: {0: batch, 1: seq} for k in INPUT_NAMES}, opset_version=OPSET,
+            model, (), None, kwargs=inputs, input_names=list(inputs), output_names=[OUTPUT_NAME],
+            dynamic_shapes={k: {0: batch, 1: seq} for k in inputs}, opset_version=OPSET,
             dynamo=True, verbose=False, optimize=True)
     program.save(str(file), external_data=False)
 
@@ -170,6 +171,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     without a trained classifier head, an ONNX directory as source, ``out`` equal to ``model_dir``.
     """
     from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
+    from confdistill.models.families import family_of
     from confdistill.models.loading import load_classifier
     from confdistill.models.tokenizer import write_vocab
 
@@ -186,7 +188,8 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     if report.fresh_head:
         raise InputError("the model has no trained classifier head (a bare encoder?): fine-tune or "
                          "distill it first", path=model_dir)
-    inputs = _example_inputs(tokenizer, int(getattr(model.config, "max_position_embeddings", 512) or 512))
+    names = tuple(k for k in INPUT_NAMES if k in family_of(model).inputs)   # DistilBERT/ModernBERT: no token types
+    inputs = _example_inputs(tokenizer, int(getattr(model.config, "max_position_embeddings", 512) or 512), names)
     digest = source_hash(model_dir)
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: loading took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])
@@ -216,7 +219,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
             "model_type": getattr(model.config, "model_type", None),
             "num_labels": int(model.config.num_labels),
             "max_position_embeddings": getattr(model.config, "max_position_embeddings", None),
-            "inputs": list(INPUT_NAMES),
+            "inputs": list(names),
             "output": OUTPUT_NAME,
             "dynamic_axes": {"0": "batch", "1": "sequence"},
             "opset": OPSET,

@@ -22,8 +22,6 @@ and a file is never replaced by a folder.
 
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,8 +31,6 @@ from confdistill.errors import InputError
 __all__ = ["MAX_PARAMETERS", "SIZE_BOUNDS", "check_parameter_count", "check_sizes", "evenly_spaced_layers",
            "make_student"]
 
-# Encoder layer prefixes of BERT-family models in transformers (BERT/RoBERTa/ELECTRA, DistilBERT).
-_LAYER_KEY = re.compile(r"^(.*?(?:encoder\.layer|transformer\.layer)\.)(\d+)(\..*)$")
 
 
 def evenly_spaced_layers(n_source: int, n_student: int) -> list[int]:
@@ -67,11 +63,18 @@ def check_sizes(**sizes: int | None) -> None:
                              "model needs: check the number)")
 
 
-def check_parameter_count(config: Any) -> None:
-    """Refuse a configuration of more than :data:`MAX_PARAMETERS` parameters, before it is allocated
-    (BERT's count: per layer 4·H² + 2·H·I + 9·H + I; embeddings (vocab + positions + types)·H + 2·H;
-    pooler H² + H; head K·(H + 1))."""
-    h, i, n = int(config.hidden_size), int(config.intermediate_size), int(config.num_hidden_layers)
+def check_parameter_count(config: Any, *, layers: int | None = None, hidden: int | None = None,
+                          intermediate: int | None = None) -> None:
+    """Refuse a configuration (with ``layers``/``hidden``/``intermediate`` in place of its own when
+    given) of more than :data:`MAX_PARAMETERS` parameters, before it is allocated. BERT's count (per
+    layer 4·H² + 2·H·I + 9·H + I; embeddings (vocab + positions + types)·H + 2·H; pooler H² + H; head
+    K·(H + 1)); for the other families an estimate within a few per cent, which a bound needs."""
+    from confdistill.models.families import family_of_type
+
+    names = family_of_type(config.model_type).config_names  # DistilBERT: n_layers, dim, hidden_dim
+    h = int(hidden or getattr(config, names["hidden"]))
+    i = int(intermediate or getattr(config, names["intermediate"]))
+    n = int(layers or getattr(config, names["layers"]))
     table = int(config.vocab_size) + int(config.max_position_embeddings) + int(getattr(config, "type_vocab_size", 2))
     count = n * (4 * h * h + 2 * h * i + 9 * h + i) + table * h + 2 * h + h * h + h + int(config.num_labels) * (h + 1)
     if count > MAX_PARAMETERS:
@@ -105,6 +108,7 @@ def make_student(
 
     from confdistill.folders import check_output_target, recover_folder
     from confdistill.io import remove_stale_temps
+    from confdistill.models.families import family_of
     from confdistill.models.files import seeded as _seeded
     from confdistill.models.loading import load_classifier, save_classifier
 
@@ -115,6 +119,7 @@ def make_student(
     recover_folder(out)  # an earlier make-student killed mid-swap: its old or new folder first
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
     source, tokenizer = load_classifier(from_dir, seed=seed)
+    family = family_of(source)
     src_cfg = source.config
     n_source = int(src_cfg.num_hidden_layers)
     if layers > n_source:
@@ -124,9 +129,9 @@ def make_student(
     labels = num_labels or src_labels
     fresh = any(v is not None for v in (hidden, intermediate, heads))
 
-    config = copy.deepcopy(src_cfg)
-    config.num_hidden_layers = layers
-    config.num_labels = labels
+    # The layers a student of this depth stands for: copied in "layers" mode; in both modes they
+    # decide per-layer settings that follow the layer (ModernBERT's local/global attention).
+    chosen = evenly_spaced_layers(n_source, layers)
     record: dict[str, Any] = {"from": str(from_dir), "seed": seed, "num_labels": labels,
                               "source_layers": n_source, "layers": layers}
     if fresh:
@@ -142,30 +147,31 @@ def make_student(
         if intermediate is not None:
             new_intermediate = intermediate
         elif new_hidden == int(src_cfg.hidden_size):
-            new_intermediate = int(src_cfg.intermediate_size)
+            new_intermediate = int(getattr(src_cfg, family.config_names["intermediate"]))  # DistilBERT: hidden_dim
         else:
             new_intermediate = 4 * new_hidden
-        config.hidden_size = new_hidden
-        config.num_attention_heads = new_heads
-        config.intermediate_size = new_intermediate
+        config = family.cut_config(src_cfg, chosen, hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
+        config.num_labels = labels
         check_parameter_count(config)
         with _seeded(seed):
             student = type(source)(config)
         record.update(mode="fresh", hidden=new_hidden, heads=new_heads, intermediate=new_intermediate)
     else:
-        chosen = evenly_spaced_layers(n_source, layers)
+        config = family.cut_config(src_cfg, chosen)
+        config.num_labels = labels
         check_parameter_count(config)
         with _seeded(seed):
             student = type(source)(config)   # the new head (if any) is drawn here, seeded
         src_state = source.state_dict()
         new_state = student.state_dict()
         head_copied = labels == src_labels and not source.confdistill_load_report.fresh_head
+        copied: set[str] = set()
         with torch.no_grad():
             for key, tensor in new_state.items():
-                match = _LAYER_KEY.match(key)
+                match = family.layer_key.match(key)
                 if match:
                     src_key = f"{match.group(1)}{chosen[int(match.group(2))]}{match.group(3)}"
-                elif key.startswith("classifier") or key.startswith("pre_classifier"):
+                elif key.startswith(family.head_prefixes):
                     if not head_copied:
                         continue
                     src_key = key
@@ -175,8 +181,13 @@ def make_student(
                     raise InputError(f"cannot map student tensor {key} to the source ({type(source).__name__})",
                                      path=from_dir)
                 tensor.copy_(src_state[src_key])
+                copied.add(src_key)
+        # Tensors of the copied layers that the student's layer has no place for: ModernBERT's first
+        # layer has no attention LayerNorm, so a later layer copied there loses its own.
+        left = sorted(k for k in src_state if (m := family.layer_key.match(k)) and int(m.group(2)) in chosen
+                      and k not in copied)
         record.update(mode="layers", source_layers_copied=[i + 1 for i in chosen],
-                      classifier_copied=head_copied,
+                      source_tensors_not_copied=left, classifier_copied=head_copied,
                       rule="student layer m copies source layer floor(m*N/M), 1-based")
     check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: it took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])

@@ -35,6 +35,7 @@ from confdistill.console import quiet
 from confdistill.data.glue import Example
 from confdistill.data.tabular import TableColumns, load_examples
 from confdistill.errors import InputError
+from confdistill.models.families import model_inputs
 
 __all__ = ["plain_forward", "predict_encoded", "predict_logits", "predict_split", "softmax64"]
 
@@ -151,7 +152,7 @@ def predict_encoded(
             if onnx:
                 logits = model.logits({k: batch[k].numpy() for k in _INPUTS})
             else:
-                inputs = {k: batch[k].to(device) for k in _INPUTS}
+                inputs = {k: v.to(device) for k, v in model_inputs(model, batch).items()}
                 logits = model(**inputs).logits.float().cpu().numpy()
             parts.append((batch["index"].numpy(), logits))
             bar.update(len(rows))
