@@ -32,6 +32,9 @@ class Inputs:
     tokenizer: Any
     teacher: Any | None
     mapping: list[int] | None
+    #: the teacher's own tokenizer when it tokenises text differently from the student's (stage 2
+    #: across tokenizers: the teacher's logits come from its own tokenization); None when they agree
+    teacher_tokenizer: Any | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -43,6 +46,7 @@ def prepare_inputs(job: Job) -> Inputs:
     from confdistill.data import TableColumns, load_examples, read_glue_file, read_table
     from confdistill.distillation.mapping import check_compatible
     from confdistill.models.loading import check_same_vocab, load_classifier
+    from confdistill.models.tokenizer import tokenizer_difference
 
     columns = TableColumns.from_mapping(job.columns) if job.columns is not None else None
     x_train = load_examples(job.task, job.data_dir, "train", columns=columns)
@@ -78,14 +82,17 @@ def prepare_inputs(job: Job) -> Inputs:
             setattr(job, attr, str(resolve_model_dir(str(path), what=name)))
     num_labels = spec.num_labels
     student, tokenizer = load_classifier(job.student, num_labels=num_labels)
-    teacher, mapping = None, None
+    teacher, mapping, own_tokenizer = None, None, None
     if job.teacher is not None and not (job.kind == "prediction" and spec.is_regression):
         teacher, teacher_tokenizer = load_classifier(job.teacher, num_labels=num_labels)
-        check_same_vocab(teacher_tokenizer, tokenizer, job.teacher, job.student)
         if job.kind == "intermediate":
+            # Stage 1 matches attention and hidden states position by position: one tokenizer.
+            check_same_vocab(teacher_tokenizer, tokenizer, job.teacher, job.student)
             mapping = check_compatible(student.config, teacher.config, job.stage1.layer_mapping)
+        elif tokenizer_difference(teacher_tokenizer, tokenizer) is not None:
+            own_tokenizer = teacher_tokenizer  # stage 2 needs only the teacher's logits on the same texts
     return Inputs(spec, columns, x_train, train_file, list(train_examples), eval_file, list(eval_examples),
-                  student, tokenizer, teacher, mapping)
+                  student, tokenizer, teacher, mapping, own_tokenizer)
 
 
 def check_evaluation_split(job: Job) -> None:

@@ -259,7 +259,8 @@ class _Builder:
             key=where, name=s.name or default_name,
             source="teacher" if src == "teacher" else self.model_source(src),
             layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
-            dir=None if s.dir is None else self.model_source(s.dir), stages=s.stages,
+            dir=None if s.dir is None else self.model_source(s.dir),
+            stages=s.stages if s.stage is None else values.STAGE_WORDS[s.stage],
             stage1={**stages["stage1"], **_given(s.stage1)}, stage2={**stages["stage2"], **_given(s.stage2)},
             analyse=s.analyse, general=general, compress=tuple(s.compress),
         )
