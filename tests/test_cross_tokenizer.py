@@ -127,3 +127,43 @@ def test_tune_accepts_a_stage2_student_across_tokenizers(env: dict[str, Any]) ->
         else:
             objective.validate(space, baseline_params(student))  # stage 2 only: accepted
         assert not (root / f"tune-{i}").exists()
+
+
+def test_augmentation_by_a_byte_level_teacher_is_plain_text_for_both(env: dict[str, Any]) -> None:
+    """``augment --model`` a byte-level BPE teacher: the variants are words (no ``Ġ`` markers, no
+    byte characters, accents intact), each a word of the original or a word the teacher's vocabulary
+    spells; stage 2 across tokenizers then trains on them with the teacher's own logits."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from confdistill.io import load_tensors
+
+    root = env["root"]
+    data = root / "aug_glue"
+    (data / "SST-2").mkdir(parents=True)
+    rows = ["sentence\tlabel", "the café was lovely and moving\t1", "a dull naïve story\t0", "the acting was awful\t0"]
+    (data / "SST-2" / "train.tsv").write_text("\n".join(rows) + "\n")
+    (data / "SST-2" / "dev.tsv").write_text("\n".join(rows) + "\n")
+    out = root / "train_aug.tsv"
+    assert main(["--quiet", "augment", "--task", "sst2", "--data-dir", str(data), "--model", str(env["teacher"]),
+                 "--n-aug", "4", "--p", "0.8", "--top-k", "3", "--out", str(out)]) == 0
+    variants = [line.split("\t")[0] for line in out.read_text().splitlines()[1:]]
+    teacher_tok = AutoTokenizer.from_pretrained(env["teacher"])
+    spelled = {teacher_tok.convert_tokens_to_string([t]).strip() for t in teacher_tok.get_vocab() if t.startswith("Ġ")}
+    originals = {w for r in rows[1:] for w in r.split("\t")[0].split()}
+    assert len(variants) == 3 * 5 and variants[:3] == [r.split("\t")[0] for r in rows[1:]]
+    replaced = 0
+    for text in variants[3:]:
+        for word in text.split():
+            assert "Ġ" not in word and "Ã" not in word, text
+            assert word in originals or word in spelled, (word, text)
+            replaced += word not in originals
+    assert replaced > 0  # p = 0.8: words were replaced
+    assert any("café" in v for v in variants[3:]) or any("naïve" in v for v in variants[3:])
+    # stage 2 across tokenizers on the augmented file: the teacher read the variants itself
+    run = root / "aug-stage2"
+    assert main(["--quiet", "distill", "--stage", "prediction", "--teacher", str(env["teacher"]), "--student",
+                 str(env["student"]), "--task", "sst2", "--data-dir", str(data), "--aug-train", str(out),
+                 "--out", str(run), "--num-train-epochs", "1", "--max-seq-length", "24"]) == 0
+    cached = load_tensors(run / "teacher_logits.pt", what="cache")["logits"]
+    torch.testing.assert_close(cached, _independent_teacher_logits(env["teacher"], variants, 24), atol=1e-5, rtol=1e-5)
