@@ -148,6 +148,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     from confdistill.distillation.trainer import TrainingInterrupted
     from confdistill.errors import InputError
     from confdistill.models.general_student import fresh_student, residual_projection, slice_teacher_layers
+    from confdistill.models.hub import resolve_model_dir
     from confdistill.models.loading import load_classifier, save_classifier
 
     t_start = time.time()
@@ -155,7 +156,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     assert shape is not None
     # ---- 1. Inputs (corpus, teacher, student) checked before anything is written ---------------
     corpus = scan_corpus(config.corpus, config.text_column)
-    teacher, tokenizer = load_classifier(config.teacher)
+    teacher, tokenizer = load_classifier(resolve_model_dir(config.teacher, what="--teacher"))  # an alias, a Hub id
     # the embeddings, the sliced layers and their fit_dense share one projection (an SVD of the word embeddings)
     projection = residual_projection(teacher, shape.hidden) if shape.encoder_init == "sliced" else None
     student, student_record = fresh_student(teacher, layers=shape.layers, hidden=shape.hidden, heads=shape.heads,
