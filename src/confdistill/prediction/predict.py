@@ -206,6 +206,9 @@ def predict_split(
         "label_names": list(spec.label_names),
         "max_length": max_length,
         "pair_truncation": "tinybert",
+        # Rows share batches (length-sorted): ONNX Runtime's dynamic int8 quantises activations per
+        # batch, so its probabilities depend on the batch size (docs/formats.md).
+        "batch_size": batch_size,
         **runtime,
         "confdistill_version": __version__,
     }
