@@ -5,6 +5,7 @@ is refused before anything is written, with one line naming both tokenizers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ def test_stage2_across_tokenizers_caches_the_teachers_own_logits(env: dict[str, 
                  "--student", str(env["student"]), "--task", "sst2", "--data-dir", str(env["data"]),
                  "--out", str(out), "--num-train-epochs", "1", "--train-batch-size", "8", "--max-seq-length", "24"])
     assert code == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["models"]["teacher_tokenizer"].startswith("RobertaTokenizer (BPE")
     for cache, split in (("teacher_logits.pt", "train"), ("teacher_eval_logits.pt", "dev")):
         cached = load_tensors(out / cache, what="cache")["logits"]
         expected = _independent_teacher_logits(env["teacher"], _texts(env["data"], split), 24)

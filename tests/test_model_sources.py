@@ -206,6 +206,7 @@ def test_finetune_num_labels_reheads_a_classifier(tmp_path: Path, tiny_bert: Cal
     out = tmp_path / "rehead"
     assert main(["--quiet", *base, "--num-labels", "3", "--out", str(out)]) == 0
     assert "dropped the checkpoint's 2-output head" in capsys.readouterr().err
+    assert "2-output head" in json.loads((out / "run.json").read_text())["models"]["dropped_head"]
     config = json.loads((out / "final" / "config.json").read_text())
     assert sorted(config["id2label"].values()) == ["mid", "neg", "pos"]
     assert load_classifier(out / "final", num_labels=3)[0].classifier.weight.shape == (3, 32)
