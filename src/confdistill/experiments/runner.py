@@ -29,8 +29,8 @@ from confdistill.experiments.steps import (
 from confdistill.io import write_json
 
 __all__ = ["CODE_OF_KIND", "STAGE_NAMES", "TRAIN_OUTPUTS", "Hasher", "RunSummary", "Step", "TaskPaths",
-           "analyze_student", "build_plan", "check_settings", "check_student_tokenizer", "code_version", "execute", "is_experiment_dir",
-           "manifest_path", "prediction_files", "run_experiment"]
+           "analyze_student", "build_plan", "check_settings", "check_student_tokenizer", "code_version", "execute",
+           "is_experiment_dir", "manifest_path", "prediction_files", "run_experiment"]
 
 
 def _train_kwargs(task: Any, cfg: ExperimentConfig) -> dict[str, Any]:

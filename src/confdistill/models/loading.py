@@ -137,8 +137,9 @@ def load_classifier(
     ``num_labels``: width of the head the task needs (1 = regression); a checkpoint whose head has
     another width is refused, unless ``new_head`` (``finetune --num-labels``): its output tensors
     are then dropped and drawn anew (seeded), and ``LoadReport.dropped_head`` says which; a bare
-    encoder gets a new head of that width, initialised with ``seed`` (default width 2). ``attn_implementation``: ``"sdpa"`` (fast), ``"eager"``, or a name
-    registered with transformers (e.g. the score-capturing one). The model is in eval mode.
+    encoder gets a new head of that width, initialised with ``seed`` (default width 2).
+    ``attn_implementation``: ``"sdpa"`` (fast), ``"eager"``, or a name registered with
+    transformers (e.g. the score-capturing one). The model is in eval mode.
     A Hub id is not accepted here: resolve it first (:func:`confdistill.models.hub.resolve_model_dir`).
     An ONNX export (``confdistill export``) is refused with one line: it has no PyTorch weights to
     train (``predict`` runs it through :mod:`confdistill.prediction.onnx_runtime` instead).
