@@ -69,3 +69,50 @@ def test_two_processes_match_one(tiny_bert: Callable[..., Path], tmp_path: Path)
     assert run_two["beta"] == pytest.approx(run_one["beta"], rel=1e-3)
     torch.testing.assert_close(torch.load(tmp_path / "two" / "teacher_logits.pt")["logits"],
                                torch.load(tmp_path / "one" / "teacher_logits.pt")["logits"], atol=1e-5, rtol=1e-5)
+
+
+def test_a_single_process_launch_says_so_first(tiny_bert: Callable[..., Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``accelerate launch --num_processes 2`` without ``--multi_gpu`` on a CPU runs ONE process:
+    distill's first line says so (it used to record ``world_size: 1`` silently)."""
+    import json
+
+    from confdistill.cli.main import main
+    from confdistill.distillation.batches import single_process_launch_note
+
+    data = write_sst2(tmp_path, 16, 8, real=False)
+    args = ["distill", "--stage", "prediction", "--teacher", str(tiny_bert(layers=2)), "--student",
+            str(tiny_bert(layers=1, seed=2)), "--task", "sst2", "--data-dir", str(data), "--num-train-epochs", "1",
+            "--device", "cpu"]
+    accelerate = VENV_BIN / "accelerate"
+    if not accelerate.exists():
+        pytest.skip("the accelerate launcher is not installed beside this python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run([str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "confdistill", "--quiet",
+                           *args, "--out", str(tmp_path / "launched")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "launched" / "run.json").read_text())["world_size"] == 1
+    ours = [line for line in proc.stderr.splitlines() if line.startswith(("distill", "prediction done"))]
+    assert ours[0].startswith("distill: accelerate launch started 1 process here (world size 1)"), proc.stderr
+    assert "--multi_gpu --num_processes N" in ours[0]
+    # The same in-process: the note is the command's very first line; absent alone and under torchrun's 2.
+    for name, value in (("ACCELERATE_MIXED_PRECISION", "no"), ("ACCELERATE_USE_CPU", "True"),
+                        ("ACCELERATE_DYNAMO_BACKEND", "NO")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    capsys.readouterr()
+    try:
+        assert main(["--quiet", *args, "--out", str(tmp_path / "in-process")]) == 0
+    finally:
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)  # built under the launcher's variables
+    assert capsys.readouterr().err.splitlines()[0] == single_process_launch_note("distill")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert single_process_launch_note("distill") is None
+    for name in ("ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_CPU", "ACCELERATE_DYNAMO_BACKEND", "WORLD_SIZE"):
+        monkeypatch.delenv(name)
+    assert single_process_launch_note("distill") is None

@@ -79,6 +79,13 @@ def test_kappa_is_the_tolerance_of_every_task_unless_a_task_sets_its_own(tmp_pat
     assert load_experiment(write(tmp_path, BASE, "none.toml")).tasks[0].kappa is None  # no tolerance: no verdict
 
 
+def test_student_stage_in_distills_words(tmp_path: Path) -> None:
+    """``stage = "intermediate" | "prediction" | "both"`` (distill's ``--stage``) = the stages list."""
+    for word, stages in (("intermediate", ("stage1",)), ("prediction", ("stage2",)), ("both", ("stage1", "stage2"))):
+        cfg = load_experiment(write(tmp_path, BASE.replace("layers = 3", f'layers = 3\nstage = "{word}"', 1)))
+        assert cfg.tasks[0].students[0].stages == stages and cfg.tasks[0].students[1].stages == ("stage1", "stage2")
+
+
 def test_task_teacher_refines_the_default_teacher(tmp_path: Path) -> None:
     text = BASE.replace('[teacher]\ndir = "teacher_model"', '[teacher]\nencoder = "minilm"\n[teacher.finetune]\n'
                         'num_train_epochs = 2.0\nlearning_rate = 4e-5')
@@ -116,6 +123,10 @@ def test_task_teacher_refines_the_default_teacher(tmp_path: Path) -> None:
          "tasks.SST-2.max_train_examples: expected a positive integer, got -5"),
         ('dir = "teacher_model"', 'dir = "teacher_model"\nencoder = "minilm"', "teacher: expected exactly one of"),
         ("heads = 2", "heads = 3", "students[1].heads: expected a divisor of hidden = 128, got 3"),
+        ("layers = 3", 'layers = 3\nstage = "stage2"',
+         'students[0].stage: expected "intermediate", "prediction" or "both", got "stage2"'),
+        ("layers = 3", 'layers = 3\nstage = "prediction"\nstages = ["stage2"]',
+         "students[0].stage: cannot be combined with stages"),
         ("[tasks.SST-2]", "[tasks.SST-3]", "tasks.SST-3: unknown task 'SST-3'"),
         ('name = "small"', 'name = "L3"', "students[1].name: duplicate student name 'L3'"),
         ("[experiment]", "[experiment]\nkappa = -1", "experiment.kappa: expected a positive number, got -1"),

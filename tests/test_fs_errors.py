@@ -176,7 +176,8 @@ def test_tune_refuses_bad_settings_before_any_trial(tiny_bert: Callable[..., Pat
          "stage2.train_batch_size: must be >= 1"),
         ([_tune_experiment(tmp_path, t, data, stage2="num_train_epochs = -2.0, train_batch_size = 8"), "--trials", "1"],
          "stage2.num_train_epochs: must be > 0"),
-        ([_tune_experiment(tmp_path, t, data, student=f'name = "O"\ndir = "{other}"\nstages = ["stage2"]'),
+        # stage 1 across tokenizers (stage 2 alone runs across them: tests/test_cross_tokenizer.py)
+        ([_tune_experiment(tmp_path, t, data, student=f'name = "O"\ndir = "{other}"\nstages = ["stage1", "stage2"]'),
           "--trials", "1"], "different vocabularies"),
     ]
     capsys.readouterr()

@@ -6,7 +6,9 @@
   float64 transcription of TinyBERT in ``test_tinybert_head``);
 * int8: agrees with fp32 on ≥ 95 % of real SST-2 dev predictions of a tiny model *trained* here for
   a few seconds on real SST-2 rows (a random model's near-0.5 probabilities would flip on any noise
-  and say nothing); skipped, with the reason, without ../shared;
+  and say nothing), both predicted in batches of ``INT8_BATCH`` = 64 rows (predict's default; int8
+  probabilities depend on the batch: the test prints how far they move at batch 1); skipped, with
+  the reason, without ../shared;
 * ``predict --model ONNX_DIR`` writes the same file and sidecar as for the PyTorch model;
 * the footprint of an ONNX directory; the layout and manifest; atomic, refused, overwritten output.
 
@@ -15,6 +17,7 @@ Bad inputs (one line, exit 2, nothing written) are in ``test_onnx_bad_inputs.py`
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 from collections.abc import Callable
@@ -29,9 +32,12 @@ from confdistill.data.batching import encode, make_loader
 from confdistill.data.glue import Example
 from confdistill.models import export_onnx, is_onnx_dir, load_classifier, read_onnx_manifest, save_classifier
 from confdistill.prediction.onnx_runtime import OnnxClassifier
-from confdistill.prediction.predict import predict_encoded, softmax64
+from confdistill.prediction.predict import predict_encoded, predict_split, softmax64
 from confdistill.prediction.softmax_file import read_softmax, sidecar_path
 from distill_helpers import SHARED, copy_model, write_sst2
+
+#: The batch the int8 agreement is measured at: predict's default (the sidecar records the one used).
+INT8_BATCH = int(inspect.signature(predict_split).parameters["batch_size"].default)
 
 SENTENCES = ["a gorgeous, witty, seductive movie.", "bad.", "the plot is thin and the acting is not much better",
              "it 's a charming and often affecting journey .", "dull", "an utterly incompetent conclusion to a film"]
@@ -140,6 +146,7 @@ def test_predict_cli_on_onnx_dir_same_file_and_sidecar(tiny: Path, onnx32: Path,
     assert meta_t["runtime"] == "torch" and "quantization" not in meta_t
     assert meta_o["runtime"] == meta_8["runtime"] == "onnxruntime"
     assert meta_o["quantization"] is None and meta_8["quantization"] == "int8"
+    assert meta_t["batch_size"] == meta_o["batch_size"] == meta_8["batch_size"] == 16  # int8 depends on it
     assert meta_o["onnx_source_model"] == str(tiny.resolve()) and meta_o["model"] == str(onnx32.resolve())
     drop = {"model", "runtime", "quantization", "onnx_source_model", "file_sha256", "metrics"}
     assert {k: v for k, v in meta_o.items() if k not in drop} == {k: v for k, v in meta_t.items() if k not in drop}
@@ -226,11 +233,21 @@ def test_int8_agrees_with_fp32_on_real_sst2(tiny: Path, tmp_path: Path) -> None:
     f32 = OnnxClassifier(export_onnx(trained, tmp_path / "fp32"))
     i8 = OnnxClassifier(export_onnx(trained, tmp_path / "int8", quantize="int8"))
     encoded = encode(tokenizer, dev, max_length=64)
-    p32 = softmax64(predict_encoded(f32, encoded, batch_size=64)).argmax(axis=1)
-    p8 = softmax64(predict_encoded(i8, encoded, batch_size=64)).argmax(axis=1)
+    # Both at predict's default batch of INT8_BATCH length-sorted rows: dynamic int8 quantises each
+    # batch's activations with that batch's own range, so its probabilities depend on the batch.
+    prob32 = softmax64(predict_encoded(f32, encoded, batch_size=INT8_BATCH))
+    prob8 = softmax64(predict_encoded(i8, encoded, batch_size=INT8_BATCH))
+    p32, p8 = prob32.argmax(axis=1), prob8.argmax(axis=1)
     accuracy = float(np.mean(p32 == encoded.labels))
     assert accuracy > 0.6, f"the model did not learn SST-2 (dev accuracy {accuracy:.3f})"
     agreement = float(np.mean(p32 == p8))
-    print(f"dev accuracy {accuracy:.3f}, int8 agreement {agreement:.4f}")
-    assert agreement >= 0.95, f"int8 agrees with fp32 on {agreement:.3f} of {len(dev)} dev rows"
+    # the same rows one at a time: fp32 unchanged (padding is masked), int8 moved by the batch
+    one32 = softmax64(predict_encoded(f32, encoded, batch_size=1))
+    one8 = softmax64(predict_encoded(i8, encoded, batch_size=1))
+    moved32, moved8 = float(np.abs(one32 - prob32).max()), float(np.abs(one8 - prob8).max())
+    print(f"dev accuracy {accuracy:.3f}, int8 agreement {agreement:.4f} at batch {INT8_BATCH}; max |Δp| between "
+          f"batch 1 and {INT8_BATCH}: fp32 {moved32:.1e}, int8 {moved8:.1e}")
+    assert agreement >= 0.95, (f"int8 agrees with fp32 on {agreement:.3f} of {len(dev)} dev rows at batch "
+                               f"{INT8_BATCH}")
+    assert moved32 < 1e-5 and moved8 < 0.05, (moved32, moved8)
     shutil.rmtree(tmp_path / "src")

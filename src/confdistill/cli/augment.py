@@ -42,10 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from confdistill.data.augment import augment_file
     from confdistill.data.tabular import columns_from_args
-    from confdistill.experiments.config import resolve_model_source
+    from confdistill.models.hub import resolve_model_dir
 
     columns = columns_from_args(args)  # before the model is loaded: wrong options fail at once
-    model_dir = resolve_model_source(args.model, what="--model")
+    model_dir = resolve_model_dir(args.model, what="--model")
     summary = augment_file(
         args.task, args.data_dir, args.out, model_dir=model_dir, n_aug=args.n_aug, p=args.p, k=args.top_k,
         seed=args.seed, use_mlm=args.use_mlm, log=lambda m: print(m, file=sys.stderr), overwrite=args.overwrite,

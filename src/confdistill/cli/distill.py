@@ -63,9 +63,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from confdistill.data.tabular import columns_from_args
+    from confdistill.distillation.batches import single_process_launch_note
     from confdistill.distillation.config import DistillConfig
     from confdistill.distillation.trainer import distill
+
+    note = single_process_launch_note("distill")
+    if note:
+        print(note, file=sys.stderr)  # the first line: the run's world_size 1 is not what was asked for
 
     columns = columns_from_args(args)
     names = set(DistillConfig.model_fields)

@@ -29,18 +29,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sys
-    from pathlib import Path
 
     from confdistill.folders import claim_output, refuse_source_as_target
-    from confdistill.models.hub import looks_like_hub_id, resolve_model_dir
+    from confdistill.models.hub import resolve_model_dir
     from confdistill.models.onnx_dir import onnx_size_bytes
     from confdistill.models.onnx_export import check_format, check_quantize, export_onnx
 
     check_format(args.format)
     check_quantize(args.quantize)
-    model = args.model
-    if not Path(model).is_dir() and "/" in str(model) and looks_like_hub_id(str(model)):
-        model = resolve_model_dir(str(model), what="--model")  # a Hub id in the local cache
+    model = resolve_model_dir(args.model, what="--model")  # a directory, an alias, a Hub id in the local cache
     refuse_source_as_target(args.out, model, source_flag="--model")
     # One writer per --out, before the model is loaded (the lock is beside the folder, swapped in whole).
     with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):

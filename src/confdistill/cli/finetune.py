@@ -19,7 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Writes OUT/{final,best,checkpoints,metrics.jsonl,loss_curves.png,run.json}. Data: a GLUE task, "
         "or --task custom with your own DATA_DIR/{train,dev}.{csv,tsv,jsonl} and the column options.",
     )
-    p.add_argument("--model", required=True, metavar="DIR", help="model directory to start from")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="model to start from: a directory, minilm, or a Hub id in the local cache")
+    p.add_argument("--num-labels", type=int, default=None, metavar="K",
+                   help="the task's number of classes (1: regression), to replace a classifier head trained for "
+                   "another number: the old head is dropped and a new one drawn (default: the head must fit)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a run unless --resume)")
     add_data_arguments(p)
     defaults = {name: getattr(d, name) for name in type(d).model_fields if name in TRAINER_OPTIONS}

@@ -67,8 +67,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from confdistill.distillation.batches import single_process_launch_note
     from confdistill.distillation.general import general_distill
     from confdistill.distillation.general_config import GeneralConfig, StudentShape
+
+    note = single_process_launch_note("general-distill")
+    if note:
+        print(note, file=sys.stderr)  # the first line: the run's world_size 1 is not what was asked for
 
     student = StudentShape(layers=args.layers, hidden=args.hidden, heads=args.heads, intermediate=args.intermediate,
                            embeddings=args.embeddings, encoder_init=args.encoder_init)

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"{MAX_PARAMETERS:,} parameters in all.",
     )
     p.add_argument("--from", "--model", dest="from_dir", required=True, metavar="DIR",
-                   help="source model directory (Hugging Face or TinyBERT format), e.g. the teacher")
+                   help="source model (Hugging Face or TinyBERT format), e.g. the teacher: a directory, minilm, or a "
+                   "Hub id in the local cache")
     p.add_argument("--layers", type=int, required=True, metavar="M", help="number of encoder layers")
     p.add_argument("--hidden", type=int, metavar="H", help="hidden size (fresh configuration)")
     p.add_argument("--intermediate", type=int, metavar="I", help="feed-forward size (fresh configuration)")
@@ -41,13 +42,15 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from confdistill.folders import claim_output, refuse_source_as_target
+    from confdistill.models.hub import resolve_model_dir
     from confdistill.models.student import make_student
 
-    refuse_source_as_target(args.out, args.from_dir, source_flag="--from")
+    source = resolve_model_dir(args.from_dir, what="--from")  # a directory, an alias, a Hub id in the local cache
+    refuse_source_as_target(args.out, source, source_flag="--from")
     # One writer per --out: a second make-student into it stops at once, before loading anything
     # (the lock is beside the folder, which is swapped in whole).
     with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):
-        out = make_student(args.from_dir, args.out, layers=args.layers, hidden=args.hidden,
+        out = make_student(source, args.out, layers=args.layers, hidden=args.hidden,
                            intermediate=args.intermediate, heads=args.heads, num_labels=args.num_labels,
                            seed=args.seed, overwrite=args.overwrite)
     record = json.loads((out / "student.json").read_text(encoding="utf-8"))

@@ -40,6 +40,8 @@ from confdistill.data.augment_candidates import (
     MaskedLMCandidates,
     is_candidate_token,
     nearest_neighbours,
+    word_marker,
+    word_pieces,
 )
 from confdistill.errors import InputError
 
@@ -66,12 +68,18 @@ def is_replaceable(word: str) -> bool:
 
 def split_words(tokenizer: Any, text: str) -> list[str]:
     """BERT's basic tokenisation (normaliser + pre-tokeniser of a fast tokenizer): lower-cased
-    (for uncased vocabularies) words and punctuation, as TinyBERT's ``basic_tokenizer.tokenize``."""
+    (for uncased vocabularies) words and punctuation, as TinyBERT's ``basic_tokenizer.tokenize``.
+    A byte-level or SentencePiece pre-tokeniser marks its words (``Ġword``, ``▁word``, bytes for
+    accents): the words are then the text its pieces span, so the variants stay plain text that
+    any tokenizer — the teacher's and a student's of another kind — reads alike."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         norm = backend.normalizer.normalize_str(text) if backend.normalizer is not None else text
         if backend.pre_tokenizer is not None:
-            return [w for w, _ in backend.pre_tokenizer.pre_tokenize_str(norm)]
+            pieces = backend.pre_tokenizer.pre_tokenize_str(norm)
+            if not word_marker(tokenizer):
+                return [w for w, _ in pieces]
+            return [w for w in (norm[a:b].strip() for _, (a, b) in pieces) if w]
         return norm.split()
     basic = getattr(tokenizer, "basic_tokenizer", None)
     if basic is not None:
@@ -119,7 +127,7 @@ class Augmenter:
         for i, w in enumerate(words):
             if not is_replaceable(w):
                 continue
-            if self.mlm is not None and len(self.tokenizer.tokenize(w)) == 1:
+            if self.mlm is not None and len(word_pieces(self.tokenizer, w)) == 1:
                 single.append(i)
             else:
                 cands[i] = self.embedding.table.get(w, [])

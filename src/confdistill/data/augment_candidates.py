@@ -19,8 +19,43 @@ from confdistill.errors import InputError
 
 
 def is_candidate_token(token: str) -> bool:
-    """A vocabulary entry usable as a replacement: a whole alphabetic word (no ``##`` piece, no [SPECIAL])."""
+    """A WordPiece entry usable as a replacement: a whole alphabetic word (no ``##`` piece, no [SPECIAL])."""
     return token.isalpha()
+
+
+def word_marker(tokenizer: Any) -> str:
+    """The prefix a subword vocabulary puts on a token that starts a word after a space: ``"Ġ"``
+    (byte-level BPE: RoBERTa, ModernBERT) or ``"▁"`` (SentencePiece: XLM-R, DeBERTa-v3); ``""`` for
+    WordPiece, whose vocabulary holds words as they are (its continuations carry ``##`` instead)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.model).__name__ == "WordPiece" or backend.pre_tokenizer is None:
+        return ""
+    pieces = backend.pre_tokenizer.pre_tokenize_str(" a")
+    return pieces[-1][0][:-1] if pieces and pieces[-1][0].endswith("a") else ""
+
+
+def vocabulary_words(tokenizer: Any) -> dict[int, str]:
+    """``{id: word}`` for the vocabulary entries that spell a whole alphabetic word — the possible
+    replacements. WordPiece: the entries themselves (``is_candidate_token``). Byte-level BPE and
+    SentencePiece: the word-initial entries (``word_marker``), as the text they decode to (byte-level
+    entries spell bytes: ``ĠcafÃ©`` is " café"), never the marker or bytes themselves."""
+    vocab: dict[str, int] = tokenizer.get_vocab()
+    marker = word_marker(tokenizer)
+    if not marker:
+        return {i: t for t, i in vocab.items() if is_candidate_token(t)}
+    decoder = tokenizer.backend_tokenizer.decoder
+    words: dict[int, str] = {}
+    for token, i in vocab.items():
+        if token.startswith(marker) and len(token) > len(marker):
+            word = (decoder.decode([token]) if decoder is not None else token[len(marker):]).strip()
+            if word.isalpha():
+                words[i] = word
+    return words
+
+
+def word_pieces(tokenizer: Any, word: str) -> list[str]:
+    """The tokens of ``word`` as it appears inside a sentence (after a space: its word-initial form)."""
+    return tokenizer.tokenize(" " + word if word_marker(tokenizer) else word)
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,19 +118,16 @@ class EmbeddingCandidates:
         """words: distinct replaceable words; embeddings: (V, d) tensor aligned with the tokenizer's vocabulary."""
         import torch
 
-        vocab: dict[str, int] = tokenizer.get_vocab()
         V = embeddings.shape[0]
-        cand_ids = torch.tensor(
-            sorted(i for t, i in vocab.items() if i < V and is_candidate_token(t)), dtype=torch.long
-        )
+        id_to_word = vocabulary_words(tokenizer)
+        cand_ids = torch.tensor(sorted(i for i in id_to_word if i < V), dtype=torch.long)
         if cand_ids.numel() == 0:
             raise InputError("the tokenizer's vocabulary has no whole-word entries to use as replacements")
-        id_to_token = {i: t for t, i in vocab.items()}
         queries = torch.empty((len(words), embeddings.shape[1]), dtype=torch.float32)
         exclude = torch.full((len(words),), -1, dtype=torch.long)
         keep = []
         for j, w in enumerate(words):
-            ids = [i for i in tokenizer.convert_tokens_to_ids(tokenizer.tokenize(w)) if i is not None and i < V]
+            ids = [i for i in tokenizer.convert_tokens_to_ids(word_pieces(tokenizer, w)) if i is not None and i < V]
             if not ids or ids == [tokenizer.unk_token_id]:
                 continue  # unknown word: no meaningful embedding
             queries[j] = embeddings[ids].float().mean(dim=0)
@@ -108,7 +140,7 @@ class EmbeddingCandidates:
             nn = nearest_neighbours(embeddings, queries[idx], cand_ids, k=k, exclude=exclude[idx])
             for row, j in enumerate(keep):
                 w = words[j]
-                table[w] = [t for t in (id_to_token[int(i)] for i in nn[row]) if t != w]
+                table[w] = [t for t in (id_to_word[int(i)] for i in nn[row]) if t != w]
         return cls(table)
 
 

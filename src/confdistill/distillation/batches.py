@@ -49,6 +49,31 @@ def accelerator_for(accelerator_class: Any, job: Job) -> Any:
     return accelerator
 
 
+#: Variables every ``accelerate launch`` launcher sets in the processes it starts.
+_LAUNCHED_BY_ACCELERATE = ("ACCELERATE_MIXED_PRECISION", "ACCELERATE_DYNAMO_BACKEND", "ACCELERATE_USE_CPU")
+#: Where the number of processes is read from, as accelerate reads it (torchrun, MPI launchers).
+_WORLD_SIZE_VARIABLES = ["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"]
+
+
+def single_process_launch_note(command: str) -> str | None:
+    """One line when ``accelerate launch`` started this command as its only process, else None.
+
+    ``accelerate launch --num_processes N`` without ``--multi_gpu`` on a machine without GPUs (and
+    ``--cpu`` without an MPI host file) runs its simple launcher: one process, whatever N says,
+    and the run would only record ``world_size: 1``. torchrun (``--multi_gpu``) and MPI set the
+    world size this reads.
+    """
+    from accelerate.utils import get_int_from_env
+
+    if not any(name in os.environ for name in _LAUNCHED_BY_ACCELERATE):
+        return None
+    if get_int_from_env(_WORLD_SIZE_VARIABLES, 1) > 1:
+        return None
+    return (f"{command}: accelerate launch started 1 process here (world size 1); for N processes on a CPU-only "
+            f"machine use `accelerate launch --multi_gpu --num_processes N --num_machines 1 -m confdistill "
+            f"{command} … --device cpu` (without --multi_gpu, --num_processes N still runs one)")
+
+
 def accumulate(model: torch.nn.Module, rows: list[int], collate: Any, ctx: StepContext, step_loss: Any,
                 accelerator: Any, job: Job) -> dict[str, float]:
     """Forward and backward of one global batch in G micro-batches; returns the logged global losses."""

@@ -170,11 +170,15 @@ class FinetuneConfig(_RunSettings, TrainConfig):
 
     Defaults follow BERT's GLUE recipe as TinyBERT's teachers were trained: lr 2e-5, 3 epochs, batch 32.
     columns: custom data's columns with ``task="custom"``, as in :class:`DistillConfig`.
+    num_labels: ``--num-labels K``: re-head a classifier trained for another number of classes.
     """
 
     model: str = ""
     learning_rate: Positive = 2e-5
     eval_step: AtLeastOne | None = 200
+    #: the classifier's width when it replaces a head trained for another number of classes (the
+    #: task's number of classes; None: the model's head must already have it)
+    num_labels: AtLeastOne | None = None
 
     def validate(self) -> None:
         """Raise :class:`InputError` on settings that cannot work together (before anything is written)."""

@@ -61,12 +61,22 @@ def evaluate(model: nn.Module, encoded: Any, spec: Any, job: Job, accelerator: A
 
 
 def cached_teacher_logits(teacher: nn.Module, job: Job, encoded: Any, data_file: Path,
-                          accelerator: Any, name: str = "teacher_logits.pt") -> torch.Tensor:
+                          accelerator: Any, name: str = "teacher_logits.pt", *,
+                          teacher_tokenizer: Any = None, examples: Any = None) -> torch.Tensor:
     """Teacher logits over a split, (n, k) float32 in row order — computed once, kept in ``OUT/name``.
 
+    ``encoded`` is the split as the student reads it. A ``teacher_tokenizer`` (a teacher that
+    tokenises text differently: stage 2 across tokenizers) reads the same ``examples`` itself,
+    truncated to max_seq_length of its own tokens — as ``predict`` makes the teacher's prediction
+    file; the rows stay in the student's order, so a batch's ``index`` finds its teacher logits.
     The cache is keyed by the teacher directory, the data file's SHA-256, max_seq_length and the
-    padding; a mismatch recomputes it, and so does a damaged or planted file (read as data only).
+    padding (the teacher's logits on a text do not depend on the student, whatever its tokenizer);
+    a mismatch recomputes it, and so does a damaged or planted file (read as data only).
     """
+    if teacher_tokenizer is not None:
+        from confdistill.data import encode
+
+        encoded = encode(teacher_tokenizer, examples, job.loop.max_seq_length)
     path = job.out / name
     # "train_sha256" names the data file's hash for every split: the key of existing caches is kept.
     key = {"teacher": str(Path(str(job.teacher)).resolve()), "train_sha256": sha256_file(data_file),

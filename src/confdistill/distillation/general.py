@@ -154,6 +154,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
         residual_projection,
         slice_teacher_layers,
     )
+    from confdistill.models.hub import resolve_model_dir
     from confdistill.models.loading import load_classifier, save_classifier
     from confdistill.models.student import check_sizes
 
@@ -163,7 +164,7 @@ def _train(config: GeneralConfig, out: Path, stop_after_steps: int | None) -> di
     # ---- 1. Inputs (corpus, teacher, student) checked before anything is written ---------------
     corpus = scan_corpus(config.corpus, config.text_column)
     check_sizes(layers=shape.layers, hidden=shape.hidden, heads=shape.heads, intermediate=shape.intermediate)
-    teacher, tokenizer = load_classifier(config.teacher)
+    teacher, tokenizer = load_classifier(resolve_model_dir(config.teacher, what="--teacher"))  # an alias, a Hub id
     family = family_of(teacher)
     if shape.encoder_init == "sliced" and not family.sliceable:
         raise InputError(f"encoder_init 'sliced' needs BERT's attention layout (bert, roberta, xlm-roberta, electra); "

@@ -24,7 +24,7 @@ JOBS = ("intermediate", "prediction", "finetune")
 #: that a run recorded before they existed can still be resumed.
 _RECORD_DEFAULTS: dict[str, Any] = {"layer_mapping": "uniform", "columns": None, "gradient_accumulation_steps": 1,
                                     "pad_to_max_length": False, "mixed_precision": "no", "best_metric": None,
-                                    "analyse": "final"}
+                                    "analyse": "final", "num_labels": None}
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Job:
     device: str = "auto"
     resume: bool = False
     columns: dict[str, Any] | None = None   # custom data: TableColumns as plain data
+    num_labels: int | None = None   # finetune --num-labels: a new head of this width replaces the model's
     settings: dict[str, Any] = field(default_factory=dict)   # the user's config, stored in run.json
     clear_dir: Path | None = None   # --overwrite: emptied once the inputs are validated (not recorded)
 
@@ -74,7 +75,7 @@ def finetune_job(config: FinetuneConfig) -> Job:
     return Job("finetune", out, config.model, None, config.task, config.data_dir, loop=config.loop(),
                aug_train=config.aug_train, eval_split=config.eval_split, best_metric=config.best_metric,
                device=config.device, resume=config.resume, columns=plain_columns(config.columns),
-               settings=config.to_dict(), clear_dir=out if config.overwrite else None)
+               num_labels=config.num_labels, settings=config.to_dict(), clear_dir=out if config.overwrite else None)
 
 
 def plain_columns(columns: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -91,7 +92,7 @@ def job_record(job: Job) -> dict[str, Any]:
     d: dict[str, Any] = {"kind": job.kind, "out": str(job.out), "student": job.student, "teacher": job.teacher,
                          "task": job.task, "data_dir": job.data_dir, "aug_train": job.aug_train,
                          "eval_split": job.eval_split, "best_metric": job.best_metric, "columns": job.columns,
-                         "analyse": job.analyse,
+                         "analyse": job.analyse, "num_labels": job.num_labels,
                          **job.loop.to_dict()}
     if job.kind == "intermediate":
         d.update(job.stage1.to_dict())

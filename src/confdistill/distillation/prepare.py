@@ -9,6 +9,7 @@ class order of every split.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ class Inputs:
     tokenizer: Any
     teacher: Any | None
     mapping: list[int] | None
+    #: the teacher's own tokenizer when it tokenises text differently from the student's (stage 2
+    #: across tokenizers: the teacher's logits come from its own tokenization); None when they agree
+    teacher_tokenizer: Any | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -42,7 +46,9 @@ def prepare_inputs(job: Job) -> Inputs:
     """Read the data and load the models of ``job``; an :class:`InputError` for anything wrong."""
     from confdistill.data import TableColumns, load_examples, read_glue_file, read_table
     from confdistill.distillation.mapping import check_compatible
+    from confdistill.distillation.run_files import launch_rank
     from confdistill.models.loading import check_same_vocab, load_classifier
+    from confdistill.models.tokenizer import tokenizer_difference
 
     columns = TableColumns.from_mapping(job.columns) if job.columns is not None else None
     x_train = load_examples(job.task, job.data_dir, "train", columns=columns)
@@ -64,25 +70,32 @@ def prepare_inputs(job: Job) -> Inputs:
     if job.kind != "intermediate":
         eval_data = load_examples(job.task, job.data_dir, job.eval_split or "dev", columns=columns)
         eval_file, eval_examples = eval_data.path, eval_data.examples
-    from confdistill.models.hub import looks_like_hub_id, resolve_model_dir
+    from confdistill.models.hub import resolve_model_dir
 
     for name, attr in (("--student" if job.kind != "finetune" else "--model", "student"), ("--teacher", "teacher")):
         path = getattr(job, attr)
         if path is not None and not Path(path).is_dir():
-            if "/" not in str(path) or not looks_like_hub_id(str(path)):
-                raise InputError(f"{name}: model directory does not exist", path=path)
-            # A Hub id: the directory of the local Hugging Face cache (offline; nothing is downloaded).
+            # An alias or a Hub id: its directory (the local Hugging Face cache; nothing is downloaded).
             setattr(job, attr, str(resolve_model_dir(str(path), what=name)))
     num_labels = spec.num_labels
-    student, tokenizer = load_classifier(job.student, num_labels=num_labels)
-    teacher, mapping = None, None
+    if job.num_labels is not None and job.num_labels != num_labels:
+        raise InputError(f"--num-labels {job.num_labels}: the task {spec.name} has {num_labels} "
+                         f"{'output (regression)' if spec.is_regression else 'classes'}")
+    student, tokenizer = load_classifier(job.student, num_labels=num_labels, new_head=job.num_labels is not None)
+    dropped = student.confdistill_load_report.dropped_head
+    if dropped and launch_rank() == 0:
+        print(f"--model {job.student}: dropped {dropped}; training a new {num_labels}-output head", file=sys.stderr)
+    teacher, mapping, own_tokenizer = None, None, None
     if job.teacher is not None and not (job.kind == "prediction" and spec.is_regression):
         teacher, teacher_tokenizer = load_classifier(job.teacher, num_labels=num_labels)
-        check_same_vocab(teacher_tokenizer, tokenizer, job.teacher, job.student)
         if job.kind == "intermediate":
+            # Stage 1 matches attention and hidden states position by position: one tokenizer.
+            check_same_vocab(teacher_tokenizer, tokenizer, job.teacher, job.student)
             mapping = check_compatible(student.config, teacher.config, job.stage1.layer_mapping)
+        elif tokenizer_difference(teacher_tokenizer, tokenizer) is not None:
+            own_tokenizer = teacher_tokenizer  # stage 2 needs only the teacher's logits on the same texts
     return Inputs(spec, columns, x_train, train_file, list(train_examples), eval_file, list(eval_examples),
-                  student, tokenizer, teacher, mapping)
+                  student, tokenizer, teacher, mapping, own_tokenizer)
 
 
 def check_evaluation_split(job: Job) -> None:

@@ -88,12 +88,26 @@ def complete_record(job: Job, inputs: Any, *, stage1: dict[str, Any] | None, ste
                                  "rows": n_train}} if job.aug_train else {}),
                  **({"eval": {"path": str(eval_file), "sha256": sha256_file(eval_file),
                               "rows": len(inputs.eval_examples)}} if eval_file else {})},
-        "models": {"student": str(job.student), "teacher": job.teacher},
+        "models": {"student": str(job.student), "teacher": job.teacher, **_load_notes(inputs)},
         "outputs": {"final": str(job.out / "final"),
                     "best": str(job.out / "best") if eval_file is not None else None},
         "versions": versions(),
         "timings": timings,
     }
+
+
+def _load_notes(inputs: Any) -> dict[str, str]:
+    """What loading changed or chose (recorded only when it happened): the teacher's own tokenizer
+    (stage 2 across tokenizers) and a head of another width dropped (``finetune --num-labels``)."""
+    from confdistill.models.tokenizer import describe_tokenizer
+
+    notes = {}
+    if inputs.teacher_tokenizer is not None:
+        notes["teacher_tokenizer"] = describe_tokenizer(inputs.teacher_tokenizer)
+    report = getattr(inputs.student, "confdistill_load_report", None)
+    if report is not None and report.dropped_head:
+        notes["dropped_head"] = report.dropped_head
+    return notes
 
 
 def best_dir(out: Path, analysed: str) -> Path:

@@ -195,15 +195,19 @@ def train(job: Job, stop_after_steps: int | None = None, stage1: dict | None = N
                 p.requires_grad_(False)
     elif job.kind == "prediction" and teacher is not None:
         t_cache = time.perf_counter()
-        ctx.teacher_logits = cached_teacher_logits(teacher, job, train_enc, inputs.train_file, accelerator)
+        own = inputs.teacher_tokenizer  # across tokenizers: the teacher reads the texts itself
+        ctx.teacher_logits = cached_teacher_logits(teacher, job, train_enc, inputs.train_file, accelerator,
+                                                   teacher_tokenizer=own, examples=inputs.train_examples)
         teacher_beta_logits = ctx.teacher_logits
         if eval_enc is not None:
             teacher_eval_logits = cached_teacher_logits(teacher, job, eval_enc, inputs.eval_file, accelerator,
-                                                        "teacher_eval_logits.pt")
+                                                        "teacher_eval_logits.pt", teacher_tokenizer=own,
+                                                        examples=inputs.eval_examples)
         if job.aug_train:
             beta_enc = encode(tokenizer, inputs.x_train.examples, loop.max_seq_length)
             teacher_beta_logits = cached_teacher_logits(teacher, job, beta_enc, inputs.x_train.path, accelerator,
-                                                        "teacher_beta_logits.pt")
+                                                        "teacher_beta_logits.pt", teacher_tokenizer=own,
+                                                        examples=inputs.x_train.examples)
         teacher_logits_seconds = time.perf_counter() - t_cache
         teacher = None  # stage 2 needs only the cached logits
     model.train()

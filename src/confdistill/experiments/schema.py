@@ -187,6 +187,8 @@ class StudentTable(Table):
     heads: PositiveInt | None = None
     dir: Str | None = None
     stages: Annotated[tuple[str, ...], BeforeValidator(values.stages)] = STAGE_KEYS
+    #: the same choice in distill's words (``stage = "prediction"`` = ``stages = ["stage2"]``)
+    stage: Annotated[str, BeforeValidator(values.choice(*values.STAGE_WORDS))] | None = None
     stage1: Stage1Table | None = None
     stage2: Stage2Table | None = None
     analyse: Annotated[str, BeforeValidator(values.choice("final", "best"))] = "final"
@@ -195,6 +197,8 @@ class StudentTable(Table):
 
     @model_validator(mode="after")
     def _shape(self) -> StudentTable:
+        if self.stage is not None and "stages" in self.model_fields_set:
+            raise _key_error("stage", "cannot be combined with stages (give one of them)")
         if self.general is not None:
             for key, attr in (("from", "source"), ("layers", "layers"), ("hidden", "hidden"),
                               ("intermediate", "intermediate"), ("heads", "heads"), ("dir", "dir")):

@@ -21,6 +21,8 @@ from pydantic import BeforeValidator, ValidationError
 from confdistill.distillation.settings import error_message
 
 STAGE_KEYS = ("stage1", "stage2")
+#: A student's ``stage = …`` in the distill command's words (``--stage``), as the stages it runs.
+STAGE_WORDS = {"intermediate": ("stage1",), "prediction": ("stage2",), "both": STAGE_KEYS}
 
 
 def show(value: Any) -> str:

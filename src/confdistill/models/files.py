@@ -52,6 +52,9 @@ class LoadReport:
     ignored_keys: list[str] = field(default_factory=list)   # e.g. fit_denses.* of a TinyBERT checkpoint
     initialised_keys: list[str] = field(default_factory=list)
     head: str = "huggingface"                    # "huggingface" or "tinybert" (classifier(relu(pooled)))
+    #: a head of another width replaced on request (``new_head``): what was dropped, e.g.
+    #: "the checkpoint's 2-output head (classifier.bias, classifier.weight)"; None when kept
+    dropped_head: str | None = None
 
 
 @contextlib.contextmanager

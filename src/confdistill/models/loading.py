@@ -82,7 +82,7 @@ _is_tinybert = is_tinybert_checkpoint
 
 
 def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_labels: int | None,
-             attn_implementation: str, seed: int) -> tuple[Any, LoadReport]:
+             attn_implementation: str, seed: int, new_head: bool = False) -> tuple[Any, LoadReport]:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     family = family_of_type(config_dict.get("model_type"), where=path)
@@ -90,9 +90,11 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
     has_head = any(k == "classifier.weight" or k.endswith(".classifier.weight") or k.startswith("classifier.")
                    for k in keys)
     ckpt_labels = int(config_dict.get("num_labels") or len(config_dict.get("id2label") or {}) or 2)
-    if has_head and num_labels is not None and num_labels != ckpt_labels:
+    rehead = has_head and num_labels is not None and num_labels != ckpt_labels
+    if rehead and not new_head:
         raise InputError(f"the model's classifier has {ckpt_labels} output(s) but the task needs {num_labels}; "
-                         "use a model trained for this task (or a bare encoder)", path=path)
+                         "use a model trained for this task (or a bare encoder; finetune --num-labels "
+                         f"{num_labels} replaces the head)", path=path)
     tinybert_head = has_tinybert_head(config_dict)
     if tinybert_head and config_dict.get("model_type") != "bert":
         raise InputError(f"config.json asks for TinyBERT's head but its model_type is "
@@ -103,8 +105,10 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
         with quiet_transformers():
             config = AutoConfig.from_pretrained(path, num_labels=labels)
             with seeded(seed):
+                # A head of another width: transformers draws the tensors whose shapes differ anew.
                 model, info = loader.from_pretrained(
-                    path, config=config, attn_implementation=attn_implementation, output_loading_info=True)
+                    path, config=config, attn_implementation=attn_implementation, output_loading_info=True,
+                    ignore_mismatched_sizes=rehead)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot load the model ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})",
                          path=path) from None
@@ -114,12 +118,14 @@ def _load_hf(path: Path, config_dict: dict[str, Any], keys: list[str], num_label
     others = [k for k in missing if k not in head_params and ".pooler." not in k]
     if others:
         raise InputError(f"checkpoint lacks {len(others)} tensor(s) of the model, e.g. {others[0]}", path=path)
-    mismatched = info.get("mismatched_keys") or []
-    if mismatched:
-        raise InputError(f"checkpoint tensor shapes do not match its configuration: {sorted(mismatched)[:3]}",
-                         path=path)
-    report = LoadReport(str(path), "huggingface", fresh, sorted(info.get("unexpected_keys", ())), missing,
-                        head="tinybert" if tinybert_head else "huggingface")
+    mismatched = sorted(m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys") or [])
+    dropped = [k for k in mismatched if k in head_params] if rehead else []
+    if len(dropped) != len(mismatched):
+        raise InputError(f"checkpoint tensor shapes do not match its configuration: {mismatched[:3]}", path=path)
+    report = LoadReport(str(path), "huggingface", fresh or bool(dropped), sorted(info.get("unexpected_keys", ())),
+                        missing + dropped, head="tinybert" if tinybert_head else "huggingface",
+                        dropped_head=f"the checkpoint's {ckpt_labels}-output head ({', '.join(dropped)})"
+                        if dropped else None)
     return model, report
 
 
@@ -129,13 +135,16 @@ def load_classifier(
     num_labels: int | None = None,
     attn_implementation: str = DEFAULT_ATTN_IMPLEMENTATION,
     seed: int = 0,
+    new_head: bool = False,
 ) -> tuple[Any, Any]:
     """Load a sequence classifier and its tokenizer from a local directory (HF or TinyBERT format).
 
     ``num_labels``: width of the head the task needs (1 = regression); a checkpoint whose head has
-    another width is refused; a bare encoder gets a new head of that width, initialised with
-    ``seed`` (default width 2). ``attn_implementation``: ``"sdpa"`` (fast), ``"eager"``, or a name
-    registered with transformers (e.g. the score-capturing one). The model is in eval mode.
+    another width is refused, unless ``new_head`` (``finetune --num-labels``): its output tensors
+    are then dropped and drawn anew (seeded), and ``LoadReport.dropped_head`` says which; a bare
+    encoder gets a new head of that width, initialised with ``seed`` (default width 2).
+    ``attn_implementation``: ``"sdpa"`` (fast), ``"eager"``, or a name registered with
+    transformers (e.g. the score-capturing one). The model is in eval mode.
     A Hub id is not accepted here: resolve it first (:func:`confdistill.models.hub.resolve_model_dir`).
     An ONNX export (``confdistill export``) is refused with one line: it has no PyTorch weights to
     train (``predict`` runs it through :mod:`confdistill.prediction.onnx_runtime` instead).
@@ -154,7 +163,7 @@ def load_classifier(
                                  "expected a BERT checkpoint", path=config_file)
             model, report = load_tinybert(path, config_dict, weights, num_labels, attn_implementation, seed)
         else:
-            model, report = _load_hf(path, config_dict, keys, num_labels, attn_implementation, seed)
+            model, report = _load_hf(path, config_dict, keys, num_labels, attn_implementation, seed, new_head)
     tokenizer = load_tokenizer(path)
     vocab_size = int(getattr(model.config, "vocab_size", 0) or 0)
     if vocab_size and len(tokenizer) > vocab_size:
@@ -165,7 +174,10 @@ def load_classifier(
     if report.ignored_keys:
         log.info("%s: ignored %d checkpoint tensor(s): %s", path, len(report.ignored_keys),
                  ", ".join(report.ignored_keys[:8]) + (" ..." if len(report.ignored_keys) > 8 else ""))
-    if report.fresh_head:
+    if report.dropped_head:
+        log.info("%s: dropped %s; initialised a %d-output one (seed %d)", path, report.dropped_head,
+                 model.config.num_labels, seed)
+    elif report.fresh_head:
         log.info("%s: no classifier head for %d label(s) in the checkpoint: initialised one (seed %d)",
                  path, model.config.num_labels, seed)
     return model, tokenizer

@@ -1,4 +1,4 @@
-"""Tokenizers of model directories: loading, the same-vocabulary check, ``vocab.txt``.
+"""Tokenizers of model directories: loading, the same-tokenizer check, ``vocab.txt``.
 
 :func:`load_tokenizer` takes the tokenizer from the model directory (``tokenizer.json`` /
 ``tokenizer_config.json``, or only ``vocab.txt``: a WordPiece tokenizer, lower-casing when the
@@ -14,7 +14,8 @@ from typing import Any
 from confdistill.errors import InputError
 from confdistill.models.files import check_dir, quiet_transformers
 
-__all__ = ["check_same_vocab", "load_tokenizer", "write_vocab"]
+__all__ = ["STAGE2_HINT", "check_same_vocab", "describe_tokenizer", "load_tokenizer", "tokenizer_difference",
+           "write_vocab"]
 
 
 def load_tokenizer(path: str | Path) -> Any:
@@ -65,31 +66,55 @@ def _is_wordpiece(tokenizer: Any) -> bool:
     return backend is not None and type(backend.model).__name__ == "WordPiece"
 
 
-def check_same_vocab(teacher_tokenizer: Any, student_tokenizer: Any,
-                     teacher_dir: str | Path, student_dir: str | Path) -> None:
-    """Refuse (InputError) a teacher and student that do not tokenise text identically.
+#: What to do when stage 1 (or general distillation) meets two tokenizers: the distill command's
+#: wording; an experiment file passes its own (``stages = ["stage2"]``).
+STAGE2_HINT = "use --stage prediction (stage 2 needs only the teacher's logits on the same texts)"
+
+
+def describe_tokenizer(tokenizer: Any) -> str:
+    """``RobertaTokenizer (BPE, 50265 tokens)``: the class, the subword model and the vocabulary size."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    kind = type(backend.model).__name__ if backend is not None else "slow"
+    return f"{type(tokenizer).__name__} ({kind}, {len(tokenizer.get_vocab())} tokens)"
+
+
+def tokenizer_difference(teacher_tokenizer: Any, student_tokenizer: Any) -> str | None:
+    """Why the two tokenizers do not tokenise text identically, or None when they do.
 
     Compares the vocabularies (size, then the first id whose token differs) and the
     normalisation (lower-casing, accents) on a probe sentence.
     """
     tv, sv = teacher_tokenizer.get_vocab(), student_tokenizer.get_vocab()
-    where = f"teacher {teacher_dir} vs student {student_dir}"
     if len(tv) != len(sv):
-        raise InputError(f"different vocabularies ({where}): {len(tv)} vs {len(sv)} tokens; "
-                         "teacher and student must share one tokenizer")
+        return f"different vocabularies: {len(tv)} vs {len(sv)} tokens"
     t_by_id = sorted(tv.items(), key=lambda kv: kv[1])
     s_by_id = sorted(sv.items(), key=lambda kv: kv[1])
     for (t_tok, t_id), (s_tok, s_id) in zip(t_by_id, s_by_id, strict=True):
         if t_tok != s_tok or t_id != s_id:
-            raise InputError(f"different vocabularies ({where}): id {t_id} is {t_tok!r} for the teacher "
-                             f"but {s_tok!r} for the student")
+            return f"different vocabularies: id {t_id} is {t_tok!r} for the teacher but {s_tok!r} for the student"
     probe = "Hello WORLD, Ünïcode café — naïve 123"
     t_ids = teacher_tokenizer(probe)["input_ids"]
     s_ids = student_tokenizer(probe)["input_ids"]
     if t_ids != s_ids:
-        raise InputError(f"same vocabulary but different normalisation ({where}): "
-                         f"{probe!r} gives {teacher_tokenizer.convert_ids_to_tokens(t_ids)[1:5]} vs "
-                         f"{student_tokenizer.convert_ids_to_tokens(s_ids)[1:5]} (lower-casing/accents differ)")
+        return (f"same vocabulary but different normalisation: {probe!r} gives "
+                f"{teacher_tokenizer.convert_ids_to_tokens(t_ids)[1:5]} vs "
+                f"{student_tokenizer.convert_ids_to_tokens(s_ids)[1:5]} (lower-casing/accents differ)")
+    return None
+
+
+def check_same_vocab(teacher_tokenizer: Any, student_tokenizer: Any, teacher_dir: str | Path,
+                     student_dir: str | Path, *, needs: str = "stage 1 (intermediate layers)",
+                     hint: str = STAGE2_HINT) -> None:
+    """Refuse (InputError, one line) a teacher and student that do not tokenise text identically,
+    for a step that ``needs`` one tokenizer: stage 1 matches attention and hidden states position
+    by position. The line names both tokenizers, why they differ and what works instead (``hint``).
+    """
+    why = tokenizer_difference(teacher_tokenizer, student_tokenizer)
+    if why is not None:
+        raise InputError(f"teacher {teacher_dir} and student {student_dir} tokenise text differently ({why}): "
+                         f"teacher {describe_tokenizer(teacher_tokenizer)}, student "
+                         f"{describe_tokenizer(student_tokenizer)}; {needs} matches them token by token, "
+                         f"so across tokenizers only stage 2 runs: {hint}")
 
 
 def write_vocab(tokenizer: Any, out_dir: str | Path) -> Path | None:

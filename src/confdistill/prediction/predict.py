@@ -206,10 +206,9 @@ def predict_split(
     _check_targets(out, sidecar_path(out), overwrite)
     data = load_examples(task, data_dir, split, columns=columns)
     spec = data.task
-    from confdistill.models.hub import looks_like_hub_id, resolve_model_dir
+    from confdistill.models.hub import resolve_model_dir
 
-    if not Path(model_dir).is_dir() and "/" in str(model_dir) and looks_like_hub_id(str(model_dir)):
-        model_dir = resolve_model_dir(str(model_dir), what="--model")  # a Hub id in the local cache
+    model_dir = resolve_model_dir(model_dir, what="--model")  # an alias, a Hub id in the local cache
     runtime: dict[str, Any] = {"runtime": "torch"}
     if is_onnx_dir(model_dir):
         model, tokenizer = _load_onnx(model_dir, spec.num_labels, device)
@@ -233,6 +232,9 @@ def predict_split(
         "label_names": list(spec.label_names),
         "max_length": max_length,
         "pair_truncation": "tinybert",
+        # Rows share batches (length-sorted): ONNX Runtime's dynamic int8 quantises activations per
+        # batch, so its probabilities depend on the batch size (docs/formats.md).
+        "batch_size": batch_size,
         **runtime,
         "confdistill_version": __version__,
     }

@@ -177,8 +177,9 @@ class ExperimentObjective:
         """Every setting a trial will use, checked before the first one (InputError, exit 2).
 
         The stage settings of the baseline and of the search space's corners go through the
-        trainer's own validation (a stage-2 batch size 0, non-positive epochs…); teacher and student
-        must share one vocabulary (checked on their tokenizers, when both folders exist yet).
+        trainer's own validation (a stage-2 batch size 0, non-positive epochs…); a student with stage 1
+        must share the teacher's tokenizer (checked when both folders exist yet; stage 2 alone
+        runs across tokenizers).
         """
         from confdistill.distillation.config import DistillConfig, FinetuneConfig
         from confdistill.experiments.runner import STAGE_NAMES
@@ -213,16 +214,9 @@ class ExperimentObjective:
         self._check_vocabulary()
 
     def _check_vocabulary(self) -> None:
-        from confdistill.experiments.config import resolve_model_source
-        from confdistill.models.loading import check_same_vocab, load_tokenizer
+        from confdistill.experiments.runner import check_student_tokenizer
 
-        teacher = self.task.teacher.dir or self.task.teacher.encoder
-        student = self.student.dir or (None if self.student.source == "teacher" else self.student.source)
-        if teacher is None or student is None:
-            return  # a student cut from the teacher has its vocabulary
-        t_dir = resolve_model_source(str(teacher), what=f"{self.task.teacher.key}")
-        s_dir = resolve_model_source(str(student), what=f"{self.student.key}")
-        check_same_vocab(load_tokenizer(t_dir), load_tokenizer(s_dir), t_dir, s_dir)
+        check_student_tokenizer(self.task, self.student, where=self.student.key)
 
     def tidy(self, numbers: list[int]) -> None:
         """Remove the model folders of these (failed, killed or pruned) trials unless ``keep_models``,
