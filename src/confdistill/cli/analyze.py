@@ -7,7 +7,8 @@ T and S are softmax files (CSV/TSV/Parquet), directories or globs of shard files
 not. Prints the answer first, then the evidence; ``--json FILE`` writes the result (keys in
 docs/formats.md); ``--out DIR`` writes ``analysis.json``, ``worst.csv`` and the PNG plots there.
 Nothing is written unless both inputs are valid and the analysis completed (bad input → exit 2).
-``--check`` makes the exit code the verdict: 1 when φ_cnf fails against ``--kappa``.
+``--check`` makes the exit code the verdict: 1 when φ_cnf fails against ``--kappa`` or the pair is
+"not informative" (a collapsed model, a teacher at the majority class, too few rows).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def add_parser(subparsers: Any) -> None:
                    help="list the N rows with the largest confidence gap and N flips at the highest threshold "
                    "(default 20; 0: none)")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when phi_cnf fails against --kappa (for CI gates); needs --kappa")
+                   help="exit 1 when phi_cnf fails against --kappa, or when the pair is not informative (a model "
+                   "predicting one class everywhere, a teacher no better than the majority class, fewer than 30 "
+                   "rows in the sigma set) (for CI gates); needs --kappa")
     p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
     p.add_argument("--delta", choices=["p0", "label", "pred"], default=None,
                    help="confidence compared: p0 (paper, default for 2 classes), the gold label's probability "
@@ -143,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
     print(result.summary())
     if written:
         print("wrote: " + ", ".join(str(p) for p in written))
+    if args.check and data["verdict"] == "not informative":
+        # A release gate must not pass what it cannot judge.
+        print(f"confdistill analyze: φ_cnf not informative: {'; '.join(data['not_informative'])} (exit {EXIT_FAILS})",
+              file=sys.stderr)
+        return EXIT_FAILS
     if args.check and data["verdict"] == "fails":
         print(f"confdistill analyze: φ_cnf fails: σ = {data['sigma']:.6f} > κ = {data['kappa']:g} (exit {EXIT_FAILS})",
               file=sys.stderr)

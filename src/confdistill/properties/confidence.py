@@ -28,6 +28,7 @@ import numpy as np
 from confdistill.errors import InputError
 from confdistill.prediction.softmax_file import SoftmaxOutputs
 from confdistill.prediction.sources import SoftmaxSource, connect, open_source
+from confdistill.properties import informative
 from confdistill.properties import pair as eng
 from confdistill.properties.calibration import (
     CalibrationUnits,
@@ -36,6 +37,7 @@ from confdistill.properties.calibration import (
     units_from_rows,
 )
 from confdistill.properties.decisions import CURVE, DEFAULT_THRESHOLDS, flip_curve, flips_analysis
+from confdistill.properties.paired import paired_analysis
 from confdistill.properties.sigma_stats import (
     Moments,
     histogram_sigma_replicates,
@@ -88,6 +90,10 @@ class PairAnalysis:
     teacher_path: str | None = None
     student_path: str | None = None
     warnings: list[str] = field(default_factory=list)
+    not_informative: list[str] = field(default_factory=list)
+    negative_flips: dict[str, Any] | None = None
+    positive_flips: dict[str, Any] | None = None
+    accuracy_test: dict[str, Any] | None = None
 
     @property
     def n_both(self) -> int | None:
@@ -263,8 +269,11 @@ def _analyze(pair: eng.Pair, *, kappa: float | None, bound: BoundInputs | None, 
     else:
         q = quantiles(replicates, [0.025, 0.975, 0.05, 0.95])
         ci, one_sided = (float(q[0]), float(q[1])), (float(q[2]), float(q[3]))
+    causes = informative.causes(
+        informative.class_counts(pair), n=n, teacher_correct=int(counts["t_ok"]) if pair.labelled else None,
+        n_set=n_set, set_name=set_name, label_names=informative.label_names_of(pair.teacher.meta))
     judgement = judge(sigma, one_sided, tolerance=kappa, bound=bound, split=split, n_set=n_set, n_rows=n,
-                      k=pair.k)
+                      k=pair.k, causes=causes)
     fc = eng.flip_counts(cells, n, all_t)
     flips = flips_analysis(fc[:len(thresholds)], thresholds, labels, n_bootstrap=n_bootstrap, seed=seed)
     calibration = rel = None
@@ -273,7 +282,8 @@ def _analyze(pair: eng.Pair, *, kappa: float | None, bound: BoundInputs | None, 
         calibration = calibration_analysis(t_units, s_units, n_bootstrap=n_bootstrap, seed=seed)
         rel = {"teacher": reliability(t_units), "student": reliability(s_units)}
     rows = worst_rows(pair, worst, max(thresholds) if thresholds else None)
-    notes = [*pair.teacher.notes, *pair.student.notes]
+    # The causes come first: they say why the verdict is "not informative".
+    notes = [*causes, *pair.teacher.notes, *pair.student.notes]
     if rows:
         notes += attach_texts(rows, pair.teacher.meta)
     return PairAnalysis(
@@ -289,6 +299,7 @@ def _analyze(pair: eng.Pair, *, kappa: float | None, bound: BoundInputs | None, 
         flip_curve=flip_curve(fc[len(thresholds):], CURVE.tolist()), calibration=calibration, reliability=rel,
         histograms=eng.plot_histograms(t_hist, s_hist, dbins["n"]), worst=rows,
         teacher_path=_path_text(pair.teacher), student_path=_path_text(pair.student), warnings=notes,
+        not_informative=causes, **paired_analysis(cells, n, labelled=pair.labelled, n_bootstrap=n_bootstrap, seed=seed),
     )
 
 

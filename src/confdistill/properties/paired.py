@@ -1,0 +1,67 @@
+"""Negative and positive flips and McNemar's exact test: the accuracy change as a paired comparison.
+
+The regression-free model-update literature (positive-congruent training) judges a replacement
+model by its *negative flips*: inputs the old model (the teacher) got right and the new one (the
+student) gets wrong. Two students with the same accuracy can differ a lot there. Over labelled rows:
+
+- ``negative_flips``: teacher right, student wrong (b rows); ``positive_flips``: the reverse (c rows);
+  each ``{"rate": count / n, "ci95", "count"}``, the interval a seeded bootstrap of the share
+  (binomial draws: the exact row bootstrap of one count), like every interval of the analysis;
+- ``accuracy_test``: ``{"mcnemar_p", "discordant": [b, c]}``, McNemar's exact two-sided test that
+  the accuracy did not change: b ~ Binomial(b + c, 1/2) under the null, so p is scipy's
+  ``binomtest(b, b + c, 0.5).pvalue`` (1.0 when b + c = 0: no discordant row, no evidence).
+
+Imports numpy (scipy lazily).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from confdistill.properties.calibration import _percentile_interval
+
+#: Bootstrap stream keys of the two shares (independent of the thresholds' streams).
+_STREAM = {"negative_flips": 1_000_000_001, "positive_flips": 1_000_000_002}
+
+
+def share(count: int, n: int, *, n_bootstrap: int, seed: int, key: str) -> dict[str, Any]:
+    """``{"rate", "ci95", "count"}`` of ``count`` rows out of ``n`` (NaN rate when n = 0)."""
+    if n <= 0:
+        return {"rate": math.nan, "ci95": [math.nan, math.nan], "count": int(count)}
+    rate = count / n
+    ci = [rate, rate]
+    if n_bootstrap > 0:
+        rng = np.random.default_rng([int(seed), _STREAM[key]])
+        draws = rng.binomial(n, rate, size=int(n_bootstrap)) / n
+        lo, hi = _percentile_interval(draws, rate)
+        ci = [float(lo), float(hi)]
+    return {"rate": float(rate), "ci95": ci, "count": int(count)}
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided p of McNemar's exact test on the discordant counts b, c (binomial, p = 1/2)."""
+    if b + c == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(int(b), int(b + c), 0.5).pvalue)
+
+
+def paired_analysis(cells: dict[str, np.ndarray], n: int, *, labelled: bool, n_bootstrap: int,
+                    seed: int) -> dict[str, Any]:
+    """The three keys of the analysis JSON from :func:`confdistill.properties.pair.decision_cells` (None when
+    unlabelled: without labels nobody is right or wrong)."""
+    if not labelled:
+        return {"negative_flips": None, "positive_flips": None, "accuracy_test": None}
+    cnt = cells["n"].astype(np.int64)
+    t_ok, s_ok = cells["t_ok"].astype(bool), cells["s_ok"].astype(bool)
+    b, c = int(cnt[t_ok & ~s_ok].sum()), int(cnt[~t_ok & s_ok].sum())
+    return {"negative_flips": share(b, n, n_bootstrap=n_bootstrap, seed=seed, key="negative_flips"),
+            "positive_flips": share(c, n, n_bootstrap=n_bootstrap, seed=seed, key="positive_flips"),
+            "accuracy_test": {"mcnemar_p": mcnemar_exact(b, c), "discordant": [b, c]}}
+
+
+__all__ = ["mcnemar_exact", "paired_analysis", "share"]
