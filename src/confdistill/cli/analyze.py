@@ -66,6 +66,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--split", choices=["train", "dev", "eval"], default=None,
                    help="analysed split: train (X_train, covered by the β bound) or dev/eval (default: from the "
                    "sidecar or a <TASK>_on_<split> folder)")
+    p.add_argument("--slice-by", action="append", default=[], metavar="WHAT",
+                   help="also report every figure per slice: label, length (word count of the text, in quartiles; "
+                   "needs the sidecar's data file) or a column of the prediction file or of its data file; "
+                   "repeat for several")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json, worst.csv and the plots")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no plots")
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             args.teacher, args.student, kappa=args.kappa, bound=bound, thresholds=thresholds,
             threshold_labels=labels, worst=args.worst, threshold=args.threshold, delta=args.delta or "auto",
             n_bootstrap=args.bootstrap, seed=args.seed,
-            split="eval" if args.split == "dev" else args.split)
+            split="eval" if args.split == "dev" else args.split, slice_by=args.slice_by)
     for w in caught:
         print(f"confdistill analyze: warning: {w.message}", file=sys.stderr)
     for note in result.warnings:

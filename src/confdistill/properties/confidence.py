@@ -46,6 +46,7 @@ from confdistill.properties.sigma_stats import (
     sigma_replicates,
     wasserstein,
 )
+from confdistill.properties.slices import slice_analysis
 from confdistill.properties.verdict import BoundInputs, bound_from_options, judge
 from confdistill.properties.worst import attach_texts, worst_rows
 
@@ -94,6 +95,7 @@ class PairAnalysis:
     negative_flips: dict[str, Any] | None = None
     positive_flips: dict[str, Any] | None = None
     accuracy_test: dict[str, Any] | None = None
+    slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def n_both(self) -> int | None:
@@ -192,6 +194,7 @@ def analyze_pair(
     n_bootstrap: int = 1000,
     seed: int = 0,
     split: str | None = None,
+    slice_by: Sequence[str] = (),
 ) -> PairAnalysis:
     """Analyse one teacher/student pair of softmax outputs on the same rows.
 
@@ -206,6 +209,7 @@ def analyze_pair(
         delta: "p0", "label", "pred" or "auto" (p0 for 2 classes, else label / pred).
         n_bootstrap, seed: bootstrap resamples for every interval, and their seed.
         split: "train"/"eval"; default from the sidecar or a ``<TASK>_on_<split>`` folder.
+        slice_by: "label", "length" or column names: the figures per slice (:mod:`.slices`).
     Raises InputError for misaligned pairs, bad options, or an empty set.
     """
     if not (0.0 <= threshold <= 1.0):
@@ -229,8 +233,11 @@ def analyze_pair(
         con.execute("SET threads = 1")
         if split is None:
             split = infer_split(t_src.meta, t_src.path) or infer_split(s_src.meta, s_src.path)
-        return _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
-                        threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
+        result = _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
+                          threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
+        result.slices = slice_analysis(pair, slice_by, kappa=result.judgement["kappa"], thresholds=thresholds,
+                                       labels=labels)
+        return result
 
 
 def _analyze(pair: eng.Pair, *, kappa: float | None, bound: BoundInputs | None, thresholds: list[float],

@@ -27,6 +27,24 @@ def paired_text(a: dict[str, Any]) -> str:
             f"McNemar's exact test p = {test['mcnemar_p']:.3g} on the {sum(test['discordant'])} discordant rows")
 
 
+def slice_lines(a: dict[str, Any]) -> list[str]:
+    """One line per slice value (``--slice-by``), the slice where the confidence moves most marked."""
+    from confdistill.properties.slices import moves_most
+
+    out = []
+    for spec, rows in (a.get("slices") or {}).items():
+        out.append(f"slices by {spec}:")
+        most = moves_most(rows)
+        for i, r in enumerate(rows):
+            acc = r.get("accuracy")
+            acc_text = "" if acc is None else f", accuracy {acc['teacher']:.4f} → {acc['student']:.4f}, " \
+                f"negative flips {_pct(r['negative_flip_rate'])}"
+            flips = ", ".join(f"flips@{tau} {_pct(x)}" for tau, x in r["flip_rate"].items())
+            out.append(f"  {r['value']}: n = {r['n']}, set {r['n_set']}, σ = {_f(r['sigma'])} ({r['verdict']})"
+                       f"{acc_text}, {flips}" + ("  ◀ confidence moves most" if i == most else ""))
+    return out
+
+
 def summary_text(a: dict[str, Any]) -> str:
     """Multi-line text of one analysis (keys of docs/formats.md, "Analysis result")."""
     lo, hi = a["sigma_ci95"]
@@ -74,6 +92,7 @@ def summary_text(a: dict[str, Any]) -> str:
         lines.append(f"decisions at τ = {tau}: {_pct(f['rate'])} of rows flip [{_pct(lo_f)}, {_pct(hi_f)}] — "
                      f"teacher acts/student abstains {_pct(f['teacher_only'])}, student acts/teacher abstains "
                      f"{_pct(f['student_only'])}, class changes {_pct(f['class_change'])}")
+    lines += slice_lines(a)
     cal = a.get("calibration")
     if cal:
         t, s, d = cal["teacher"], cal["student"], cal["delta"]
@@ -96,4 +115,4 @@ def summary_text(a: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["paired_text", "summary_text"]
+__all__ = ["paired_text", "slice_lines", "summary_text"]

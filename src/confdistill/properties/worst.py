@@ -58,7 +58,7 @@ def attach_texts(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     if meta.get("data_sha256") and sha256_file(path) != meta["data_sha256"]:
         return [f"texts of the listed rows not shown: {path} changed since the predictions were made "
                 "(SHA-256 differs from the sidecar's)"]
-    texts = _texts(str(task), path, meta)
+    texts = row_texts(str(task), path, meta)
     if texts is None:
         return []
     for r in rows:
@@ -68,7 +68,8 @@ def attach_texts(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     return []
 
 
-def _texts(task: str, path: Path, meta: dict[str, Any]) -> list[str] | None:
+def row_texts(task: str, path: Path, meta: dict[str, Any]) -> list[str] | None:
+    """The text of every row of the data file (a pair's two texts joined by " ‖ "), None when unreadable."""
     from confdistill.data import TableColumns, get_task, read_glue_file, read_table
     from confdistill.errors import InputError
 
@@ -86,4 +87,4 @@ def _texts(task: str, path: Path, meta: dict[str, Any]) -> list[str] | None:
     return [e.text_a if e.text_b is None else f"{e.text_a} ‖ {e.text_b}" for e in examples]
 
 
-__all__ = ["attach_texts", "worst_rows"]
+__all__ = ["attach_texts", "row_texts", "worst_rows"]

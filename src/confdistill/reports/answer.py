@@ -194,6 +194,27 @@ def worst_table(analysis: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, cells
 
 
+def slice_table(analysis: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The per-slice table of an analysis (``slices``): one row per slice value, the slice where the
+    confidence moves most (largest σ among the informative slices) marked."""
+    from confdistill.properties.slices import moves_most
+
+    slices = analysis.get("slices") or {}
+    taus = list(dict.fromkeys(t for rows in slices.values() for r in rows for t in r["flip_rate"]))
+    header = ["slice by", "value", "rows", "σ set", "σ", "φ_cnf (point)", "negative flips",
+              *[f"flips @ {t}" for t in taus], "accuracy (teacher → student)"]
+    cells = []
+    for spec, rows in slices.items():
+        most = moves_most(rows)
+        for i, r in enumerate(rows):
+            acc = r.get("accuracy")
+            cells.append([spec, str(r["value"]), str(r["n"]), str(r["n_set"]),
+                          fmt(r.get("sigma")) + (" ◀ moves most" if i == most else ""), str(r["verdict"]),
+                          pct(r.get("negative_flip_rate")), *[pct(r["flip_rate"].get(t)) for t in taus],
+                          "–" if acc is None else f"{pct(acc['teacher'])} → {pct(acc['student'])}"])
+    return header, cells
+
+
 def _probs(p: list[float] | None) -> str:
     """``[p0, p1, …]`` as "0.912 / 0.088"; for many classes the three largest, as "c: p"."""
     if not p:

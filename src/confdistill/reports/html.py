@@ -129,6 +129,9 @@ def render_html(results: dict[str, Any], figures: list[dict[str, Any]], out: Pat
             parts.append(table(header, cells, classes={1: "l", 2: "text"}))
         else:
             parts.append('<p class="note">None recorded.</p>')
+        header, cells = ans.slice_table(row["analysis"]["dev"])
+        if cells:
+            parts += ["<h3>Slices (dev)</h3>", table(header, cells, classes={0: "l", 1: "l"})]
         parts.append("</section>")
     h1, c1 = ans.rq1_table(results)
     parts += ["<h2>Summary: all students</h2>", table(h1, c1, classes={0: "l", 1: "l"})]
