@@ -60,8 +60,8 @@ class TableRow:
     mean_delta: float | None = None
     kappa: float | None = None           # the user's tolerance (the same for every row)
     kappa_source: str | None = None      # "user" or None
-    verdict: str = ""                    # σ vs the tolerance: holds | fails | no verdict
-    verdict_95: str = ""                 # holds | fails | undecided | no verdict
+    verdict: str = ""                    # σ vs the tolerance: holds | fails | no verdict | not informative
+    verdict_95: str = ""                 # holds | fails | undecided | no verdict | not informative
     bound_check: str | None = None       # consistent | violated | not covered | None (no β)
     kappa_from_beta: float | None = None
     notes: list[str] = field(default_factory=list)
