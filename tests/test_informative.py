@@ -115,3 +115,17 @@ def test_report_shows_the_causes_first(tmp_path: Path) -> None:
     block = page.split('<section class="answer"')[1]
     assert block.index("not informative") < block.index(COLLAPSED) < block.index("Accuracy (dev)")
     assert "holds" not in md.split(INTRO)[0]
+
+
+def test_judge_with_a_cause_is_not_informative_but_still_checks_the_bound() -> None:
+    from confdistill.properties.verdict import BoundInputs, judge
+
+    args = {"bound": BoundInputs(beta=10.0, n_train=100), "split": "train", "n_set": 90, "n_rows": 100, "k": 2}
+    plain = judge(0.01, (0.009, 0.011), tolerance=0.05, **args)
+    assert (plain.verdict, plain.verdict_95) == ("holds", "holds")
+    cause = "the teacher predicts class 0 on every row"
+    j = judge(0.01, (0.009, 0.011), tolerance=0.05, causes=[cause], **args)
+    assert (j.verdict, j.verdict_95) == ("not informative", "not informative")
+    assert j.bound_check == plain.bound_check == "consistent" and j.kappa_beta == plain.kappa_beta
+    assert judge(0.01, (0.009, 0.011), tolerance=None, causes=[cause], **args).verdict == "not informative"
+    assert j.lines()[0].startswith("φ_cnf: not informative")

@@ -145,8 +145,8 @@ class Judgement:
     """The answer of :func:`judge` for one σ. ``to_dict()`` gives its keys of the analysis JSON.
 
     tolerance: the user's κ (None: no verdict). verdict: "holds" | "fails" | "no verdict" |
-    "not informative". verdict_95: "holds" | "fails" | "undecided" | "no verdict" | "not informative". bound_check: "consistent" |
-    "violated" | "not covered" | None (no β). kappa_beta / gamma: κ_β and its γ (None without β,
+    "not informative". verdict_95: "holds" | "fails" | "undecided" | "no verdict" | "not informative".
+    bound_check: "consistent" | "violated" | "not covered" | None (no β). kappa_beta / gamma: κ_β and its γ (None without β,
     or on a non-train split whose N is unknown). beta: the total β used; n_train: N.
     notes: caveats in words. split / sigma / one_sided95: what was judged (for :meth:`lines`).
     """
@@ -325,5 +325,5 @@ def judge(
         split=split_name, sigma=sigma, one_sided95=(lower, upper))
 
 
-__all__ = ["NOT_INFORMATIVE", "RUN_JSON_KEYS", "BoundInputs", "Judgement", "bound_from_options", "judge", "read_run_json",
-           "validate_tolerance"]
+__all__ = ["NOT_INFORMATIVE", "RUN_JSON_KEYS", "BoundInputs", "Judgement", "bound_from_options", "judge",
+           "read_run_json", "validate_tolerance"]

@@ -3,13 +3,15 @@
 Everything here turns one row of ``results.json`` (see docs/formats.md, "Experiment results") into
 words and formatted numbers, shared by the HTML and the Markdown renderers so both say the same:
 
-- :func:`headline`: the one-word answer (``holds`` / ``fails`` / ``undecided`` / ``no verdict``) and
-  its sentence. It is φ_cnf judged against the user's tolerance κ with the one-sided 95% bounds of
-  σ (``verdict_95``) on train and dev; without a tolerance there is no verdict, and the β bound is
-  never the answer (docs/method.md: it holds whenever β is measured right).
+- :func:`headline`: the one-word answer (``holds`` / ``fails`` / ``undecided`` / ``no verdict`` /
+  ``not informative``) and its sentence. It is φ_cnf judged against the user's tolerance κ with the
+  one-sided 95% bounds of σ (``verdict_95``) on train and dev; without a tolerance there is no
+  verdict, and the β bound is never the answer (docs/method.md: it holds whenever β is measured
+  right). "not informative" comes first, its sentence naming the causes before any figure.
 - :func:`facts`: what replacing the teacher changes: accuracy, σ against κ, decision flips at every
   operating threshold, ECE, the footprint gain, then the bound check as a check of the measurement.
-- :func:`worst_table`, :func:`rq1_table`, :func:`footprint_table`: header + cells of the tables.
+- :func:`worst_table`, :func:`slice_table`, :func:`rq1_table`, :func:`footprint_table`: header + cells of
+  the tables.
 """
 
 from __future__ import annotations
