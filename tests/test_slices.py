@@ -147,3 +147,20 @@ def test_label_slice_of_unlabelled_logs_is_refused() -> None:
     rows = analyze_pair(log, log, n_bootstrap=0, slice_by=["pred"]).to_dict()["slices"]["pred"]
     assert [r["n"] for r in rows] == np.bincount(p.argmax(1)).tolist()
     assert all(r["accuracy"] is None and r["negative_flip_rate"] is None and r["n_both"] is None for r in rows)
+
+
+def test_report_has_the_per_slice_table(paper_outputs: Path, tmp_path: Path) -> None:
+    from confdistill.reports.html import render_html
+    from confdistill.reports.markdown import render_markdown
+    from confdistill.reports.report import student_row
+
+    t_file, s_file = paper_pair(paper_outputs, "SST-2", "bert-base-uncased-finetuned-sst2", "eval")
+    a = analyze_files(t_file, s_file, kappa=0.07, n_bootstrap=0, slice_by=["label"]).to_dict()
+    results = {"experiment": "e", "rows": [student_row("SST-2", "SST-2", "6L", a, a, {})], "footprint": {},
+               "provenance": {}}
+    md = render_markdown(results, [])
+    table = md.split("### Slices (dev)")[1].split("\n\n")[1].splitlines()
+    # label 0 has the larger σ (0.0757 against 0.0588): the confidence moves most there
+    assert table[2].startswith("| label | 0 | 428 | 384 | 0.0757 ◀ moves most | fails |")
+    assert table[3].startswith("| label | 1 | 444 | 411 | 0.0588 | holds |")
+    assert "<h3>Slices (dev)</h3>" in render_html(results, [], tmp_path)
