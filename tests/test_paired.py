@@ -63,3 +63,40 @@ def test_no_discordant_row_gives_p_one_and_the_report_shows_the_flips() -> None:
     text = dict((w, t) for w, t, _ in facts(student_row("X", "X", "s", a, a, {})))["Accuracy (dev)"]
     assert "negative flips (teacher right, student wrong) 5.0% (10 rows)" in text
     assert f"McNemar's exact p = {binomtest(10, 10, 0.5).pvalue:.3g}" in text
+
+
+@pytest.mark.parametrize(("b", "c"), [(16, 14), (488, 106), (16, 29), (198, 14), (0, 7), (3, 3), (1, 0), (2, 1000),
+                                      (99_000, 100_000), (4_990_000, 5_000_000)])
+def test_mcnemar_equals_scipys_binomtest(b: int, c: int) -> None:
+    from confdistill.properties.paired import mcnemar_exact
+
+    assert mcnemar_exact(b, c) == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-12, abs=1e-300)
+    assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
+
+
+def test_an_analysis_with_discordant_rows_does_not_import_scipy_stats(tmp_path: Path) -> None:
+    # scipy.stats costs seconds of start-up: a small analysis must stay instant (issue 18, item 2)
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from confdistill.prediction.softmax_file import outputs_from_arrays\n"
+            "from confdistill.properties import analyze_pair\n"
+            "rng = np.random.default_rng(0); y = rng.integers(0, 2, 300)\n"
+            "t = rng.dirichlet([1, 1], 300); s = rng.dirichlet([1, 1], 300)\n"
+            "d = analyze_pair(outputs_from_arrays(t, y), outputs_from_arrays(s, y), n_bootstrap=20).to_dict()\n"
+            "assert min(d['accuracy_test']['discordant']) > 0\n"
+            "print('scipy.stats' in sys.modules); sys.exit(1 if 'scipy.stats' in sys.modules else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mcnemar_exact_sum_equals_the_incomplete_beta_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import confdistill.properties.paired as paired
+
+    cases = [(16, 14), (198, 14), (0, 7), (2, 1000), (4_990, 5_000), (9_900, 10_000), (19_000, 3)]
+    exact = [paired.mcnemar_exact(b, c) for b, c in cases]
+    monkeypatch.setattr(paired, "EXACT_MAX_DISCORDANT", 0)
+    beta = [paired.mcnemar_exact(b, c) for b, c in cases]
+    assert exact == pytest.approx(beta, rel=1e-12, abs=1e-300)
+    assert exact == pytest.approx([binomtest(b, b + c, 0.5).pvalue for b, c in cases], rel=1e-12, abs=1e-300)
