@@ -66,6 +66,7 @@ class TableRow:
     kappa_from_beta: float | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    not_informative: list[str] = field(default_factory=list)  # why the pair cannot be judged (issue 18)
 
 
 @dataclass
@@ -122,6 +123,10 @@ class RQ1Table:
         lines += ["", "κ is your tolerance on σ: `verdict` compares σ with it, `verdict_95` its one-sided 95% "
                   "bootstrap bounds (undecided when they straddle κ). The β bound is a consistency check of the "
                   "distillation's β on the train split, never a verdict; eval rows are not covered by it."]
+        unjudged = [r for r in self.ok if r.not_informative]
+        if unjudged:
+            lines += ["", "Not informative (the check cannot judge these pairs; never a pass):", ""]
+            lines += [f"- {r.task} / {r.student} / {r.split}: " + "; ".join(r.not_informative) for r in unjudged]
         violated = [r for r in self.ok if r.bound_check == "violated"]
         if violated:
             lines += ["", "β bound violated (β mis-measured):", ""]
@@ -187,6 +192,7 @@ def _fill(row: TableRow, d: dict[str, Any]) -> None:
     row.verdict, row.verdict_95 = d["verdict"], d["verdict_95"]
     row.bound_check, row.kappa_from_beta = d["bound_check"], d["kappa_from_beta"]
     row.notes = list(d.get("judgement_notes") or [])
+    row.not_informative = list(d.get("not_informative") or [])
 
 
 def result_file(root: Path, model: str, task: str, split: str) -> Path:
