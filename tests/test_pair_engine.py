@@ -141,3 +141,25 @@ def test_aggregated_path_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> No
     t, s = outputs_from_arrays(tp, labels), outputs_from_arrays(sp, labels)
     runs = [analyze_pair(t, s, n_bootstrap=100, seed=2).to_dict() for _ in range(3)]
     assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.parametrize("exact_max_n", [0, eng.EXACT_MAX_N])
+def test_one_and_two_threads_give_identical_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 exact_max_n: int) -> None:
+    """Issue 18: bit-identical results across thread counts, the new figures (flips against labels,
+    McNemar, slices, not-informative causes) included."""
+    import functools
+
+    import confdistill.properties.confidence as confidence
+    from confdistill.prediction.sources import connect
+
+    monkeypatch.setattr(eng, "EXACT_MAX_N", exact_max_n)
+    tp, sp, labels = _pair(60_000, seed=13)
+    t = write_softmax(tmp_path / "t.parquet", tp, labels)
+    s = write_softmax(tmp_path / "s.csv", sp, labels)
+    runs = []
+    for threads in (1, 2, 1):
+        monkeypatch.setattr(confidence, "connect", functools.partial(connect, threads=threads))
+        runs.append(analyze_files(t, s, kappa=0.05, n_bootstrap=100, seed=3, slice_by=["label", "pred"]).to_dict())
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0]["accuracy_test"]["discordant"][0] > 0 and len(runs[0]["slices"]["label"]) == tp.shape[1]
