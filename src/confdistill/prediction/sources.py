@@ -300,11 +300,16 @@ def _raise_row_error(con: Any, src: SoftmaxSource, check: str, key: int) -> None
     cols = ["pred", *[f"p{c}" for c in range(src.k)], *(["label"] if src.has_label else [])]
     values = con.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {src.scan} "
                          f"WHERE file_idx = {idx} AND file_row = {row}").fetchone()
-    rec = dict(zip(cols, values, strict=True))
-    probs = [rec[f"p{c}"] for c in range(src.k)]
+    row_error(src.k, check, dict(zip(cols, values, strict=True)), path=path, row=row)
+
+
+def row_error(k: int, check: str, rec: dict[str, Any], *, path: Path, row: int) -> NoReturn:
+    """The one-line error of a row failing ``check`` (a name of docs/formats.md's checks); ``rec``: the
+    row's pred, p0.., label as read (None: missing)."""
+    probs = [rec[f"p{c}"] for c in range(k)]
     line = f" (line {row + 1})"
     if check == "missing":
-        name = next(c for c in cols if rec[c] is None)
+        name = next(c for c in rec if rec[c] is None)
         raise InputError(f"missing value in column {name!r}{line}", path=path, row=row)
     if check == "integer":
         name = next(c for c in ("pred", "label") if c in rec and rec[c] != int(rec[c]))
@@ -318,7 +323,7 @@ def _raise_row_error(con: Any, src: SoftmaxSource, check: str, key: int) -> None
         raise InputError(f"probabilities sum to {sum(probs):.6g}, expected 1 within {SUM_TOLERANCE:g}{line}",
                          path=path, row=row)
     name = check
-    raise InputError(f"{name} {int(rec[name])} is not a class index in [0, {src.k}){line}", path=path, row=row)
+    raise InputError(f"{name} {int(rec[name])} is not a class index in [0, {k}){line}", path=path, row=row)
 
 
 def _diagnose_failure(src: SoftmaxSource, exc: BaseException) -> NoReturn:
@@ -350,6 +355,7 @@ __all__ = [
     "open_source",
     "read_sidecar",
     "resolve_files",
+    "row_error",
     "sidecar_path",
     "sql_path",
 ]
