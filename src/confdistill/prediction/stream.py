@@ -155,9 +155,9 @@ class RowChecks:
     def check_ids(self, ids: np.ndarray, file_idx: int, file_row0: int) -> None:
         for i, v in enumerate(ids.tolist()):
             at = self.ids.setdefault(v, (file_idx, file_row0 + i + 1))
-            if at[1] != file_row0 + i + 1 or at[0] != file_idx:
-                if self.dup is None or at < self.dup[:2]:
-                    self.dup = (*at, v)
+            seen_before = at != (file_idx, file_row0 + i + 1)
+            if seen_before and (self.dup is None or at < self.dup[:2]):
+                self.dup = (*at, v)
 
 
 class SourceStream:
