@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
     from confdistill.folders import check_output_target, output_lock, remove_stale_temps
     from confdistill.io import atomic_directory, write_json
-    from confdistill.properties.confidence import analyze_pair
     from confdistill.properties.decisions import parse_thresholds
+    from confdistill.properties.stream_analysis import analyze_pair
     from confdistill.properties.verdict import bound_from_options, read_run_json
 
     def check_targets() -> None:

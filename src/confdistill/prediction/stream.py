@@ -168,6 +168,11 @@ class SourceStream:
         self.rows = RowChecks(src)
         self.row_values: dict[tuple[int, int], dict[str, Any]] = {}
 
+    @property
+    def failed(self) -> bool:
+        """A row failed a check so far (its batch must not be analysed: :meth:`finish` raises)."""
+        return any(c != _OFFMAX for c in self.rows.first)
+
     def batches(self, *, check: bool = True) -> Iterator[Batch]:
         """Every row in file order, as :class:`Batch` es (checked unless ``check`` is False: a second pass)."""
         src, row0 = self.src, 0

@@ -1,9 +1,9 @@
-"""The analysis of a pair from the streaming engine: the same :class:`PairAnalysis` as the SQL engine's.
+"""``analyze_pair``: can the student replace the teacher — every figure of one pair, from streamed aggregates.
 
-Every figure after the pass is computed by the functions the SQL engine used (flip counts from the
-decision cells, σ's bootstrap, normality, calibration, McNemar), so the two engines differ only in
-how the aggregates were summed (checked to 1e-12 in tests/test_stream_engine.py).
-Slices are not streamed yet: ``slice_by`` is refused here (the SQL engine computes them).
+The pass (:mod:`.stream_engine`, :mod:`.stream_pass`) gives the aggregates; the figures come from the
+numpy functions of each concern (flip counts from the decision cells, σ's bootstrap and normality,
+calibration, McNemar, the κ rule). The result is :class:`~.confidence.PairAnalysis`.
+Slices take one more pass (:mod:`.stream_slices`).
 """
 
 from __future__ import annotations
@@ -34,15 +34,21 @@ from confdistill.properties.sigma_stats import (
 from confdistill.properties.stream_calib import CellPass
 from confdistill.properties.stream_engine import PairStream, run_passes
 from confdistill.properties.stream_pass import Aggregates
+from confdistill.properties.stream_slices import PairFacts, slice_pass
 from confdistill.properties.verdict import BoundInputs, bound_from_options, judge
 from confdistill.properties.worst import attach_texts
 
 
-def analyze_stream(
+def analyze_pair(
     teacher: SoftmaxOutputs | str | Path,
     student: SoftmaxOutputs | str | Path,
     *,
     kappa: float | None = None,
+    beta: float | None = None,
+    beta_mean: float | None = None,
+    alpha: float = 0.0,
+    temperature: float = 1.0,
+    n_train: int | None = None,
     bound: BoundInputs | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     threshold_labels: Sequence[str] | None = None,
@@ -52,8 +58,24 @@ def analyze_stream(
     n_bootstrap: int = 1000,
     seed: int = 0,
     split: str | None = None,
+    slice_by: Sequence[str] = (),
 ) -> PairAnalysis:
-    """:func:`confdistill.properties.analyze_pair` (same arguments, no slices) on the streaming engine."""
+    """Analyse one teacher/student pair of softmax outputs on the same rows.
+
+    Args:
+        teacher, student: in-memory outputs, or a file / directory / glob of shard files (streamed).
+        kappa: the user's tolerance on σ (the φ_cnf verdict needs one; none → "no verdict").
+        beta / beta_mean / n_train / alpha / temperature, or ``bound``: the distillation's
+            prediction-layer loss and settings, for the bound check (never a verdict).
+        thresholds (labels: the texts the user gave, used as JSON keys): operating thresholds τ.
+        worst: rows with the largest |Δconf|, and flips at the highest τ, to list (0: none).
+        threshold: confidence (max probability) above which a row counts as high-confidence.
+        delta: "p0", "label", "pred" or "auto" (p0 for 2 classes, else label / pred).
+        n_bootstrap, seed: bootstrap resamples for every interval, and their seed.
+        split: "train"/"eval"; default from the sidecar or a ``<TASK>_on_<split>`` folder.
+        slice_by: "label", "length" or column names: the figures per slice (:mod:`.slices`).
+    Raises InputError for misaligned pairs, bad options, or an empty set.
+    """
     if not (0.0 <= threshold <= 1.0):
         raise InputError(f"--threshold: expected a probability in [0, 1], got {threshold!r}")
     if n_bootstrap < 0:
@@ -62,10 +84,23 @@ def analyze_stream(
         raise InputError(f"--worst: expected a number of rows >= 0, got {worst!r}")
     if split is not None and split not in ("train", "eval"):
         raise InputError(f"split must be 'train' or 'eval', got {split!r}")
-    bound = bound if bound is not None else bound_from_options()
+    if bound is None:
+        bound = bound_from_options(beta=beta, beta_mean=beta_mean, n_train=n_train, alpha=alpha,
+                                   temperature=temperature)
     thresholds = [float(t) for t in thresholds]
     labels = list(threshold_labels) if threshold_labels is not None else [f"{t:g}" for t in thresholds]
     pair = PairStream(teacher, student, delta)
+    result = _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
+                      threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
+    facts = PairFacts(teacher=pair.teacher, n=result.n, k=pair.k, labelled=pair.labelled, aligned_by=result.aligned_by)
+    result.slices = slice_pass(facts, slice_by, pair.again, kappa=result.judgement["kappa"], thresholds=thresholds,
+                               labels=labels)
+    return result
+
+
+def _analyze(pair: PairStream, *, kappa: float | None, bound: BoundInputs, thresholds: list[float],
+             labels: list[str], worst: int, threshold: float, n_bootstrap: int, seed: int,
+             split: str | None) -> PairAnalysis:
     all_t = [*thresholds, *CURVE.tolist()]
     flip_tau = max(thresholds) if thresholds else None
     agg = run_passes(pair, lambda: Aggregates(pair.k, pair.labelled, threshold, all_t, worst, flip_tau))
@@ -83,6 +118,7 @@ def analyze_stream(
     mean = float(counts["mean"])
     dbins = agg.delta_bins(mean)
     m2, m3, m4 = (float(dbins[f"s{p}"].sum() / n_set) for p in (2, 3, 4))
+    m2 = max(m2, 0.0)
     sigma = math.sqrt(m2)
     normality = normality_test(None, central=(n_set, mean, m2, m3, m4))
     t_hist, s_hist = agg.conf_hist
@@ -146,4 +182,9 @@ def _calibration_units(pair: PairStream, agg: Aggregates) -> Any:
     return cells.units()
 
 
-__all__ = ["analyze_stream"]
+def analyze_files(teacher: str | Path, student: str | Path, **kwargs: Any) -> PairAnalysis:
+    """:func:`analyze_pair` on two files, directories or globs of shards (same keywords); streams."""
+    return analyze_pair(teacher, student, **kwargs)
+
+
+__all__ = ["analyze_files", "analyze_pair"]

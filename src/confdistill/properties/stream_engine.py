@@ -32,6 +32,8 @@ class _Memory:
                                  has_label=o.label is not None, scan="", shard_rows=[o.n], meta=dict(o.meta),
                                  notes=list(o.notes))
 
+    failed = False
+
     def batches(self, *, check: bool = True) -> Iterator[Batch]:
         return chunks(self.o.probs, self.o.pred, self.o.label, self.o.ids)
 
@@ -53,7 +55,7 @@ def aligned(t: Iterator[Batch], s: Iterator[Batch]) -> Iterator[tuple[Batch, Bat
         if sb is None or len(sb) == 0:
             sb = next(s, None)
         if tb is None or sb is None:
-            for _ in t if tb is None else s:
+            for _ in s if tb is None else t:
                 pass
             return
         m = min(len(tb), len(sb))
@@ -124,8 +126,8 @@ class PairStream:
     def first_pass(self, add: Callable[[Rows], None]) -> None:
         """Read, check and pair every row; ``add`` each aligned chunk (unless the pair is already wrong)."""
         for tb, sb in aligned(self.t.batches(), self.s.batches()):
-            if self.deferred is not None or self.reorder:
-                continue
+            if self.deferred is not None or self.reorder or self.t.failed or self.s.failed:
+                continue  # finish() or the checks below raise
             if self.use_id and not np.array_equal(tb.ids, sb.ids):
                 self.reorder = True  # the ids are in another order: paired by id in a pass of their own
                 continue

@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 
 from confdistill.prediction.stream import Batch
-from confdistill.properties.pair import ACE_CUT_BINS, CURVE_GRID, DELTA_BINS, EXACT_MAX_N, W1_BINS
+from confdistill.properties import pair as eng
+from confdistill.properties.pair import ACE_CUT_BINS, CURVE_GRID, DELTA_BINS, W1_BINS
 
 _GRID = np.asarray(CURVE_GRID, dtype=np.float64)
-#: Δ histogram bins are summed around their centres, so the powers stay small; the centred sums
-#: (about the mean, known only at the end) follow by the binomial expansion (:meth:`Aggregates.delta_bins`).
-_CENTRES = -1.0 + (np.arange(DELTA_BINS) + 0.5) / (DELTA_BINS // 2)
 
 
 @dataclass
@@ -121,7 +119,11 @@ class Aggregates:
         self.n = 0
         self.delta_sums: list[float] = []
         self.lo, self.hi = math.inf, -math.inf
-        self.dbin = np.zeros((5, DELTA_BINS))  # count, Σ(Δ − centre)^1..4
+        # Δ's power sums per bin are taken about the first Δ seen in the bin (small powers; a bin of
+        # equal values sums exact zeros); the sums about the mean, known only at the end, follow by the
+        # binomial expansion (:meth:`delta_bins`).
+        self.dbin = np.zeros((5, DELTA_BINS))  # count, Σ(Δ − ref)^1..4
+        self.ref = np.full(DELTA_BINS, np.nan)
         self.conf_hist = np.zeros((2, W1_BINS))
         self.ace_hist = np.zeros((2, ACE_CUT_BINS + 1), dtype=np.int64) if labelled else None
         self.classes = np.zeros((3, k), dtype=np.int64)
@@ -140,7 +142,10 @@ class Aggregates:
             self.delta_sums.append(float(np.sum(d)))
             self.lo, self.hi = min(self.lo, float(d.min())), max(self.hi, float(d.max()))
             b = np.minimum(np.floor((d + 1.0) * (DELTA_BINS // 2)).astype(np.int64), DELTA_BINS - 1)
-            x = d - _CENTRES[b]
+            ub, first = np.unique(b, return_index=True)
+            new = np.isnan(self.ref[ub])
+            self.ref[ub[new]] = d[first[new]]
+            x = d - self.ref[b]
             p = np.ones_like(x)
             self.dbin[0] += np.bincount(b, minlength=DELTA_BINS)
             for j in range(1, 5):
@@ -165,12 +170,12 @@ class Aggregates:
         # the rows themselves, while few enough for the exact bootstrap and the exact W1
         if self.set_rows is not None:
             self.n_set_kept += d.size
-            if self.n_set_kept > EXACT_MAX_N:
+            if self.n_set_kept > eng.EXACT_MAX_N:
                 self.set_rows = None
             else:
                 self.set_rows.append((d, r.t_c[r.in_set], r.s_c[r.in_set]))
         if self.all_rows is not None and self.labelled:
-            if self.n > EXACT_MAX_N:
+            if self.n > eng.EXACT_MAX_N:
                 self.all_rows = None
             else:
                 self.all_rows.append((r.t_pred, r.s_pred, r.label, r.tp, r.sp))  # type: ignore[arg-type]
@@ -220,7 +225,7 @@ class Aggregates:
     def delta_bins(self, mean: float) -> dict[str, np.ndarray]:
         """As :func:`confdistill.properties.pair.delta_bins`: per bin, count and Σ (Δ − mean)^1..4."""
         n, s1, s2, s3, s4 = self.dbin
-        d = _CENTRES - mean
+        d = np.where(n > 0, self.ref, mean) - mean
         return {"n": n.copy(), "s1": s1 + n * d, "s2": s2 + 2 * d * s1 + n * d**2,
                 "s3": s3 + 3 * d * s2 + 3 * d**2 * s1 + n * d**3,
                 "s4": s4 + 4 * d * s3 + 6 * d**2 * s2 + 4 * d**3 * s1 + n * d**4}

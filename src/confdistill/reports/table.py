@@ -225,7 +225,7 @@ def build_rq1_table(
     invalid/missing rows.
     """
     from confdistill.prediction.softmax_file import read_softmax
-    from confdistill.properties.confidence import analyze_pair
+    from confdistill.properties.stream_analysis import analyze_pair
     from confdistill.properties.verdict import BoundInputs, validate_tolerance
 
     root = Path(root)
