@@ -80,7 +80,7 @@ def open_stream(spec: str | Path, *, delimiter: str | None = None) -> SourceStre
                              "every shard)", path=f)
     assert layout is not None
     k, has_id, has_label = layout
-    src = SoftmaxSource(spec=str(spec), files=files, k=k, has_id=has_id, has_label=has_label, scan="")
+    src = SoftmaxSource(spec=str(spec), files=files, k=k, has_id=has_id, has_label=has_label)
     return SourceStream(src, delims)
 
 
@@ -224,9 +224,9 @@ class SourceStream:
                 convert_options=pc.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True))
             yield from reader
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            from confdistill.prediction.sources import _diagnose_failure
+            from confdistill.prediction.sources import diagnose_failure
 
-            _diagnose_failure(replace(src, files=[path]), exc)
+            diagnose_failure(replace(src, files=[path]), exc)
 
     def _to_batch(self, table: Any, row0: int) -> tuple[Batch, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(the batch, pred/label as read (float64), the null masks of the columns that have nulls)."""

@@ -13,7 +13,7 @@ The causes (docs/method.md, "Not informative"):
 - labelled data: the teacher's accuracy is no better than always predicting the majority class;
 - fewer than :data:`MIN_SET_ROWS` rows are in the σ set (too few for σ or its interval to mean much).
 
-Imports numpy only (the counts come from one grouped query of the pair).
+Imports nothing heavy (the counts come from the streaming pass).
 """
 
 from __future__ import annotations
@@ -21,24 +21,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from confdistill.properties.pair import Pair
 from confdistill.properties.verdict import NOT_INFORMATIVE
 
 #: Fewest rows in the σ set for a verdict (below it σ's bootstrap interval is not trustworthy).
 MIN_SET_ROWS = 30
-
-
-def class_counts(pair: Pair) -> dict[str, dict[int, int]]:
-    """Rows per predicted class of each model and per gold label (``{}`` when unlabelled), in one scan."""
-    r = pair.numpy("SELECT t_pred, s_pred, label, count(*) AS n FROM v GROUP BY t_pred, s_pred, label")
-    out: dict[str, dict[int, int]] = {"teacher": {}, "student": {}, "label": {}}
-    cols = [("teacher", "t_pred"), ("student", "s_pred")] + ([("label", "label")] if pair.labelled else [])
-    for name, col in cols:
-        for value, n in zip(np.asarray(r[col]).tolist(), np.asarray(r["n"]).tolist(), strict=True):
-            out[name][int(value)] = out[name].get(int(value), 0) + int(n)
-    return out
 
 
 def _class_name(c: int, label_names: Sequence[str] | None) -> str:
@@ -51,7 +37,8 @@ def causes(counts: dict[str, dict[int, int]], *, n: int, teacher_correct: int | 
            set_name: str, label_names: Sequence[str] | None = None) -> list[str]:
     """Each reason a verdict on this pair would mean nothing, in plain words (empty: informative).
 
-    ``counts`` as :func:`class_counts` gives them; ``teacher_correct`` is None for unlabelled logs.
+    ``counts``: rows per predicted class of each model and per gold label, as
+    :meth:`.stream_pass.Aggregates.class_counts` gives them; ``teacher_correct`` is None for unlabelled logs.
     """
     out: list[str] = []
     for model in ("teacher", "student"):
@@ -77,4 +64,4 @@ def label_names_of(meta: dict[str, Any]) -> list[str] | None:
     return [str(x) for x in names] if isinstance(names, list) else None
 
 
-__all__ = ["MIN_SET_ROWS", "NOT_INFORMATIVE", "causes", "class_counts", "label_names_of"]
+__all__ = ["MIN_SET_ROWS", "NOT_INFORMATIVE", "causes", "label_names_of"]

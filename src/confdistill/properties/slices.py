@@ -9,7 +9,7 @@
 - ``COLUMN``: a column of the teacher's prediction file (``pred``: the teacher's prediction, ``id``,
   ``label``) or of that data file (e.g. a ``source`` or ``language`` column of custom data).
 
-Per slice value, one grouped query of the pair gives n, the σ set's size, σ (population, over the
+Per slice value, one more pass over the pair (:mod:`.stream_slices`) gives n, the σ set's size, σ (population, over the
 set rows of the slice), the point verdict against κ ("not informative" below 30 set rows, as for
 the whole pair), the negative-flip rate, the flip rate at each operating threshold and both
 accuracies. A slice column with more than :data:`MAX_VALUES` distinct values is refused (one line,
@@ -20,20 +20,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from confdistill.errors import InputError
-from confdistill.prediction.sources import dbl
+from confdistill.prediction.sources import SoftmaxSource
 from confdistill.properties.informative import MIN_SET_ROWS
-from confdistill.properties.pair import Pair
 from confdistill.properties.verdict import NOT_INFORMATIVE
 
 MAX_VALUES = 1000
 LENGTH_BUCKETS = 4
-_KEY_TABLE = "slice_keys"
+
+
+@dataclass
+class Pair:
+    """What the slice readers ask of a pair: the teacher's source (sidecar), rows, classes, labels, alignment."""
+
+    teacher: SoftmaxSource
+    n: int
+    k: int
+    labelled: bool
+    aligned_by: str
 
 
 def _data_file(pair: Pair, spec: str) -> Path:
@@ -55,7 +65,7 @@ def _data_file(pair: Pair, spec: str) -> Path:
     return path
 
 
-def _length_keys(pair: Pair, spec: str) -> list[str]:
+def length_keys(pair: Pair, spec: str) -> list[str]:
     from confdistill.properties.worst import row_texts
 
     path = _data_file(pair, spec)
@@ -82,8 +92,9 @@ def _same_rows(pair: Pair, spec: str, path: Path, m: int) -> None:
                          "predicted data file")
 
 
-def _column_keys(pair: Pair, spec: str) -> tuple[str, list[Any] | None]:
-    """(SQL expression over view ``v``, or per-row values from the data file)."""
+def column_keys(pair: Pair, spec: str) -> tuple[str, list[Any] | None]:
+    """(the prediction-file column's name in the pass — t_pred, id, label, t_p0… — or per-row values from
+    the data file)."""
     own = {"pred": "t_pred", "id": "id", **{f"p{c}": f"t_p{c}" for c in range(pair.k)}}
     if pair.labelled:
         own["label"] = "label"
@@ -107,77 +118,7 @@ def _column_keys(pair: Pair, spec: str) -> tuple[str, list[Any] | None]:
                      f"file ({', '.join(own)}) or of its data file{where}")
 
 
-def _source(pair: Pair, spec: str) -> str:
-    """A SQL table expression: view ``v`` with the slice's ``key`` column (joined with a registered key
-    table when the values come per row from the data file)."""
-    if spec == "label":
-        if not pair.labelled:
-            raise InputError("--slice-by label: the files have no `label` column (unlabelled logs); slice by "
-                             "length or a column instead")
-        return "(SELECT *, label AS key FROM v)"
-    values: list[Any] | None
-    if spec == "length":
-        values = _length_keys(pair, spec)
-    else:
-        expr, values = _column_keys(pair, spec)
-        if values is None:
-            return f"(SELECT *, {expr} AS key FROM v)"
-    import pyarrow as pa
-
-    table = pa.table({"row": np.arange(1, pair.n + 1, dtype=np.int64), "key": pa.array(values)})
-    pair.con.register(_KEY_TABLE, table)
-    return f"(SELECT v.*, k.key AS key FROM v JOIN {_KEY_TABLE} k ON k.row = v.row)"
-
-
-def slice_analysis(pair: Pair, specs: Sequence[str], *, kappa: float | None, thresholds: Sequence[float],
-                   labels: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """``{spec: [one dict per slice value, in value order]}`` (docs/formats.md, ``slices``)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for spec in dict.fromkeys(str(s).strip() for s in specs):
-        if not spec:
-            raise InputError("--slice-by: empty name; expected label, length or a column name")
-        source = _source(pair, spec)
-        distinct = pair.one(f"SELECT count(DISTINCT key) FROM {source}")[0]
-        if distinct > MAX_VALUES:
-            raise InputError(f"--slice-by {spec}: {distinct} distinct values (more than {MAX_VALUES}): that is an "
-                             "identifier, not a subgroup; slice by a column with fewer values")
-        out[spec] = _per_slice(pair, source, kappa=kappa, thresholds=thresholds, labels=labels)
-    return out
-
-
-def _flip_sql(tau: float) -> str:
-    t = dbl(tau)
-    return f"((t_conf >= {t}) <> (s_conf >= {t}) OR (t_conf >= {t} AND s_conf >= {t} AND t_pred <> s_pred))"
-
-
-def _per_slice(pair: Pair, source: str, *, kappa: float | None, thresholds: Sequence[float],
-               labels: Sequence[str]) -> list[dict[str, Any]]:
-    ok = (", sum(CAST(t_ok AS BIGINT)) AS t_ok, sum(CAST(s_ok AS BIGINT)) AS s_ok, "
-          "sum(CAST(t_ok AND NOT s_ok AS BIGINT)) AS neg") if pair.labelled else ""
-    flips = "".join(f", sum(CAST({_flip_sql(t)} AS BIGINT)) AS f{i}" for i, t in enumerate(thresholds))
-    rows = pair.con.execute(
-        f"SELECT key, count(*) AS n, sum(CAST(in_set AS BIGINT)) AS n_set, "
-        f"var_pop(delta) FILTER (WHERE in_set) AS var{ok}{flips} "
-        f"FROM {source} GROUP BY key ORDER BY key NULLS LAST").fetchall()
-    names = ["key", "n", "n_set", "var", *(["t_ok", "s_ok", "neg"] if pair.labelled else []),
-             *(f"f{i}" for i in range(len(thresholds)))]
-    out = []
-    for r in rows:
-        d = dict(zip(names, r, strict=True))
-        n, n_set = int(d["n"]), int(d["n_set"] or 0)
-        sigma = math.sqrt(max(float(d["var"]), 0.0)) if n_set else math.nan
-        out.append({
-            "value": d["key"].item() if isinstance(d["key"], np.generic) else d["key"],
-            "n": n, "n_set": n_set, "n_both": n_set if pair.labelled else None, "sigma": sigma,
-            "verdict": _verdict(sigma, n_set, kappa),
-            "negative_flip_rate": int(d["neg"]) / n if pair.labelled else None,
-            "flip_rate": {lab: int(d[f"f{i}"]) / n for i, lab in enumerate(labels)},
-            "accuracy": {"teacher": int(d["t_ok"]) / n, "student": int(d["s_ok"]) / n} if pair.labelled else None,
-        })
-    return out
-
-
-def _verdict(sigma: float, n_set: int, kappa: float | None) -> str:
+def slice_verdict(sigma: float, n_set: int, kappa: float | None) -> str:
     """The point verdict of one slice (no bootstrap per slice): not informative below 30 set rows."""
     if n_set < MIN_SET_ROWS:
         return NOT_INFORMATIVE
@@ -193,4 +134,4 @@ def moves_most(slices: Sequence[dict[str, Any]]) -> int | None:
     return -max(best)[1] if best else None
 
 
-__all__ = ["LENGTH_BUCKETS", "MAX_VALUES", "moves_most", "slice_analysis"]
+__all__ = ["LENGTH_BUCKETS", "MAX_VALUES", "Pair", "column_keys", "length_keys", "moves_most", "slice_verdict"]

@@ -31,10 +31,11 @@ from confdistill.properties.sigma_stats import (
     sigma_replicates,
     wasserstein,
 )
+from confdistill.properties.slices import Pair
 from confdistill.properties.stream_calib import CellPass
 from confdistill.properties.stream_engine import PairStream, run_passes
 from confdistill.properties.stream_pass import Aggregates
-from confdistill.properties.stream_slices import PairFacts, slice_pass
+from confdistill.properties.stream_slices import slice_pass
 from confdistill.properties.verdict import BoundInputs, bound_from_options, judge
 from confdistill.properties.worst import attach_texts
 
@@ -92,7 +93,7 @@ def analyze_pair(
     pair = PairStream(teacher, student, delta)
     result = _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
                       threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
-    facts = PairFacts(teacher=pair.teacher, n=result.n, k=pair.k, labelled=pair.labelled, aligned_by=result.aligned_by)
+    facts = Pair(teacher=pair.teacher, n=result.n, k=pair.k, labelled=pair.labelled, aligned_by=result.aligned_by)
     result.slices = slice_pass(facts, slice_by, pair.again, kappa=result.judgement["kappa"], thresholds=thresholds,
                                labels=labels)
     return result

@@ -29,7 +29,7 @@ class _Memory:
     def __init__(self, o: SoftmaxOutputs) -> None:
         self.o = o
         self.src = SoftmaxSource(spec=o.name, files=[o.path or Path(o.name)], k=o.k, has_id=o.ids is not None,
-                                 has_label=o.label is not None, scan="", shard_rows=[o.n], meta=dict(o.meta),
+                                 has_label=o.label is not None, shard_rows=[o.n], meta=dict(o.meta),
                                  notes=list(o.notes))
 
     failed = False
@@ -74,7 +74,7 @@ def _kind(delta: str, k: int, labelled: bool) -> str:
 
 
 def _pair_checks(t: SoftmaxSource, s: SoftmaxSource) -> None:
-    """The checks that need only the headers and row counts (the SQL engine's build_pair, first part)."""
+    """The pair checks that need only the headers and the row counts: classes, labels, rows per shard."""
     if t.k != s.k:
         raise InputError(f"student has {s.k} classes but the teacher ({t.name}) has {t.k}", path=s.name)
     if t.has_label != s.has_label:

@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from confdistill.errors import InputError
-from confdistill.prediction.sources import SoftmaxSource
 from confdistill.properties import slices as sl
 from confdistill.properties.stream_pass import Rows, acts
 
 
-@dataclass
-class PairFacts:
-    """What :mod:`.slices`' readers ask of a pair (the SQL engine passed its ``Pair``)."""
-
-    teacher: SoftmaxSource
-    n: int
-    k: int
-    labelled: bool
-    aligned_by: str
-
-
 def _own(r: Rows, expr: str) -> np.ndarray:
-    """A column of the teacher's prediction file, named as :func:`.slices._column_keys` names it."""
+    """A column of the teacher's prediction file, named as :func:`.slices.column_keys` names it."""
     if expr == "t_pred":
         return r.t_pred
     if expr == "label":
@@ -92,7 +79,7 @@ class SliceStats:
             sigma = math.sqrt(max(float(st[6]) / n_set, 0.0)) if n_set else math.nan
             out.append({
                 "value": v, "n": n, "n_set": n_set, "n_both": n_set if self.labelled else None, "sigma": sigma,
-                "verdict": sl._verdict(sigma, n_set, kappa),
+                "verdict": sl.slice_verdict(sigma, n_set, kappa),
                 "negative_flip_rate": int(st[4]) / n if self.labelled else None,
                 "flip_rate": {lab: int(st[7 + i]) / n for i, lab in enumerate(labels)},
                 "accuracy": {"teacher": int(st[2]) / n, "student": int(st[3]) / n} if self.labelled else None,
@@ -119,8 +106,8 @@ def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def plan(facts: PairFacts, specs: Sequence[str]) -> list[tuple[str, Callable[[Rows], np.ndarray]]]:
-    """Each slice spec and how to read each chunk's key values (InputError as :func:`.slices.slice_analysis`)."""
+def plan(facts: sl.Pair, specs: Sequence[str]) -> list[tuple[str, Callable[[Rows], np.ndarray]]]:
+    """Each slice spec and how to read each chunk's key values (InputError for a spec that names nothing)."""
     out: list[tuple[str, Callable[[Rows], np.ndarray]]] = []
     for spec in dict.fromkeys(str(s).strip() for s in specs):
         if not spec:
@@ -132,9 +119,9 @@ def plan(facts: PairFacts, specs: Sequence[str]) -> list[tuple[str, Callable[[Ro
             out.append((spec, lambda r: _own(r, "label")))
             continue
         if spec == "length":
-            values: list[Any] | None = sl._length_keys(facts, spec)  # type: ignore[arg-type]
+            values: list[Any] | None = sl.length_keys(facts, spec)
         else:
-            expr, values = sl._column_keys(facts, spec)  # type: ignore[arg-type]
+            expr, values = sl.column_keys(facts, spec)
             if values is None:
                 out.append((spec, lambda r, e=expr: _own(r, e)))
                 continue
@@ -148,7 +135,7 @@ def plan(facts: PairFacts, specs: Sequence[str]) -> list[tuple[str, Callable[[Ro
     return out
 
 
-def slice_pass(facts: PairFacts, specs: Sequence[str], again: Callable[[Callable[[Rows], None]], None], *,
+def slice_pass(facts: sl.Pair, specs: Sequence[str], again: Callable[[Callable[[Rows], None]], None], *,
                kappa: float | None, thresholds: Sequence[float],
                labels: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """``{spec: [one dict per slice value, in value order]}``; ``again(add)`` runs one more pass over the pair."""
@@ -165,4 +152,4 @@ def slice_pass(facts: PairFacts, specs: Sequence[str], again: Callable[[Callable
     return {spec: st.result(spec, kappa, labels) for (spec, _), st in zip(keys, stats, strict=True)}
 
 
-__all__ = ["PairFacts", "SliceStats", "slice_pass"]
+__all__ = ["SliceStats", "slice_pass"]
