@@ -30,6 +30,7 @@ from confdistill.prediction.shards import (
     resolve_files,
     text_header,
 )
+from confdistill.prediction.softmax_file import row_max, row_sum, take_class
 from confdistill.prediction.sources import ARGMAX_TIE_TOLERANCE, SUM_TOLERANCE, SoftmaxSource
 
 #: Rows per Parquet batch, and the CSV block size (bytes): a few MB per column, cache-friendly.
@@ -123,24 +124,32 @@ class RowChecks:
               null: np.ndarray | None) -> None:
         """``raw``: pred (and label) as read (float64); ``p`` (m, k); ``null`` (m,) bool: a missing number."""
         k, pred, label, m = self.src.k, raw["pred"], raw.get("label"), p.shape[0]
-        code = np.full(m, -1, dtype=np.int8)
+        ints = [pred, *([label] if label is not None else [])]
         with np.errstate(invalid="ignore"):
-            ints = [pred, *([label] if label is not None else [])]
-            psum = p[:, 0].copy()
-            for c in range(1, k):  # left to right, as the SQL sum was
-                psum += p[:, c]
-            fine = np.isfinite(pred) & (pred >= 0) & (pred < k)
-            own = p[np.arange(m), np.where(fine, pred, 0).astype(np.int64)]
-            conds = [
-                null,
-                np.logical_or.reduce([~np.isfinite(x) | (x != np.trunc(x)) for x in ints]),
-                ~np.isfinite(p).all(axis=1),
-                ((p < 0) | (p > 1)).any(axis=1),
-                np.abs(psum - 1.0) > SUM_TOLERANCE,
-                None if label is None else (label < 0) | (label >= k),
-                (pred < 0) | (pred >= k),
-                fine & (own + ARGMAX_TIE_TOLERANCE < p.max(axis=1)),
-            ]
+            psum, pmax = row_sum(p), row_max(p)
+            # whole-batch reductions first (NaN fails every comparison); the per-row pass that finds
+            # the failing rows runs only when one of them fails
+            clean = null is None and all(x.min() >= 0 and x.max() < k and (x == np.trunc(x)).all() for x in ints) \
+                and p.min() >= 0.0 and p.max() <= 1.0 and np.abs(psum - 1.0).max() <= SUM_TOLERANCE
+            fine = np.ones(m, dtype=bool) if clean else np.isfinite(pred) & (pred >= 0) & (pred < k)
+            own = take_class(p, np.where(fine, pred, 0).astype(np.int64))
+            offmax = fine & (own + ARGMAX_TIE_TOLERANCE < pmax)
+            if clean:
+                conds: list[np.ndarray | None] = [None] * len(CHECKS) + [offmax]
+            else:
+                conds = [
+                    null,
+                    np.logical_or.reduce([~np.isfinite(x) | (x != np.trunc(x)) for x in ints]),
+                    ~np.isfinite(p).all(axis=1),
+                    ((p < 0) | (p > 1)).any(axis=1),
+                    np.abs(psum - 1.0) > SUM_TOLERANCE,
+                    None if label is None else (label < 0) | (label >= k),
+                    (pred < 0) | (pred >= k),
+                    offmax,
+                ]
+        if clean and not offmax.any():
+            return
+        code = np.full(m, -1, dtype=np.int8)
         for i in range(len(conds) - 1, -1, -1):  # the first failing check of a row wins
             if conds[i] is not None:
                 code[conds[i]] = i
@@ -240,7 +249,7 @@ class SourceStream:
             if col.null_count:
                 nulls[name] = col.is_null().to_numpy(zero_copy_only=False)
             values[name] = col.to_numpy(zero_copy_only=False)
-        p = np.empty((m, k), dtype=np.float64)
+        p = np.empty((m, k), dtype=np.float64, order="F")  # column passes are the fast ones
         for c in range(k):
             p[:, c] = values[f"p{c}"]
         ids = None

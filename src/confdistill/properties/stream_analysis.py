@@ -91,11 +91,15 @@ def analyze_pair(
     thresholds = [float(t) for t in thresholds]
     labels = list(threshold_labels) if threshold_labels is not None else [f"{t:g}" for t in thresholds]
     pair = PairStream(teacher, student, delta)
-    result = _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
-                      threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
-    facts = Pair(teacher=pair.teacher, n=result.n, k=pair.k, labelled=pair.labelled, aligned_by=result.aligned_by)
-    result.slices = slice_pass(facts, slice_by, pair.again, kappa=result.judgement["kappa"], thresholds=thresholds,
-                               labels=labels)
+    try:
+        result = _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
+                          threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
+        facts = Pair(teacher=pair.teacher, n=result.n, k=pair.k, labelled=pair.labelled,
+                     aligned_by=result.aligned_by)
+        result.slices = slice_pass(facts, slice_by, pair.again, kappa=result.judgement["kappa"],
+                                   thresholds=thresholds, labels=labels)
+    finally:
+        pair.close()
     return result
 
 

@@ -93,6 +93,40 @@ def _pair_checks(t: SoftmaxSource, s: SoftmaxSource) -> None:
                          "and that neither run was cut short)", path=where)
 
 
+class Spill:
+    """The aligned rows of the first pass, as raw float64/int64 bytes in an anonymous temporary file (gone
+    when closed, even if the process is killed): a second pass reads them back instead of parsing text
+    again (56 bytes a row for two classes, on disk, not in memory)."""
+
+    def __init__(self, k: int, labelled: bool) -> None:
+        import tempfile
+
+        self.k, self.labelled = k, labelled
+        self.file = tempfile.TemporaryFile(prefix="confdistill-pass-")  # noqa: SIM115 - closed by close()
+        self.sizes: list[int] = []
+
+    def write(self, t: Batch, s: Batch) -> None:
+        parts = [t.pred, s.pred, *([t.label] if self.labelled else []), t.p, s.p]
+        for a in parts:
+            self.file.write(np.asfortranarray(a).tobytes(order="F"))
+        self.sizes.append(len(t))
+
+    def read(self) -> Iterator[tuple[Batch, Batch]]:
+        self.file.seek(0)
+        row0 = 0
+        for m in self.sizes:
+            ints = [np.fromfile(self.file, dtype=np.int64, count=m) for _ in range(3 if self.labelled else 2)]
+            ps = [np.fromfile(self.file, dtype=np.float64, count=m * self.k).reshape((m, self.k), order="F")
+                  for _ in range(2)]
+            label = ints[2] if self.labelled else None
+            yield (Batch(row0=row0, pred=ints[0], p=ps[0], label=label, ids=None),
+                   Batch(row0=row0, pred=ints[1], p=ps[1], label=label, ids=None))
+            row0 += m
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class PairStream:
     """Two opened sources and what the pass found about their pairing."""
 
@@ -114,6 +148,10 @@ class PairStream:
         self.label_first: tuple[int, int, int] | None = None
         self.student_by_id: dict[Any, int] | None = None
         self.student_all: Batch | None = None
+        # text is costly to parse twice: its rows are spilled for a second pass (ids are not kept, so
+        # files with ids are read again instead)
+        text = any(d is not None for x in (self.t, self.s) for d in getattr(x, "delims", []))
+        self.spill = Spill(ts.k, ts.has_label) if text and not self.use_id else None
 
     @property
     def teacher(self) -> SoftmaxSource:
@@ -133,6 +171,8 @@ class PairStream:
                 continue
             self._labels(tb, sb)
             add(derive(tb, sb, self.kind))
+            if self.spill is not None:
+                self.spill.write(tb, sb)
         t_src, s_src = self.t.finish(), self.s.finish()
         if self.deferred is not None:
             raise self.deferred
@@ -143,8 +183,14 @@ class PairStream:
         if self.reorder:
             self._by_id(add, first=first)
             return
-        for tb, sb in aligned(self.t.batches(check=False), self.s.batches(check=False)):
+        pairs = self.spill.read() if self.spill is not None else \
+            aligned(self.t.batches(check=False), self.s.batches(check=False))
+        for tb, sb in pairs:
             add(derive(tb, sb, self.kind))
+
+    def close(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
 
     def _labels(self, tb: Batch, sb: Batch) -> None:
         if tb.label is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from confdistill.prediction.softmax_file import row_max, take_class
 from confdistill.prediction.stream import Batch
 from confdistill.properties import pair as eng
 from confdistill.properties.pair import ACE_CUT_BINS, CURVE_GRID, DELTA_BINS, W1_BINS
@@ -51,10 +52,9 @@ class Rows:
 def derive(t: Batch, s: Batch, kind: str) -> Rows:
     """The per-row columns of an aligned chunk (``kind``: what Δconf compares, "p0", "label" or "pred")."""
     m = len(t)
-    idx = np.arange(m)
     cls = {"p0": None, "label": t.label, "pred": t.pred}[kind]
-    t_c = t.p[:, 0] if cls is None else t.p[idx, cls]
-    s_c = s.p[:, 0] if cls is None else s.p[idx, cls]
+    t_c = t.p[:, 0] if cls is None else take_class(t.p, cls)
+    s_c = s.p[:, 0] if cls is None else take_class(s.p, cls)
     agree = t.pred == s.pred
     if t.label is not None:
         t_ok, s_ok = t.pred == t.label, s.pred == t.label
@@ -64,7 +64,7 @@ def derive(t: Batch, s: Batch, kind: str) -> Rows:
         in_set = agree
     return Rows(row=np.arange(t.row0 + 1, t.row0 + m + 1, dtype=np.int64), ids=t.ids, t_pred=t.pred,
                 s_pred=s.pred, label=t.label, tp=t.p, sp=s.p, t_c=t_c, s_c=s_c, delta=t_c - s_c,
-                t_conf=t.p[idx, t.pred], s_conf=s.p[idx, s.pred], t_ok=t_ok, s_ok=s_ok, agree=agree,
+                t_conf=take_class(t.p, t.pred), s_conf=take_class(s.p, s.pred), t_ok=t_ok, s_ok=s_ok, agree=agree,
                 in_set=in_set)
 
 
@@ -115,6 +115,9 @@ class Aggregates:
         grid = set(CURVE_GRID)
         self.extra = sorted({float(t) for t in thresholds if float(t) not in grid})
         self.radix = [2, 2, 2, 2, 2, len(_GRID) + 1, len(_GRID) + 1, *([2, 2] * len(self.extra))]
+        size = int(np.prod(self.radix))
+        # dense counts while the key space is small (always, unless many thresholds off the grid)
+        self.dense = np.zeros(size, dtype=np.int64) if size <= 1 << 22 else None
         self.cells: dict[int, int] = {}
         self.n = 0
         self.delta_sums: list[float] = []
@@ -142,9 +145,10 @@ class Aggregates:
             self.delta_sums.append(float(np.sum(d)))
             self.lo, self.hi = min(self.lo, float(d.min())), max(self.hi, float(d.max()))
             b = np.minimum(np.floor((d + 1.0) * (DELTA_BINS // 2)).astype(np.int64), DELTA_BINS - 1)
-            ub, first = np.unique(b, return_index=True)
-            new = np.isnan(self.ref[ub])
-            self.ref[ub[new]] = d[first[new]]
+            if np.isnan(self.ref[b]).any():
+                first = np.full(DELTA_BINS, np.nan)
+                first[b[::-1]] = d[::-1]  # repeated indices: the last assignment, i.e. the first row, stays
+                self.ref = np.where(np.isnan(self.ref), first, self.ref)
             x = d - self.ref[b]
             p = np.ones_like(x)
             self.dbin[0] += np.bincount(b, minlength=DELTA_BINS)
@@ -181,19 +185,24 @@ class Aggregates:
                 self.all_rows.append((r.t_pred, r.s_pred, r.label, r.tp, r.sp))  # type: ignore[arg-type]
 
     def _cells(self, r: Rows) -> None:
-        fields = [r.t_ok, r.s_ok, r.agree, np.max(r.tp, axis=1) > self.high_conf,
-                  np.max(r.sp, axis=1) > self.high_conf, grid_count(r.t_conf), grid_count(r.s_conf)]
+        fields = [r.t_ok, r.s_ok, r.agree, row_max(r.tp) > self.high_conf,
+                  row_max(r.sp) > self.high_conf, grid_count(r.t_conf), grid_count(r.s_conf)]
         for t in self.extra:
             fields += [acts(r.t_conf, t), acts(r.s_conf, t)]
         key = np.zeros(r.row.size, dtype=np.int64)
         for f, size in zip(fields, self.radix, strict=True):
             key = key * size + f
+        if self.dense is not None:
+            self.dense += np.bincount(key, minlength=self.dense.size)
+            return
         keys, counts = np.unique(key, return_counts=True)
         for kk, c in zip(keys.tolist(), counts.tolist(), strict=True):
             self.cells[kk] = self.cells.get(kk, 0) + c
 
     def decision_cells(self) -> dict[str, np.ndarray]:
         """The groups as :func:`confdistill.properties.pair.decision_cells` returns them (sd/lo/hi aside)."""
+        if self.dense is not None:
+            self.cells = {int(i): int(self.dense[i]) for i in np.flatnonzero(self.dense)}
         keys = np.asarray(sorted(self.cells), dtype=np.int64)
         names = ["t_ok", "s_ok", "agree", "th", "sh", "ga", "gb"]
         for i in range(len(self.extra)):
