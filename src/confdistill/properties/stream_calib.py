@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from confdistill.properties.calibration import N_BINS, N_SLOTS, NLL_FLOOR, CalibrationUnits, ece_bin
+from confdistill.properties.pair import ACE_CUT_BINS
 from confdistill.properties.stream_pass import Rows, fine_bin
 
 #: Cell key radix: (t_bin, t_ok, s_bin, s_ok, t_ace, s_ace), the first the most significant.
@@ -35,6 +36,10 @@ class CellPass:
 
     def __init__(self, t_hist: np.ndarray, s_hist: np.ndarray, n: int) -> None:
         self.starts = [start_bins(t_hist, n), start_bins(s_hist, n)]
+        # per fine bin: how many start bins lie below it, and whether it holds a start (lookups, not searches)
+        grid = np.arange(ACE_CUT_BINS + 1)
+        self.below = [np.searchsorted(np.sort(b), grid, side="left").astype(np.int8) for b, _ in self.starts]
+        self.holds = [np.isin(grid, b) for b, _ in self.starts]
         self.count = np.zeros(_SIZE, dtype=np.int64)
         self.sums = np.zeros((len(_SUMS), _SIZE))
         self.kept: list[dict[str, np.ndarray]] = []
@@ -43,33 +48,32 @@ class CellPass:
         assert r.label is not None
         m, idx = r.row.size, np.arange(r.row.size)
         cols: dict[str, np.ndarray] = {"row": r.row}
-        aces, pending = [], np.zeros(m, dtype=bool)
-        for i, (pre, p, pred, ok) in enumerate((("t", r.tp, r.t_pred, r.t_ok), ("s", r.sp, r.s_pred, r.s_ok))):
-            conf = p[idx, pred]
-            diff = p.copy()
-            diff[idx, r.label] -= 1.0
+        pending = np.zeros(m, dtype=bool)
+        for i, (pre, p, conf, ok) in enumerate((("t", r.tp, r.t_conf, r.t_ok), ("s", r.sp, r.s_conf, r.s_ok))):
             fine = fine_bin(conf)
-            bins, _ = self.starts[i]
             # outside the start bins, the ACE bin is the number of start bins below the row's bin
-            aces.append(np.searchsorted(np.sort(bins), fine, side="left"))
-            pending |= np.isin(fine, bins)
-            cols.update({f"{pre}_conf": conf, f"{pre}_ok": ok.astype(np.float64),
-                         f"{pre}_brier": np.einsum("ij,ij->i", diff, diff),
+            pending |= self.holds[i][fine]
+            brier = np.zeros(m)
+            for c in range(p.shape[1]):  # Σ_c (p_c − 1[c = y])², from the difference itself
+                d = p[:, c] - (r.label == c)
+                brier += d * d
+            cols.update({f"{pre}_conf": conf, f"{pre}_ok": ok.astype(np.float64), f"{pre}_brier": brier,
                          f"{pre}_nll": -np.log(np.maximum(p[idx, r.label], NLL_FLOOR)),
-                         f"{pre}_bin": ece_bin(conf), f"{pre}_fine": fine})
-        cols["t_ace"], cols["s_ace"] = aces
+                         f"{pre}_bin": ece_bin(conf), f"{pre}_fine": fine, f"{pre}_ace": self.below[i][fine]})
         if pending.any():
             self.kept.append({name: v[pending] for name, v in cols.items()})
-            cols = {name: v[~pending] for name, v in cols.items()}
-        self._add(cols)
+        self._add(cols, pending)
 
-    def _add(self, cols: dict[str, np.ndarray]) -> None:
+    def _add(self, cols: dict[str, np.ndarray], skip: np.ndarray | None = None) -> None:
+        """Add rows to their cells; rows in ``skip`` go to a slot past the last cell (dropped)."""
         key = np.zeros(cols["row"].size, dtype=np.int64)
         for name, size in zip(("t_bin", "t_ok", "s_bin", "s_ok", "t_ace", "s_ace"), _RADIX, strict=True):
             key = key * size + cols[name].astype(np.int64)
-        self.count += np.bincount(key, minlength=_SIZE)
+        if skip is not None:
+            key[skip] = _SIZE
+        self.count += np.bincount(key, minlength=_SIZE + 1)[:_SIZE]
         for j, name in enumerate(_SUMS):
-            self.sums[j] += np.bincount(key, weights=cols[name], minlength=_SIZE)
+            self.sums[j] += np.bincount(key, weights=cols[name], minlength=_SIZE + 1)[:_SIZE]
 
     def _rank_kept(self) -> None:
         """The kept rows' ACE bins: ranked by (confidence, row) inside their bins."""
@@ -85,9 +89,8 @@ class CellPass:
             ace = np.zeros(row.size, dtype=np.int64)
             for c in cut.tolist():
                 ace += (fine > fine[c]) | ((fine == fine[c]) & ((conf > conf[c]) | ((conf == conf[c]) & (row >= row[c]))))
-            below = np.searchsorted(np.sort(bins), fine, side="left")
-            in_start = np.isin(fine, bins)
-            out = np.where(in_start, ace, below)
+            i = 0 if pre == "t" else 1
+            out = np.where(self.holds[i][fine], ace, self.below[i][fine])
             back = np.empty_like(out)
             back[order] = out
             rows[f"{pre}_ace"] = back

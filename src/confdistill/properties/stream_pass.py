@@ -84,6 +84,10 @@ class TopRows:
         if self.size <= 0:
             return
         sel = np.flatnonzero(mask) if mask is not None else np.arange(r.row.size)
+        if sel.size > self.size:
+            # only rows at least as far as the size-th largest |Δ| can enter (ties kept: the row decides)
+            a = np.abs(r.delta[sel])
+            sel = sel[a >= np.partition(a, sel.size - self.size)[sel.size - self.size]]
         cand = {"row": r.row[sel], "t_pred": r.t_pred[sel], "s_pred": r.s_pred[sel], "delta": r.delta[sel],
                 "t_c": r.t_c[sel], "s_c": r.s_c[sel], "tp": r.tp[sel], "sp": r.sp[sel],
                 "label": r.label[sel] if r.label is not None else np.full(sel.size, -1),
@@ -158,7 +162,7 @@ class Aggregates:
             for i, c in enumerate((r.t_c[r.in_set], r.s_c[r.in_set])):
                 self.conf_hist[i] += np.bincount(np.minimum(np.floor(c * W1_BINS).astype(np.int64), W1_BINS - 1),
                                                  minlength=W1_BINS)
-        if self.ace_hist is not None:
+        if self.ace_hist is not None and self.all_rows is None:
             for i, c in enumerate((r.t_conf, r.s_conf)):
                 self.ace_hist[i] += np.bincount(fine_bin(c), minlength=ACE_CUT_BINS + 1)
         self.classes[0] += np.bincount(r.t_pred, minlength=self.k)
@@ -179,10 +183,14 @@ class Aggregates:
             else:
                 self.set_rows.append((d, r.t_c[r.in_set], r.s_c[r.in_set]))
         if self.all_rows is not None and self.labelled:
+            self.all_rows.append((r.t_pred, r.s_pred, r.label, r.tp, r.sp))  # type: ignore[arg-type]
             if self.n > eng.EXACT_MAX_N:
+                # too many rows to keep: the adaptive ECE's histogram starts from the kept ones
+                assert self.ace_hist is not None
+                for p in self.all_rows:
+                    for i, (probs, pred) in enumerate(((p[3], p[0]), (p[4], p[1]))):
+                        self.ace_hist[i] += np.bincount(fine_bin(take_class(probs, pred)), minlength=ACE_CUT_BINS + 1)
                 self.all_rows = None
-            else:
-                self.all_rows.append((r.t_pred, r.s_pred, r.label, r.tp, r.sp))  # type: ignore[arg-type]
 
     def _cells(self, r: Rows) -> None:
         fields = [r.t_ok, r.s_ok, r.agree, row_max(r.tp) > self.high_conf,
@@ -260,8 +268,13 @@ class Aggregates:
 
 
 def grid_count(conf: np.ndarray) -> np.ndarray:
-    """How many τ of the flip-curve grid (0.50 … 0.99) a model acts at: #{τ <= conf}."""
-    return np.searchsorted(_GRID, conf, side="right")
+    """How many τ of the flip-curve grid (0.50 … 0.99) a model acts at: #{τ <= conf}.
+
+    j = ⌊100·conf⌋ corrected by one exact comparison either way (j/100 is correctly rounded, the very
+    double the grid holds), without a search per row."""
+    j = np.floor(conf * 100.0)
+    j += (conf >= (j + 1.0) / 100.0).astype(np.float64) - (conf < j / 100.0)
+    return np.clip(j - 49.0, 0, len(_GRID)).astype(np.int64)
 
 
 def fine_bin(conf: np.ndarray) -> np.ndarray:
