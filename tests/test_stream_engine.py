@@ -151,3 +151,27 @@ def test_ids_in_another_order_are_paired_by_id(tmp_path: Path) -> None:
     assert a["aligned_by"] == b["aligned_by"] == "id"
     for key in ("sigma", "sigma_ci95", "flips", "calibration", "worst", "accuracy_test"):
         assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 17])
+def test_tied_confidences_keep_the_exact_adaptive_bins(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Confidences on a 0.05 grid: every ACE start falls among thousands of equal values, so the second
+    pass must rank them by row; the cells' ACE must equal ranking every row (any batch size)."""
+    import confdistill.prediction.stream as stream
+    from confdistill.prediction.softmax_file import outputs_from_arrays
+    from confdistill.properties import analyze_pair
+
+    rng = np.random.default_rng(9)
+    n = 3000
+    p0 = np.round(rng.uniform(0.0, 1.0, n) * 20) / 20
+    q0 = np.clip(p0 + rng.choice([-0.05, 0.0, 0.05], n), 0.0, 1.0)
+    labels = rng.integers(0, 2, n)
+    tp, sp = np.column_stack([p0, 1 - p0]), np.column_stack([q0, 1 - q0])
+    t, s = outputs_from_arrays(tp, labels), outputs_from_arrays(sp, labels)
+    monkeypatch.setattr(stream, "BATCH_ROWS", chunk)
+    monkeypatch.setattr(eng, "EXACT_MAX_N", 0)
+    got = analyze_pair(t, s, n_bootstrap=0).calibration
+    for who, m in (("teacher", t), ("student", s)):
+        ref = calibration_metrics(units_from_rows(m.probs, m.pred, labels))
+        assert all(_close(got[who][k], ref[k]) for k in ref), who
+    assert got["teacher"]["ace"] != got["teacher"]["ece"]  # the adaptive bins are not the equal-width ones
