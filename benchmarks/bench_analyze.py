@@ -1,21 +1,30 @@
 """Benchmark: `confdistill analyze` (every figure, no plots) vs the notebook's way, and at production size.
 
-    .venv/bin/python benchmarks/bench_analyze.py [--rows 10000000] [--repeat 1] [--dir DIR] [--keep]
-    .venv/bin/python benchmarks/bench_analyze.py --rows 0 --parquet-rows 30000000,100000000 --shards 10 --dir DIR
+    .venv/bin/python benchmarks/bench_analyze.py [--rows 10000000] [--repeat 3] [--dir DIR] [--keep]
+    .venv/bin/python benchmarks/bench_analyze.py --rows 0 --parquet-rows 100000000 --shards 20 --dir DIR
+    .venv/bin/python benchmarks/bench_analyze.py --rows 0 --small-rows 10000 --repeat 5
 
-CSV (``--rows``): generates a teacher/student pair of softmax files (``pred,p0,p1,label``,
-float32-derived probabilities written as the research code wrote them), then times, side by
-side in the same run, each in its own fresh Python process:
+The three figures of issue 18, item 2 (each way in its own fresh Python process, alternating, in
+the same run; run it alone on the machine):
 
-- analyze: ``confdistill analyze --teacher T.csv --student S.csv --kappa 0.05 --json R.json``:
-  validation (the row checks as DuckDB queries), accuracies, σ with its bootstrap intervals,
-  decisions and flip rates at 0.5/0.9 and on the τ curve, calibration of both models with
-  intervals, Wasserstein, normality, the 20 worst rows and flips; no plots;
-- notebook: ``pandas.read_csv`` of both files, ``concat``, filter the both-correct rows, ``np.std``.
+1. CSV (``--rows``, default 10 M): generates a teacher/student pair of softmax files
+   (``pred,p0,p1,label``, float32-derived probabilities written as the research code wrote them) and
+   times, alternating:
 
-Parquet (``--parquet-rows``): for each size, writes the pair as ``--shards`` Parquet shards per
-model (streamed, bounded memory) and runs analyze on the two directories: wall time and peak
-resident memory (the target: ≤ 2 GB, not growing with n).
+   - analyze: ``confdistill analyze --teacher T.csv --student S.csv --kappa 0.05 --json R.json``:
+     validation (the row checks), accuracies, σ with its bootstrap intervals, decisions and flip
+     rates at 0.5/0.9 and on the τ curve, negative flips and McNemar, calibration of both models with
+     intervals, Wasserstein, normality, the 20 worst rows and flips; no plots;
+   - notebook: ``pandas.read_csv`` of both files, ``concat``, filter the both-correct rows, ``np.std``.
+
+   Target: analyze ≥ 1.5× faster than the notebook (wall).
+2. Parquet (``--parquet-rows``, e.g. 100000000, ``--shards`` per model, default 20): writes the pair
+   as shards (streamed, bounded memory) and times, alternating, analyze on the two directories and
+   DuckDB computing σ alone on the same files (one query: the both-correct filter and
+   ``stddev_pop``). Targets: analyze ≤ 4× DuckDB's σ-alone time, peak RSS ≤ 1.5 GiB, not growing
+   with n (give several sizes to see it).
+3. Small (``--small-rows``, default 0 = skip; the target is for 10000): analyze on a small CSV pair,
+   start-up included. Target: under 1 s.
 
 Wall time is measured around the process (interpreter start and imports included); CPU time is
 the child's user + system time; peak memory is the child's own peak resident set (``VmHWM`` of
@@ -54,6 +63,18 @@ df = pd.concat([t.add_prefix("t_"), s.add_prefix("s_")], axis=1)
 both = df[(df.t_pred == df.t_label) & (df.s_pred == df.s_label)]
 sigma = np.std(both.t_p0 - both.s_p0)
 print(repr(float(sigma)), (df.t_pred == df.t_label).mean(), (df.s_pred == df.s_label).mean())
+""" + REPORT_HWM
+
+# σ alone, as DuckDB computes it best: one aggregate over the two shard globs joined by position.
+DUCKDB_SIGMA = """
+import sys
+import duckdb
+t, s = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+q = (f"SELECT stddev_pop(t.p0 - s.p0), count(*) FROM read_parquet('{t}/*.parquet') t POSITIONAL JOIN "
+     f"read_parquet('{s}/*.parquet') s WHERE t.pred = t.label AND s.pred = s.label")
+sigma, n = con.execute(q).fetchone()
+print(repr(float(sigma)), n)
 """ + REPORT_HWM
 
 # The real entry point; only the analyze sub-command is registered so that the benchmark does not
@@ -150,7 +171,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each way (default 1)")
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--parquet-rows", default="", help="comma-separated sizes for the Parquet shard runs")
-    parser.add_argument("--shards", type=int, default=10, help="Parquet shards per model (default 10)")
+    parser.add_argument("--shards", type=int, default=20, help="Parquet shards per model (default 20)")
+    parser.add_argument("--small-rows", type=int, default=0,
+                        help="rows of the small-input run (10000 for the target; default 0: skip)")
     parser.add_argument("--dir", type=Path, default=None, help="where to generate (default: a temp dir)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the generated files in --dir and reuse them on the next run with the same sizes")
@@ -174,14 +197,9 @@ def main() -> None:
                 stamp.write_text(json.dumps(want))
                 print(f"generated 2 x {rows:,} rows as {args.shards} Parquet shards each in "
                       f"{time.perf_counter() - t0:.0f} s")
-            res = root / "r.json"
-            wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(root / "teacher"),
-                                         "--student", str(root / "student"), "--kappa", "0.05", "--json", str(res), "--overwrite",
-                                         "--bootstrap", str(args.bootstrap)])
-            r = json.loads(res.read_text())
-            print(f"Parquet {rows:>12,} rows: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {rss:,.0f} MiB; "
-                  f"sigma {r['sigma']:.6f}, flips@0.9 {r['flips']['0.9']['rate']:.4f}, "
-                  f"ECE teacher {r['calibration']['teacher']['ece']:.4f}", flush=True)
+            parquet_comparison(args, root, py, rows)
+        if args.small_rows:
+            small_run(args, work, py)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -209,9 +227,7 @@ def csv_comparison(args: argparse.Namespace, work: Path, py: str) -> None:
         runs["notebook"].append((wall, rss, cpu))
         sigma_nb = float(out.split()[0])
         res = work / "r.json"
-        wall, rss, cpu, _ = measure([py, "-c", ANALYZE, "analyze", "--teacher", str(t_csv), "--student",
-                                     str(s_csv), "--kappa", "0.05", "--json", str(res), "--overwrite", "--bootstrap",
-                                     str(args.bootstrap)])
+        wall, rss, cpu, _ = measure(_analyze_args(py, t_csv, s_csv, res, args.bootstrap))
         runs["analyze"].append((wall, rss, cpu))
         sigma_an = json.loads(res.read_text())["sigma"]
         print("  run: " + ", ".join(f"{k} {v[-1][0]:.2f} s wall / {v[-1][2]:.2f} s CPU" for k, v in runs.items()),
@@ -222,8 +238,44 @@ def csv_comparison(args: argparse.Namespace, work: Path, py: str) -> None:
     print(f"{'way':<36}{'wall s (best)':>14}{'CPU s (best)':>14}{'peak RSS MiB':>14}")
     for name, label in (("notebook", "notebook (pandas, CSV, σ only)"), ("analyze", "confdistill analyze (CSV, all)")):
         print(f"{label:<36}{best[name][0]:>14.2f}{best[name][2]:>14.2f}{best[name][1]:>14.0f}")
-    print(f"analyze vs notebook on CSV: {best['notebook'][0] / best['analyze'][0]:.2f}x wall, "
+    print(f"analyze vs notebook on CSV: {best['notebook'][0] / best['analyze'][0]:.2f}x wall (target >= 1.5x), "
           f"{best['notebook'][2] / best['analyze'][2]:.2f}x CPU")
+
+
+def _analyze_args(py: str, teacher: Path, student: Path, res: Path, bootstrap: int) -> list[str]:
+    return [py, "-c", ANALYZE, "analyze", "--teacher", str(teacher), "--student", str(student), "--kappa", "0.05",
+            "--json", str(res), "--overwrite", "--bootstrap", str(bootstrap)]
+
+
+def parquet_comparison(args: argparse.Namespace, root: Path, py: str, rows: int) -> None:
+    """analyze on the shard directories against DuckDB's σ alone on the same files, alternating."""
+    res = root / "r.json"
+    runs: dict[str, list[tuple[float, float, float]]] = {"duckdb": [], "analyze": []}
+    sigma_db = None
+    for _ in range(args.repeat):
+        wall, rss, cpu, out = measure([py, "-c", DUCKDB_SIGMA, str(root / "teacher"), str(root / "student")])
+        sigma_db = float(out.split()[0])
+        runs["duckdb"].append((wall, rss, cpu))
+        runs["analyze"].append(measure(_analyze_args(py, root / "teacher", root / "student", res, args.bootstrap))[:3])
+        print("  run: " + ", ".join(f"{k} {v[-1][0]:.1f} s wall / {v[-1][1]:,.0f} MiB" for k, v in runs.items()),
+              flush=True)
+    r = json.loads(res.read_text())
+    # best wall and CPU, largest peak memory over the runs
+    (wa, ra, ca), (wd, rd, _) = ((min(w for w, _, _ in v), max(m for _, m, _ in v), min(c for _, _, c in v))
+                                 for v in (runs["analyze"], runs["duckdb"]))
+    print(f"Parquet {rows:>12,} rows, {args.shards} shards per model: analyze {wa:.1f} s wall, {ca:.1f} s CPU, "
+          f"peak RSS {ra:,.0f} MiB (target <= 1536); DuckDB σ alone {wd:.1f} s, {rd:,.0f} MiB; "
+          f"analyze / DuckDB = {wa / wd:.2f}x (target <= 4x); sigma {r['sigma']!r} vs DuckDB {sigma_db!r}", flush=True)
+
+
+def small_run(args: argparse.Namespace, work: Path, py: str) -> None:
+    """analyze on a small CSV pair, start-up included (target: under 1 s for 10 k rows)."""
+    t_csv, s_csv = work / "small_teacher.csv", work / "small_student.csv"
+    generate(t_csv, s_csv, args.small_rows, seed=1)
+    walls = [measure(_analyze_args(py, t_csv, s_csv, work / "small.json", args.bootstrap))[0]
+             for _ in range(max(args.repeat, 1))]
+    print(f"small: {args.small_rows:,} rows, analyze (start-up included) best {min(walls):.2f} s, "
+          f"median {float(np.median(walls)):.2f} s over {len(walls)} runs (target < 1 s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -89,27 +89,36 @@ def test_hand_computed_case() -> None:
     assert res.student_high_conf_share == pytest.approx(3 / 5)
     assert res.wasserstein == pytest.approx(0.1, abs=1e-15)
     assert res.normality["p_value"] is None  # 3 rows: too few
-    assert res.verdict == "no verdict"
+    # 3 rows in the σ set: too few for any verdict (issue 18), with or without a tolerance
+    assert res.verdict == res.verdict_95 == "not informative"
+    assert res.not_informative == ["only 3 rows are in the σ set (both models correct); a verdict needs at least 30"]
+    assert res.warnings[0] == res.not_informative[0]
+
+
+def _tiled(p0: np.ndarray, times: int = 10):
+    """The hand case repeated: σ, the mean and the accuracies are unchanged, and 30 rows are in the set."""
+    return _binary(np.tile(p0, times), np.tile(LABELS, times))
 
 
 def test_hand_computed_kappa() -> None:
     sigma = math.sqrt(0.03 - 1 / 900)
-    # β = 2 over N = 5 rows, n_b = 3, α = 0, T = 1: κ_β = sqrt(β / (2 n_b)) = sqrt(1/3) ≈ 0.577 ≥ σ ≈ 0.170.
+    # The hand case × 10 (30 rows in the set, as a verdict needs), β × 10 so κ_β is the same:
+    # β = 20 over N = 50 rows, n_b = 30, α = 0, T = 1: κ_β = sqrt(β / (2 n_b)) = sqrt(1/3) ≈ 0.577 ≥ σ ≈ 0.170.
     # β alone gives a bound check, never a verdict.
-    res = analyze_pair(_binary(T_P0), _binary(S_P0), beta=2.0, n_bootstrap=0)
+    res = analyze_pair(_tiled(T_P0), _tiled(S_P0), beta=20.0, n_bootstrap=0)
     assert res.kappa_from_beta == pytest.approx(math.sqrt(1 / 3), abs=1e-15)
     assert res.gamma == pytest.approx(math.sqrt(5 / 6)) and res.kappa is None
     assert (res.verdict, res.verdict_95, res.bound_check) == ("no verdict", "no verdict", "consistent")
-    # α = 0.5, T = 2: κ_β = 2·sqrt(2 / (2·0.5·3)); β given as a mean per example (0.4 × 5 = 2)
-    res = analyze_pair(_binary(T_P0), _binary(S_P0), beta_mean=0.4, alpha=0.5, temperature=2.0, n_bootstrap=0)
-    assert res.beta == pytest.approx(2.0) and res.kappa_from_beta == pytest.approx(2 * math.sqrt(2 / 3))
+    # α = 0.5, T = 2: κ_β = 2·sqrt(20 / (2·0.5·30)); β given as a mean per example (0.4 × 50 = 20)
+    res = analyze_pair(_tiled(T_P0), _tiled(S_P0), beta_mean=0.4, alpha=0.5, temperature=2.0, n_bootstrap=0)
+    assert res.beta == pytest.approx(20.0) and res.kappa_from_beta == pytest.approx(2 * math.sqrt(2 / 3))
     # the user's tolerance decides; σ ≈ 0.170 > 0.1 → fails, while the bound stays consistent
-    res = analyze_pair(_binary(T_P0), _binary(S_P0), kappa=0.1, beta=2.0, n_bootstrap=0)
+    res = analyze_pair(_tiled(T_P0), _tiled(S_P0), kappa=0.1, beta=20.0, n_bootstrap=0)
     assert (res.kappa, res.kappa_source, res.verdict, res.verdict_95) == (0.1, "user", "fails", "fails")
     assert res.kappa_from_beta == pytest.approx(math.sqrt(1 / 3)) and res.bound_check == "consistent"
     assert res.sigma == pytest.approx(sigma)
-    # β = 0.1: κ_β = sqrt(0.1/6) ≈ 0.129 < σ: the bound is violated, i.e. β was mis-measured
-    res = analyze_pair(_binary(T_P0), _binary(S_P0), beta=0.1, n_bootstrap=0)
+    # β = 1: κ_β = sqrt(1/60) ≈ 0.129 < σ: the bound is violated, i.e. β was mis-measured
+    res = analyze_pair(_tiled(T_P0), _tiled(S_P0), beta=1.0, n_bootstrap=0)
     assert res.bound_check == "violated" and res.verdict == "no verdict"
 
 
@@ -128,7 +137,8 @@ def test_kappa_bound_forms() -> None:
 
 
 def test_eval_split_is_not_covered_by_the_bound(tmp_path: Path) -> None:
-    t, s = _binary(T_P0, meta={"split": "dev"}), _binary(S_P0)
+    t, s = _tiled(T_P0), _tiled(S_P0)
+    t.meta["split"] = "dev"
     res = analyze_pair(t, s, beta=2.0, n_train=100, kappa=0.5, n_bootstrap=0)
     assert res.split == "eval" and res.bound_check == "not covered"
     assert res.verdict == "holds"  # σ(dev) against the same tolerance

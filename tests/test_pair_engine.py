@@ -1,4 +1,4 @@
-"""The DuckDB pair engine: label-free analysis, shards, the large-input path against the exact one.
+"""The streaming pair engine: label-free analysis, shards, the large-input path against the exact one.
 
 Independent references: hand-computed cases, numpy on the same arrays, and the engine's own
 exact row path (below EXACT_MAX_N rows) against its aggregated path (above), forced by
@@ -141,3 +141,28 @@ def test_aggregated_path_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> No
     t, s = outputs_from_arrays(tp, labels), outputs_from_arrays(sp, labels)
     runs = [analyze_pair(t, s, n_bootstrap=100, seed=2).to_dict() for _ in range(3)]
     assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.parametrize("exact_max_n", [0, eng.EXACT_MAX_N])
+def test_one_and_two_threads_give_identical_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 exact_max_n: int) -> None:
+    """Issue 18: bit-identical results across thread counts (Arrow's parsing threads; the aggregates are
+    merged in row order), the new figures (flips against labels, McNemar, slices, not-informative causes)
+    included."""
+    import pyarrow as pa
+
+    monkeypatch.setattr(eng, "EXACT_MAX_N", exact_max_n)
+    tp, sp, labels = _pair(60_000, seed=13)
+    t = write_softmax(tmp_path / "t.parquet", tp, labels)
+    s = write_softmax(tmp_path / "s.csv", sp, labels)
+    runs = []
+    before = pa.cpu_count()
+    try:
+        for threads in (1, 2, 1):
+            pa.set_cpu_count(threads)
+            runs.append(analyze_files(t, s, kappa=0.05, n_bootstrap=100, seed=3,
+                                      slice_by=["label", "pred"]).to_dict())
+    finally:
+        pa.set_cpu_count(before)
+    assert runs[0] == runs[1] == runs[2]
+    assert runs[0]["accuracy_test"]["discordant"][0] > 0 and len(runs[0]["slices"]["label"]) == tp.shape[1]

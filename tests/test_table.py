@@ -168,3 +168,19 @@ def test_reliability_curve_hand_computed() -> None:
     assert rc["count"][5] == 1 and rc["count"][6] == 1 and rc["count"][9] == 3
     # ECE = (1·|1 − 0.55| + 1·|0 − 0.65| + 3·|2/3 − 0.9567|) / 5
     assert rc["ece"] == pytest.approx((0.45 + 0.65 + 3 * abs(2 / 3 - (0.95 + 0.92 + 1.0) / 3)) / 5)
+
+
+def test_collapsed_teacher_is_listed_as_not_informative(tmp_path: Path) -> None:
+    # a teacher stuck on class 0 and its student: σ ≈ 0, but the table must not say "holds" (issue 18)
+    n = 200
+    labels = np.arange(n) % 2
+    t = np.full(n, 0.9)
+    s = t - 1e-6 * (np.arange(n) % 3)
+    for model, p in (("T", t), ("S", s)):
+        write_softmax(tmp_path / model / "A_on_eval" / "eval_results.csv", np.stack([p, 1 - p], 1), labels)
+    table = build_rq1_table(tmp_path, {"A": "T"}, ["S"], kappa=0.05, n_bootstrap=0, splits=["eval"])
+    (row,) = table.ok
+    assert (row.verdict, row.verdict_95) == ("not informative", "not informative")
+    md = table.to_markdown()
+    assert "| not informative | not informative |" in md and "holds" not in md
+    assert "- A / S / eval: the teacher predicts class 0 on every row" in md

@@ -7,7 +7,8 @@ T and S are softmax files (CSV/TSV/Parquet), directories or globs of shard files
 not. Prints the answer first, then the evidence; ``--json FILE`` writes the result (keys in
 docs/formats.md); ``--out DIR`` writes ``analysis.json``, ``worst.csv`` and the PNG plots there.
 Nothing is written unless both inputs are valid and the analysis completed (bad input → exit 2).
-``--check`` makes the exit code the verdict: 1 when φ_cnf fails against ``--kappa``.
+``--check`` makes the exit code the verdict: 1 when φ_cnf fails against ``--kappa`` or the pair is
+"not informative" (a collapsed model, a teacher at the majority class, too few rows).
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def add_parser(subparsers: Any) -> None:
                    help="list the N rows with the largest confidence gap and N flips at the highest threshold "
                    f"(default 20; 0: none; at most {WORST_ROWS.high:,.0f})")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when phi_cnf fails against --kappa (for CI gates); needs --kappa")
+                   help="exit 1 when phi_cnf fails against --kappa, or when the pair is not informative (a model "
+                   "predicting one class everywhere, a teacher no better than the majority class, fewer than 30 "
+                   "rows in the sigma set) (for CI gates); needs --kappa")
     p.add_argument("--threshold", type=float, default=0.9, metavar="P", help="high-confidence threshold (default 0.9)")
     p.add_argument("--delta", choices=["p0", "label", "pred"], default=None,
                    help="confidence compared: p0 (paper, default for 2 classes), the gold label's probability "
@@ -65,6 +68,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--split", choices=["train", "dev", "eval"], default=None,
                    help="analysed split: train (X_train, covered by the β bound) or dev/eval (default: from the "
                    "sidecar or a <TASK>_on_<split> folder)")
+    p.add_argument("--slice-by", action="append", default=[], metavar="WHAT",
+                   help="also report every figure per slice: label, length (word count of the text, in quartiles; "
+                   "needs the sidecar's data file) or a column of the prediction file or of its data file; "
+                   "repeat for several")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="directory for analysis.json, worst.csv and the plots")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the result as JSON to this file")
     p.add_argument("--no-plots", action="store_true", help="with --out: write no plots")
@@ -105,8 +112,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from confdistill.errors import InputError
     from confdistill.folders import check_output_target, output_lock, recover_folder, remove_stale_temps
     from confdistill.io import atomic_directory, write_json
-    from confdistill.properties.confidence import analyze_pair
     from confdistill.properties.decisions import parse_thresholds
+    from confdistill.properties.stream_analysis import analyze_pair
     from confdistill.properties.verdict import bound_from_options, read_run_json
 
     def check_targets() -> None:
@@ -134,7 +141,7 @@ def _analyze(args: argparse.Namespace) -> int:
             args.teacher, args.student, kappa=args.kappa, bound=bound, thresholds=thresholds,
             threshold_labels=labels, worst=args.worst, threshold=args.threshold, delta=args.delta or "auto",
             n_bootstrap=args.bootstrap, seed=args.seed,
-            split="eval" if args.split == "dev" else args.split)
+            split="eval" if args.split == "dev" else args.split, slice_by=args.slice_by)
     for w in caught:
         print(f"confdistill analyze: warning: {w.message}", file=sys.stderr)
     for note in result.warnings:
@@ -160,6 +167,11 @@ def _analyze(args: argparse.Namespace) -> int:
     print(result.summary())
     if written:
         print("wrote: " + ", ".join(str(p) for p in written))
+    if args.check and data["verdict"] == "not informative":
+        # A release gate must not pass what it cannot judge.
+        print(f"confdistill analyze: φ_cnf not informative: {'; '.join(data['not_informative'])} (exit {EXIT_FAILS})",
+              file=sys.stderr)
+        return EXIT_FAILS
     if args.check and data["verdict"] == "fails":
         print(f"confdistill analyze: φ_cnf fails: σ = {data['sigma']:.6f} > κ = {data['kappa']:g} (exit {EXIT_FAILS})",
               file=sys.stderr)

@@ -145,7 +145,8 @@ def analyze_student(cfg: ExperimentConfig, task: TaskConfig, s: StudentSpec, run
                                                                      "temperature")},
     }
     kwargs: dict[str, Any] = {"threshold": cfg.analysis.threshold, "delta": cfg.analysis.delta,
-                              "n_bootstrap": cfg.analysis.n_bootstrap, "seed": cfg.seed}
+                              "n_bootstrap": cfg.analysis.n_bootstrap, "seed": cfg.seed,
+                              "slice_by": cfg.analysis.slice_by}
     for role in ("train", "dev"):
         teacher = read_softmax(prediction_files(out, task.key, "teacher", role)[0])
         student = read_softmax(prediction_files(out, task.key, s.name, role)[0])

@@ -254,6 +254,7 @@ class AnalysisTable(Table):
     threshold: Annotated[float, BeforeValidator(values.threshold)] = 0.9
     delta: Annotated[str, BeforeValidator(values.choice("auto", "p0", "label"))] = "auto"
     n_bootstrap: NonNegativeInt = 1000
+    slice_by: Annotated[tuple[str, ...], BeforeValidator(values.name_list)] = ()
 
 
 class FootprintTable(Table):

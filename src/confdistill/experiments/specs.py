@@ -101,6 +101,7 @@ class AnalysisSettings:
     threshold: float = 0.9
     delta: str = "auto"  # "auto" = p0 for 2 classes, gold-label probability for more
     n_bootstrap: int = 1000
+    slice_by: tuple[str, ...] = ()  # "label", "length" or column names: figures per slice (properties/slices.py)
 
 
 @dataclass

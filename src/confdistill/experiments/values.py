@@ -130,6 +130,14 @@ def names(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def name_list(value: Any) -> tuple[str, ...]:
+    """``slice_by``: a list of distinct non-empty names (possibly empty)."""
+    if (not isinstance(value, list | tuple) or not all(isinstance(n, str) and n.strip() for n in value)
+            or len(set(value)) != len(value)):
+        raise ValueError(f'expected a list of distinct names (e.g. ["label", "length"]), got {show(value)}')
+    return tuple(n.strip() for n in value)
+
+
 Str = Annotated[str, BeforeValidator(string)]
 Bool = Annotated[bool, BeforeValidator(boolean)]
 PositiveInt = Annotated[int, BeforeValidator(integer(1))]

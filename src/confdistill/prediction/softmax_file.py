@@ -6,8 +6,8 @@ in CSV (``.csv``), TSV (``.tsv``) or Parquet (``.parquet``/``.pq``). A sidecar
 ``<file>.meta.json`` records where the predictions come from. The full specification is
 ``docs/formats.md``.
 
-Reading goes through DuckDB (:mod:`confdistill.prediction.sources`: parsing, the row checks as
-queries, shards); :func:`read_softmax` brings one model's outputs into memory as numpy arrays.
+Reading goes through Arrow's streaming readers (:mod:`confdistill.prediction.stream`: parsing, the row
+checks batch by batch, shards); :func:`read_softmax` brings one model's outputs into memory as numpy arrays.
 Writing is pyarrow (atomic, with the sidecar). Imports numpy only at module level (never torch).
 """
 
@@ -21,15 +21,12 @@ from typing import Any
 import numpy as np
 
 from confdistill.errors import InputError
+from confdistill.prediction.shards import expected_columns, sidecar_path
 from confdistill.prediction.sources import (
     ARGMAX_TIE_TOLERANCE,
     CSV_EXT,
     PARQUET_EXT,
     SUM_TOLERANCE,
-    connect,
-    expected_columns,
-    open_source,
-    sidecar_path,
 )
 
 FORMAT_VERSION = "confdistill-softmax/1"
@@ -98,20 +95,16 @@ def read_softmax(path: str | Path, *, delimiter: str | None = None) -> SoftmaxOu
     ``label = None``. For logs too large for memory, analyse the files directly
     (:func:`confdistill.properties.analyze_files`): that path streams.
     """
-    with connect() as con:
-        src = open_source(path, con, delimiter=delimiter)
-        cols = (["id"] if src.has_id else []) + ["pred"] + [f"p{c}" for c in range(src.k)] + \
-            (["label"] if src.has_label else [])
-        data = con.execute(f"SELECT {', '.join(chr(34) + c + chr(34) for c in cols)} FROM {src.scan} "
-                           "ORDER BY file_idx, file_row").fetchnumpy()
-    n = len(data["pred"])
-    # Column-major: column passes (sums, maxima, one class's probability) are the fast ones.
-    probs = np.empty((n, src.k), dtype=np.float64, order="F")
-    for c in range(src.k):
-        probs[:, c] = np.asarray(data[f"p{c}"], dtype=np.float64)
-    label = np.asarray(data["label"], dtype=np.int64) if src.has_label else None
-    ids = np.asarray(data["id"], dtype=object) if src.has_id else None
-    out = SoftmaxOutputs(probs=probs, pred=np.asarray(data["pred"], dtype=np.int64), label=label, ids=ids,
+    from confdistill.prediction.stream import open_stream
+
+    stream = open_stream(path, delimiter=delimiter)
+    parts = list(stream.batches())
+    src = stream.finish()
+    probs = np.asfortranarray(np.concatenate([b.p for b in parts]))  # column passes are the fast ones
+    pred = np.concatenate([b.pred for b in parts])
+    label = np.concatenate([b.label for b in parts]) if src.has_label else None  # type: ignore[misc]
+    ids = np.concatenate([b.ids for b in parts]) if src.has_id else None  # type: ignore[misc]
+    out = SoftmaxOutputs(probs=probs, pred=pred, label=label, ids=ids,
                          path=src.path if src.path is not None else Path(src.spec), meta=src.meta,
                          notes=src.notes)
     for note in src.notes:

@@ -6,13 +6,14 @@
 """
 
 from confdistill.properties.bound import gamma_factor, kappa_bound
-from confdistill.properties.confidence import PairAnalysis, analyze_files, analyze_pair, infer_split
+from confdistill.properties.confidence import PairAnalysis, infer_split
 from confdistill.properties.sigma_stats import (
     bootstrap_sigma_ci,
     normality_test,
     population_sigma,
     wasserstein,
 )
+from confdistill.properties.stream_analysis import analyze_files, analyze_pair
 from confdistill.properties.verdict import BoundInputs, Judgement, judge, read_run_json
 
 __all__ = [

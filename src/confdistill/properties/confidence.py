@@ -9,16 +9,16 @@ states (:mod:`confdistill.properties.verdict` decides every verdict). Beside σ:
 operating thresholds over all rows (:mod:`.decisions`), calibration of both models and its change
 (:mod:`.calibration`), and the rows that moved most.
 
-Every figure is computed by DuckDB from the files (:mod:`.pair`), in float64, in bounded memory:
-30 M-row logs in shards are analysed the same way as a GLUE dev split. Imports numpy and duckdb
-(never torch).
+This module holds the result, :class:`PairAnalysis`; the figures are computed by
+:func:`confdistill.properties.stream_analysis.analyze_pair` from one streaming pass over the files
+(:mod:`.stream_engine`), in float64, in bounded memory: 100 M-row logs in shards are analysed the
+same way as a GLUE dev split. Imports numpy only (never torch).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,26 +27,7 @@ import numpy as np
 
 from confdistill import ranges
 from confdistill.errors import InputError
-from confdistill.prediction.softmax_file import SoftmaxOutputs
-from confdistill.prediction.sources import SoftmaxSource, connect, open_source
-from confdistill.properties import pair as eng
-from confdistill.properties.calibration import (
-    CalibrationUnits,
-    calibration_analysis,
-    reliability,
-    units_from_rows,
-)
-from confdistill.properties.decisions import CURVE, DEFAULT_THRESHOLDS, flip_curve, flips_analysis
-from confdistill.properties.sigma_stats import (
-    Moments,
-    histogram_sigma_replicates,
-    normality_test,
-    quantiles,
-    sigma_replicates,
-    wasserstein,
-)
-from confdistill.properties.verdict import BoundInputs, bound_from_options, judge
-from confdistill.properties.worst import attach_texts, worst_rows
+from confdistill.prediction.sources import SoftmaxSource
 
 _SPLIT_PATTERN = re.compile(r"_on_(train|eval|dev)$", re.IGNORECASE)
 
@@ -89,6 +70,11 @@ class PairAnalysis:
     teacher_path: str | None = None
     student_path: str | None = None
     warnings: list[str] = field(default_factory=list)
+    not_informative: list[str] = field(default_factory=list)
+    negative_flips: dict[str, Any] | None = None
+    positive_flips: dict[str, Any] | None = None
+    accuracy_test: dict[str, Any] | None = None
+    slices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def n_both(self) -> int | None:
@@ -143,31 +129,6 @@ def infer_split(meta: dict[str, Any], path: Path | None) -> str | None:
     return "train" if split == "train" else "eval"
 
 
-def _memory_source(con: Any, outputs: SoftmaxOutputs, table: str) -> SoftmaxSource:
-    """Register in-memory outputs with DuckDB as a source (already validated when they were built)."""
-    import pyarrow as pa
-
-    rows = np.arange(1, outputs.n + 1, dtype=np.int64)
-    data: dict[str, Any] = {"file_idx": np.zeros(outputs.n, dtype=np.int64), "file_row": rows, "row": rows}
-    if outputs.ids is not None:
-        data["id"] = pa.array([str(v) for v in outputs.ids], type=pa.string())
-    data["pred"] = np.asarray(outputs.pred, dtype=np.int64)
-    for c in range(outputs.k):
-        data[f"p{c}"] = np.ascontiguousarray(outputs.probs[:, c], dtype=np.float64)
-    if outputs.label is not None:
-        data["label"] = np.asarray(outputs.label, dtype=np.int64)
-    con.register(table, pa.table(data))
-    return SoftmaxSource(spec=outputs.name, files=[outputs.path or Path(outputs.name)], k=outputs.k,
-                         has_id=outputs.ids is not None, has_label=outputs.label is not None, scan=table,
-                         shard_rows=[outputs.n], meta=dict(outputs.meta), notes=list(outputs.notes))
-
-
-def _open(con: Any, x: SoftmaxOutputs | str | Path, table: str) -> SoftmaxSource:
-    if isinstance(x, SoftmaxOutputs):
-        return _memory_source(con, x, table)
-    return open_source(x, con, table=table)
-
-
 def validate_analysis_options(*, threshold: float, n_bootstrap: int, worst: int = 0) -> None:
     """The options ``analyze`` and ``table`` share: a one-line :class:`InputError` naming the flag."""
     if not ranges.PROBABILITY.contains(threshold):
@@ -178,153 +139,8 @@ def validate_analysis_options(*, threshold: float, n_bootstrap: int, worst: int 
         raise InputError(f"--worst: expected a number of rows, {ranges.WORST_ROWS.describe()}; got {worst!r}")
 
 
-def analyze_pair(
-    teacher: SoftmaxOutputs | str | Path,
-    student: SoftmaxOutputs | str | Path,
-    *,
-    kappa: float | None = None,
-    beta: float | None = None,
-    beta_mean: float | None = None,
-    alpha: float = 0.0,
-    temperature: float = 1.0,
-    n_train: int | None = None,
-    bound: BoundInputs | None = None,
-    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    threshold_labels: Sequence[str] | None = None,
-    worst: int = 20,
-    threshold: float = 0.9,
-    delta: str = "auto",
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    split: str | None = None,
-) -> PairAnalysis:
-    """Analyse one teacher/student pair of softmax outputs on the same rows.
-
-    Args:
-        teacher, student: in-memory outputs, or a file / directory / glob of shard files.
-        kappa: the user's tolerance on σ (the φ_cnf verdict needs one; none → "no verdict").
-        beta / beta_mean / n_train / alpha / temperature, or ``bound``: the distillation's
-            prediction-layer loss and settings, for the bound check (never a verdict).
-        thresholds (labels: the texts the user gave, used as JSON keys): operating thresholds τ.
-        worst: rows with the largest |Δconf|, and flips at the highest τ, to list (0: none).
-        threshold: confidence (max probability) above which a row counts as high-confidence.
-        delta: "p0", "label", "pred" or "auto" (p0 for 2 classes, else label / pred).
-        n_bootstrap, seed: bootstrap resamples for every interval, and their seed.
-        split: "train"/"eval"; default from the sidecar or a ``<TASK>_on_<split>`` folder.
-    Raises InputError for misaligned pairs, bad options, or an empty set.
-    """
-    validate_analysis_options(threshold=threshold, n_bootstrap=n_bootstrap, worst=worst)
-    if split is not None and split not in ("train", "eval"):
-        raise InputError(f"split must be 'train' or 'eval', got {split!r}")
-    if bound is None:
-        bound = bound_from_options(beta=beta, beta_mean=beta_mean, n_train=n_train, alpha=alpha,
-                                   temperature=temperature)
-    thresholds = [float(t) for t in thresholds]
-    labels = list(threshold_labels) if threshold_labels is not None else [f"{t:g}" for t in thresholds]
-    with connect() as con:
-        t_src, s_src = _open(con, teacher, "mem_teacher"), _open(con, student, "mem_student")
-        pair = eng.build_pair(con, t_src, s_src, delta=delta)
-        # Same inputs, same outputs: a parallel floating-point sum depends on how the rows were
-        # split between threads, so the aggregates run on one thread (parsing stayed parallel).
-        con.execute("SET threads = 1")
-        if split is None:
-            split = infer_split(t_src.meta, t_src.path) or infer_split(s_src.meta, s_src.path)
-        return _analyze(pair, kappa=kappa, bound=bound, thresholds=thresholds, labels=labels, worst=worst,
-                        threshold=threshold, n_bootstrap=n_bootstrap, seed=seed, split=split)
-
-
-def _analyze(pair: eng.Pair, *, kappa: float | None, bound: BoundInputs | None, thresholds: list[float],
-             labels: list[str], worst: int, threshold: float, n_bootstrap: int, seed: int,
-             split: str | None) -> PairAnalysis:
-    n = pair.n
-    all_t = [*thresholds, *CURVE.tolist()]
-    cells = eng.decision_cells(pair, threshold, all_t)
-    counts = eng.basic_counts(cells, n)
-    n_set = int(counts["n_set"])
-    set_name = "both_correct" if pair.labelled else "agree"
-    if n_set == 0:
-        what = "classified correctly by both models" if pair.labelled else "predicted the same by both models"
-        raise InputError(f"no row is {what} ({pair.teacher.name} vs {pair.student.name}): σ is undefined",
-                         path=pair.student.name)
-    mean = float(counts["mean"])
-    dbins = eng.delta_bins(pair, mean)
-    m2, m3, m4 = (float(dbins[f"s{p}"].sum() / n_set) for p in (2, 3, 4))
-    sigma = math.sqrt(m2)
-    normality = normality_test(None, central=(n_set, mean, m2, m3, m4))
-    t_hist, s_hist = eng.confidence_bins(pair)
-    # σ's bootstrap: exact on rows up to EXACT_MAX_N, else on the histogram of Δ (binned form).
-    if n_set <= eng.EXACT_MAX_N:
-        arrays = eng.set_arrays(pair)
-        replicates, method = sigma_replicates(Moments.of(arrays["delta"]), n_bootstrap, seed)
-        w1, w1_method = wasserstein(arrays["t_c"], arrays["s_c"]), "exact"
-    else:
-        replicates, method = None, "none"
-        if n_bootstrap > 0 and sigma > 0:
-            replicates = histogram_sigma_replicates(dbins["n"], dbins["s1"], dbins["s2"], n_bootstrap,
-                                                    np.random.default_rng(seed))
-            method = "histogram"
-        w1, w1_method = eng.binned_wasserstein(t_hist, s_hist), f"binned ({eng.W1_BINS} bins)"
-    if replicates is None:
-        ci, one_sided = (sigma, sigma), (sigma, sigma)
-    else:
-        q = quantiles(replicates, [0.025, 0.975, 0.05, 0.95])
-        ci, one_sided = (float(q[0]), float(q[1])), (float(q[2]), float(q[3]))
-    judgement = judge(sigma, one_sided, tolerance=kappa, bound=bound, split=split, n_set=n_set, n_rows=n,
-                      k=pair.k)
-    fc = eng.flip_counts(cells, n, all_t)
-    flips = flips_analysis(fc[:len(thresholds)], thresholds, labels, n_bootstrap=n_bootstrap, seed=seed)
-    calibration = rel = None
-    if pair.labelled:
-        t_units, s_units = _calibration_units(pair)
-        calibration = calibration_analysis(t_units, s_units, n_bootstrap=n_bootstrap, seed=seed)
-        rel = {"teacher": reliability(t_units), "student": reliability(s_units)}
-    rows = worst_rows(pair, worst, max(thresholds) if thresholds else None)
-    notes = [*pair.teacher.notes, *pair.student.notes]
-    if rows:
-        notes += attach_texts(rows, pair.teacher.meta)
-    return PairAnalysis(
-        n=n, k=pair.k, labelled=pair.labelled, set=set_name, n_set=n_set,
-        teacher_accuracy=float(counts["t_ok"]) / n if pair.labelled else None,
-        student_accuracy=float(counts["s_ok"]) / n if pair.labelled else None,
-        agreement=float(counts["agree"]) / n, sigma=sigma, mean_delta=mean, sigma_ci95=ci,
-        sigma_one_sided95=one_sided, bootstrap_method=method, n_bootstrap=int(n_bootstrap), seed=int(seed),
-        delta_kind=pair.delta_kind, threshold=float(threshold),
-        teacher_high_conf_share=float(counts["t_high"]) / n, student_high_conf_share=float(counts["s_high"]) / n,
-        wasserstein=w1, wasserstein_method=w1_method, normality=normality, judgement=judgement.to_dict(),
-        split=split, aligned_by=pair.aligned_by, flips=flips,
-        flip_curve=flip_curve(fc[len(thresholds):], CURVE.tolist()), calibration=calibration, reliability=rel,
-        histograms=eng.plot_histograms(t_hist, s_hist, dbins["n"]), worst=rows,
-        teacher_path=_path_text(pair.teacher), student_path=_path_text(pair.student), warnings=notes,
-    )
-
-
 def _path_text(src: SoftmaxSource) -> str | None:
     return None if src.name == "<memory>" else src.name
 
 
-def _calibration_units(pair: eng.Pair) -> tuple[CalibrationUnits, CalibrationUnits]:
-    """Row units (exact row bootstrap) up to EXACT_MAX_N rows, else cells aggregated by DuckDB."""
-    k = pair.k
-    if pair.n <= eng.EXACT_MAX_N:
-        r = eng.calibration_rows(pair)
-        label = r["label"].astype(np.int64)
-        units = []
-        for m in ("t", "s"):
-            probs = np.column_stack([r[f"{m}_p{c}"] for c in range(k)]).astype(np.float64)
-            units.append(units_from_rows(probs, r[f"{m}_pred"].astype(np.int64), label))
-        return units[0], units[1]
-    c = eng.calibration_cells(pair)
-    count = c["count"].astype(np.float64)
-    return tuple(CalibrationUnits(  # type: ignore[return-value]
-        count=count, bin=c[f"{m}_bin"].astype(np.int64), ace_bin=c[f"{m}_ace"].astype(np.int64),
-        sum_conf=c[f"{m}_sum_conf"].astype(np.float64), sum_correct=c[f"{m}_sum_correct"].astype(np.float64),
-        sum_brier=c[f"{m}_sum_brier"].astype(np.float64), sum_nll=c[f"{m}_sum_nll"].astype(np.float64))
-        for m in ("t", "s"))
-
-
-def analyze_files(teacher: str | Path, student: str | Path, **kwargs: Any) -> PairAnalysis:
-    """:func:`analyze_pair` on two files, directories or globs of shards (same keywords); streams."""
-    return analyze_pair(teacher, student, **kwargs)
-
-
-__all__ = ["PairAnalysis", "analyze_files", "analyze_pair", "infer_split"]
+__all__ = ["PairAnalysis", "infer_split"]

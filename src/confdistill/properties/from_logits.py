@@ -22,7 +22,7 @@ def sigma_from_logits(teacher_logits: np.ndarray, student_logits: np.ndarray, la
     """
     from confdistill.prediction.predict import softmax64
     from confdistill.prediction.softmax_file import SoftmaxOutputs
-    from confdistill.properties.confidence import analyze_pair
+    from confdistill.properties.stream_analysis import analyze_pair
 
     labels = np.asarray(labels, dtype=np.int64)
     outputs = []

@@ -18,6 +18,33 @@ def _f(x: float | None, digits: int = 6) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def paired_text(a: dict[str, Any]) -> str:
+    """Negative/positive flips and McNemar's p, the paired view of the accuracy change (one line)."""
+    neg, pos, test = a["negative_flips"], a["positive_flips"], a["accuracy_test"]
+    def one(f: dict[str, Any]) -> str:
+        return f"{_pct(f['rate'])} ({f['count']} rows, 95% [{_pct(f['ci95'][0])}, {_pct(f['ci95'][1])}])"
+    return (f"negative flips (teacher right, student wrong) {one(neg)}; positive flips {one(pos)}; "
+            f"McNemar's exact test p = {test['mcnemar_p']:.3g} on the {sum(test['discordant'])} discordant rows")
+
+
+def slice_lines(a: dict[str, Any]) -> list[str]:
+    """One line per slice value (``--slice-by``), the slice where the confidence moves most marked."""
+    from confdistill.properties.slices import moves_most
+
+    out = []
+    for spec, rows in (a.get("slices") or {}).items():
+        out.append(f"slices by {spec}:")
+        most = moves_most(rows)
+        for i, r in enumerate(rows):
+            acc = r.get("accuracy")
+            acc_text = "" if acc is None else f", accuracy {acc['teacher']:.4f} → {acc['student']:.4f}, " \
+                f"negative flips {_pct(r['negative_flip_rate'])}"
+            flips = ", ".join(f"flips@{tau} {_pct(x)}" for tau, x in r["flip_rate"].items())
+            out.append(f"  {r['value']}: n = {r['n']}, set {r['n_set']}, σ = {_f(r['sigma'])} ({r['verdict']})"
+                       f"{acc_text}, {flips}" + ("  ◀ confidence moves most" if i == most else ""))
+    return out
+
+
 def summary_text(a: dict[str, Any]) -> str:
     """Multi-line text of one analysis (keys of docs/formats.md, "Analysis result")."""
     lo, hi = a["sigma_ci95"]
@@ -26,7 +53,12 @@ def summary_text(a: dict[str, Any]) -> str:
     set_text = "both correct" if a["set"] == "both_correct" else "both predict the same class (no labels)"
     what = {"p0": "p0", "label": "p(label)", "pred": "p(predicted class)"}[a["delta_kind"]]
     lines = []
-    if a.get("kappa") is None:
+    if a["verdict"] == "not informative":
+        # The causes first: a user must not read the figures below as a pass.
+        lines.append(f"φ_cnf NOT INFORMATIVE{split}: the check cannot judge this pair (σ = {a['sigma']:.6f} means "
+                     "nothing here):")
+        lines += [f"  - {cause}" for cause in a.get("not_informative") or []]
+    elif a.get("kappa") is None:
         lines.append("φ_cnf: no verdict — state a tolerance with --kappa (the spread of the confidence gap you accept)")
     else:
         cmp = "<=" if a["verdict"] == "holds" else ">"
@@ -45,6 +77,8 @@ def summary_text(a: dict[str, Any]) -> str:
     if a["labelled"]:
         lines.append(f"accuracy: teacher {a['teacher_accuracy']:.4f}, student {a['student_accuracy']:.4f}; "
                      f"agreement {a['agreement']:.4f}")
+        if a.get("accuracy_test"):
+            lines.append(f"  {paired_text(a)}")
     else:
         lines.append(f"agreement {a['agreement']:.4f} (no labels: no accuracy or calibration)")
     lines += [
@@ -58,6 +92,7 @@ def summary_text(a: dict[str, Any]) -> str:
         lines.append(f"decisions at τ = {tau}: {_pct(f['rate'])} of rows flip [{_pct(lo_f)}, {_pct(hi_f)}] — "
                      f"teacher acts/student abstains {_pct(f['teacher_only'])}, student acts/teacher abstains "
                      f"{_pct(f['student_only'])}, class changes {_pct(f['class_change'])}")
+    lines += slice_lines(a)
     cal = a.get("calibration")
     if cal:
         t, s, d = cal["teacher"], cal["student"], cal["delta"]
@@ -80,4 +115,4 @@ def summary_text(a: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["summary_text"]
+__all__ = ["paired_text", "slice_lines", "summary_text"]

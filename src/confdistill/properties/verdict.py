@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from typing import Any
 from confdistill.errors import InputError
 from confdistill.properties.bound import gamma_factor, kappa_bound
 
+#: The verdict when the pair cannot be judged (:mod:`.informative` names the causes).
+NOT_INFORMATIVE = "not informative"
 #: Keys of a distillation run.json that :func:`read_run_json` takes.
 RUN_JSON_KEYS = ("beta", "beta_mean", "n_train", "alpha", "temperature")
 
@@ -141,9 +144,9 @@ def _is_train(split: str | None) -> bool:
 class Judgement:
     """The answer of :func:`judge` for one σ. ``to_dict()`` gives its keys of the analysis JSON.
 
-    tolerance: the user's κ (None: no verdict). verdict: "holds" | "fails" | "no verdict".
-    verdict_95: "holds" | "fails" | "undecided" | "no verdict". bound_check: "consistent" |
-    "violated" | "not covered" | None (no β). kappa_beta / gamma: κ_β and its γ (None without β,
+    tolerance: the user's κ (None: no verdict). verdict: "holds" | "fails" | "no verdict" |
+    "not informative". verdict_95: "holds" | "fails" | "undecided" | "no verdict" | "not informative".
+    bound_check: "consistent" | "violated" | "not covered" | None (no β). kappa_beta / gamma: κ_β and its γ (None without β,
     or on a non-train split whose N is unknown). beta: the total β used; n_train: N.
     notes: caveats in words. split / sigma / one_sided95: what was judged (for :meth:`lines`).
     """
@@ -185,7 +188,9 @@ class Judgement:
         s = f"σ({self.split})"
         lo, hi = self.one_sided95
         out: list[str] = []
-        if self.tolerance is None:
+        if self.verdict == NOT_INFORMATIVE:
+            out.append("φ_cnf: not informative (the check cannot judge this pair; see the warnings)")
+        elif self.tolerance is None:
             out.append("φ_cnf: no verdict (no tolerance: give --kappa K, the largest σ of the confidence "
                        "gap you accept)")
         else:
@@ -224,6 +229,7 @@ def judge(
     n_set: int,
     n_rows: int,
     k: int,
+    causes: Sequence[str] = (),
 ) -> Judgement:
     """Judge one σ: φ_cnf against the tolerance (point and 95%), and the β bound as a check.
 
@@ -234,6 +240,8 @@ def judge(
         bound: β and the distillation's N, α, T, or None (no bound check).
         split: the analysed split; None counts as "train" (the file is taken to be X_train).
         n_set, n_rows, k: rows in the set, rows analysed, classes.
+        causes: why the pair cannot be judged (:func:`confdistill.properties.informative.causes`); any
+            cause makes both verdicts "not informative", with or without a tolerance.
 
     γ of κ_β uses n_set only when the analysed rows ARE X_train (split train and n_rows == N);
     otherwise it is the paper's γ = T, which needs n_b ≥ N/2 (a note says when n_set < n_rows/2).
@@ -244,7 +252,10 @@ def judge(
     notes: list[str] = []
     lower, upper = (math.nan if v is None else float(v) for v in one_sided95)
     sigma = float(sigma)
-    if tol is None:
+    if causes:
+        # A collapsed or chance-level model gives a tiny σ for the wrong reason: never "holds".
+        verdict = verdict_95 = NOT_INFORMATIVE
+    elif tol is None:
         verdict = verdict_95 = "no verdict"
     elif not math.isfinite(sigma):
         verdict = verdict_95 = "no verdict"
@@ -314,5 +325,5 @@ def judge(
         split=split_name, sigma=sigma, one_sided95=(lower, upper))
 
 
-__all__ = ["RUN_JSON_KEYS", "BoundInputs", "Judgement", "bound_from_options", "judge", "read_run_json",
-           "validate_tolerance"]
+__all__ = ["NOT_INFORMATIVE", "RUN_JSON_KEYS", "BoundInputs", "Judgement", "bound_from_options", "judge",
+           "read_run_json", "validate_tolerance"]

@@ -1,4 +1,4 @@
-"""The inputs that moved: the rows whose confidence changed most and the decision flips, joined to their text.
+"""The inputs that moved, joined to their text (the rows themselves are kept by :class:`.stream_pass.TopRows`).
 
 A prediction file's sidecar records the task, the data file it predicted and that file's SHA-256
 (``confdistill predict``). When the file is still there and unchanged, row i of the predictions
@@ -8,41 +8,8 @@ The data readers are imported lazily (they are only needed when a sidecar names 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
-
-from confdistill.prediction.sources import dbl
-from confdistill.properties.pair import Pair
-
-
-def worst_rows(pair: Pair, n_worst: int, flip_tau: float | None) -> list[dict[str, Any]]:
-    """The ``n_worst`` rows with the largest |Δconf| (all rows), then up to ``n_worst`` decision flips at
-    ``flip_tau`` (largest |Δconf| first); ties go to the earlier row, so the same rows every run."""
-    if n_worst <= 0:
-        return []
-    k = pair.k
-    cols = ", ".join(["row", "id", "t_pred", "s_pred", "label", "delta", "t_c", "s_c",
-                      *(f"t_p{c}" for c in range(k)), *(f"s_p{c}" for c in range(k))])
-    queries = [("largest_delta", "")]
-    if flip_tau is not None:
-        tau = dbl(flip_tau)
-        queries.append(("flip", f"WHERE (t_conf >= {tau}) <> (s_conf >= {tau}) OR (t_conf >= {tau} AND "
-                                f"s_conf >= {tau} AND t_pred <> s_pred)"))
-    out = []
-    for kind, where in queries:
-        for r in pair.con.execute(f"SELECT {cols} FROM v {where} ORDER BY abs(delta) DESC, row "
-                                  f"LIMIT {int(n_worst)}").fetchall():
-            out.append({"row": int(r[0]), "id": r[1], "kind": kind, "delta": _f(r[5]),
-                        "teacher_conf": _f(r[6]), "student_conf": _f(r[7]),
-                        "teacher_pred": int(r[2]), "student_pred": int(r[3]),
-                        "teacher_p": [_f(x) for x in r[8:8 + k]], "student_p": [_f(x) for x in r[8 + k:8 + 2 * k]],
-                        "label": None if r[4] is None else int(r[4]), "text": None})
-    return out
-
-
-def _f(x: Any) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else float(x)
 
 
 def attach_texts(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
@@ -58,7 +25,7 @@ def attach_texts(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     if meta.get("data_sha256") and sha256_file(path) != meta["data_sha256"]:
         return [f"texts of the listed rows not shown: {path} changed since the predictions were made "
                 "(SHA-256 differs from the sidecar's)"]
-    texts = _texts(str(task), path, meta)
+    texts = row_texts(str(task), path, meta)
     if texts is None:
         return []
     for r in rows:
@@ -68,7 +35,8 @@ def attach_texts(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     return []
 
 
-def _texts(task: str, path: Path, meta: dict[str, Any]) -> list[str] | None:
+def row_texts(task: str, path: Path, meta: dict[str, Any]) -> list[str] | None:
+    """The text of every row of the data file (a pair's two texts joined by " ‖ "), None when unreadable."""
     from confdistill.data import TableColumns, get_task, read_glue_file, read_table
     from confdistill.errors import InputError
 
@@ -86,4 +54,4 @@ def _texts(task: str, path: Path, meta: dict[str, Any]) -> list[str] | None:
     return [e.text_a if e.text_b is None else f"{e.text_a} ‖ {e.text_b}" for e in examples]
 
 
-__all__ = ["attach_texts", "worst_rows"]
+__all__ = ["attach_texts", "row_texts"]

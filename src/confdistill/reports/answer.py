@@ -3,13 +3,15 @@
 Everything here turns one row of ``results.json`` (see docs/formats.md, "Experiment results") into
 words and formatted numbers, shared by the HTML and the Markdown renderers so both say the same:
 
-- :func:`headline`: the one-word answer (``holds`` / ``fails`` / ``undecided`` / ``no verdict``) and
-  its sentence. It is φ_cnf judged against the user's tolerance κ with the one-sided 95% bounds of
-  σ (``verdict_95``) on train and dev; without a tolerance there is no verdict, and the β bound is
-  never the answer (docs/method.md: it holds whenever β is measured right).
+- :func:`headline`: the one-word answer (``holds`` / ``fails`` / ``undecided`` / ``no verdict`` /
+  ``not informative``) and its sentence. It is φ_cnf judged against the user's tolerance κ with the
+  one-sided 95% bounds of σ (``verdict_95``) on train and dev; without a tolerance there is no
+  verdict, and the β bound is never the answer (docs/method.md: it holds whenever β is measured
+  right). "not informative" comes first, its sentence naming the causes before any figure.
 - :func:`facts`: what replacing the teacher changes: accuracy, σ against κ, decision flips at every
   operating threshold, ECE, the footprint gain, then the bound check as a check of the measurement.
-- :func:`worst_table`, :func:`rq1_table`, :func:`footprint_table`: header + cells of the tables.
+- :func:`worst_table`, :func:`slice_table`, :func:`rq1_table`, :func:`footprint_table`: header + cells of
+  the tables.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 from typing import Any
 
 #: CSS class of a verdict word (the renderers colour them).
-WORD_CLASS = {"holds": "ok", "fails": "bad", "undecided": "warn", "no verdict": "na",
+WORD_CLASS = {"holds": "ok", "fails": "bad", "undecided": "warn", "no verdict": "na", "not informative": "bad",
               "consistent": "check", "violated": "warn", "not covered": "na"}
 NO_TOLERANCE = "no verdict: state a tolerance (kappa)"
 PART_WORDS = (("teacher_only", "teacher acts & student abstains"), ("student_only", "student acts & teacher abstains"),
@@ -49,8 +51,11 @@ def _num(x: Any, digits: int = 4) -> str:
 
 
 def combined_verdict(train: str | None, dev: str | None) -> str:
-    """The answer from the two splits' ``verdict_95``: fails if either fails, holds if both hold."""
+    """The answer from the two splits' ``verdict_95``: not informative if either cannot be judged (a
+    collapsed model is no pass, whatever the other split says), fails if either fails, holds if both hold."""
     words = [w for w in (train, dev) if w is not None]
+    if "not informative" in words:
+        return "not informative"
     if not words or any(w == "no verdict" for w in words):
         return "no verdict"
     if "fails" in words:
@@ -62,6 +67,9 @@ def headline(row: dict[str, Any]) -> tuple[str, str]:
     """(answer word, sentence) for one student."""
     word = row.get("answer") or combined_verdict(row.get("verdict_95"), row.get("verdict_95_dev"))
     kappa = row.get("kappa")
+    if word == "not informative":
+        causes = "; ".join(row.get("not_informative") or []) or "see the warnings"
+        return word, f"The check cannot judge this student, so it is no pass: {causes}."
     if word == "no verdict" or kappa is None:
         return "no verdict", "state a tolerance (kappa) to judge φ_cnf; the figures below are what replacing it changes."
     upper = {s: (row.get(f"sigma_one_sided95_{s}") or [None, None])[1] for s in ("train", "dev")}
@@ -108,6 +116,16 @@ def _flip_facts(row: dict[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _paired_text(row: dict[str, Any]) -> str:
+    """Beside the accuracy change: negative / positive flips and McNemar's exact p (dev)."""
+    neg, pos, test = (row.get(k) for k in ("negative_flips_dev", "positive_flips_dev", "accuracy_test_dev"))
+    if not (neg and pos and test):
+        return ""
+    return (f"; negative flips (teacher right, student wrong) {pct(neg.get('rate'))} ({neg.get('count')} rows), "
+            f"positive flips {pct(pos.get('rate'))} ({pos.get('count')} rows), McNemar's exact p = "
+            f"{test['mcnemar_p']:.3g}")
+
+
 def _gain_text(fp: dict[str, Any] | None, teacher: dict[str, Any] | None) -> str:
     if not fp:
         return "not measured (no footprint)"
@@ -143,7 +161,7 @@ def facts(row: dict[str, Any], fp: dict[str, Any] | None = None,
         change = row.get("accuracy_change_dev")
         out.append(("Accuracy (dev)", f"teacher {pct(row['teacher_accuracy_dev'])} → student "
                     f"{pct(row.get('student_accuracy_dev'))} ({_signed(100 * change, 1) if change is not None else '–'}"
-                    " points)", ""))
+                    " points)" + _paired_text(row), ""))
     else:
         out.append(("Accuracy (dev)", f"– (no labels); the models agree on {pct(row.get('agreement_dev'))} of rows", "na"))
     out += [_sigma_fact(row, "train"), _sigma_fact(row, "dev")]
@@ -159,7 +177,8 @@ def facts(row: dict[str, Any], fp: dict[str, Any] | None = None,
     out.append(("What the student saves", _gain_text(fp, teacher_fp), ""))
     text, word = _bound_text(row)
     out.append(("Consistency check of the β measurement (not a verdict)", text, word))
-    notes = list(dict.fromkeys([*(row.get("notes") or []), *(row.get("warnings") or [])]))
+    shown = set(row.get("not_informative") or [])  # already the headline's sentence
+    notes = [n for n in dict.fromkeys([*(row.get("notes") or []), *(row.get("warnings") or [])]) if n not in shown]
     if notes:
         out.append(("Notes", "; ".join(notes), ""))
     return out
@@ -174,6 +193,27 @@ def worst_table(analysis: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells.append([str(w.get("row")) + (f" ({w['id']})" if w.get("id") is not None else ""), kind,
                       w.get("text") or "–", fmt(w.get("label")), _probs(w.get("teacher_p")),
                       _probs(w.get("student_p")), _signed(w["delta"], 3) if w.get("delta") is not None else "–"])
+    return header, cells
+
+
+def slice_table(analysis: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The per-slice table of an analysis (``slices``): one row per slice value, the slice where the
+    confidence moves most (largest σ among the informative slices) marked."""
+    from confdistill.properties.slices import moves_most
+
+    slices = analysis.get("slices") or {}
+    taus = list(dict.fromkeys(t for rows in slices.values() for r in rows for t in r["flip_rate"]))
+    header = ["slice by", "value", "rows", "σ set", "σ", "φ_cnf (point)", "negative flips",
+              *[f"flips @ {t}" for t in taus], "accuracy (teacher → student)"]
+    cells = []
+    for spec, rows in slices.items():
+        most = moves_most(rows)
+        for i, r in enumerate(rows):
+            acc = r.get("accuracy")
+            cells.append([spec, str(r["value"]), str(r["n"]), str(r["n_set"]),
+                          fmt(r.get("sigma")) + (" ◀ moves most" if i == most else ""), str(r["verdict"]),
+                          pct(r.get("negative_flip_rate")), *[pct(r["flip_rate"].get(t)) for t in taus],
+                          "–" if acc is None else f"{pct(acc['teacher'])} → {pct(acc['student'])}"])
     return header, cells
 
 

@@ -26,7 +26,10 @@ INTRO = (
     "and is undecided otherwise. The β-derived bound κ_β is shown only as a check that β was measured "
     "right: it is satisfied whenever it is (docs/method.md), so it is never the answer. A decision at τ "
     "is the class whose probability is ≥ τ, or abstain; a flip is a row whose decision differs between "
-    "teacher and student, over all rows."
+    "teacher and student, over all rows. The answer is \"not informative\" when either model predicts one "
+    "class on every row, the teacher is no better than the majority class, or fewer than 30 rows are in "
+    "the σ set: a small σ means nothing then. Negative flips are rows the teacher gets right and the "
+    "student wrong; McNemar's exact test asks whether the accuracy changed."
 )
 
 CSS = """
@@ -126,6 +129,9 @@ def render_html(results: dict[str, Any], figures: list[dict[str, Any]], out: Pat
             parts.append(table(header, cells, classes={1: "l", 2: "text"}))
         else:
             parts.append('<p class="note">None recorded.</p>')
+        header, cells = ans.slice_table(row["analysis"]["dev"])
+        if cells:
+            parts += ["<h3>Slices (dev)</h3>", table(header, cells, classes={0: "l", 1: "l"})]
         parts.append("</section>")
     h1, c1 = ans.rq1_table(results)
     parts += ["<h2>Summary: all students</h2>", table(h1, c1, classes={0: "l", 1: "l"})]

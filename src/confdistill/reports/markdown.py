@@ -42,6 +42,9 @@ def render_markdown(results: dict[str, Any], figures: list[dict[str, Any]]) -> s
         header, cells = ans.worst_table(row["analysis"]["dev"])
         parts += ["", "### The inputs that moved (dev)", "",
                   md_table(header, cells) if cells else "None recorded.", ""]
+        header, cells = ans.slice_table(row["analysis"]["dev"])
+        if cells:
+            parts += ["### Slices (dev)", "", md_table(header, cells), ""]
     h1, c1 = ans.rq1_table(results)
     parts += ["## Summary: all students", "", md_table(h1, c1), ""]
     if results["footprint"]:

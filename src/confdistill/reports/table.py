@@ -60,12 +60,13 @@ class TableRow:
     mean_delta: float | None = None
     kappa: float | None = None           # the user's tolerance (the same for every row)
     kappa_source: str | None = None      # "user" or None
-    verdict: str = ""                    # σ vs the tolerance: holds | fails | no verdict
-    verdict_95: str = ""                 # holds | fails | undecided | no verdict
+    verdict: str = ""                    # σ vs the tolerance: holds | fails | no verdict | not informative
+    verdict_95: str = ""                 # holds | fails | undecided | no verdict | not informative
     bound_check: str | None = None       # consistent | violated | not covered | None (no β)
     kappa_from_beta: float | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    not_informative: list[str] = field(default_factory=list)  # why the pair cannot be judged (issue 18)
 
 
 @dataclass
@@ -122,6 +123,10 @@ class RQ1Table:
         lines += ["", "κ is your tolerance on σ: `verdict` compares σ with it, `verdict_95` its one-sided 95% "
                   "bootstrap bounds (undecided when they straddle κ). The β bound is a consistency check of the "
                   "distillation's β on the train split, never a verdict; eval rows are not covered by it."]
+        unjudged = [r for r in self.ok if r.not_informative]
+        if unjudged:
+            lines += ["", "Not informative (the check cannot judge these pairs; never a pass):", ""]
+            lines += [f"- {r.task} / {r.student} / {r.split}: " + "; ".join(r.not_informative) for r in unjudged]
         violated = [r for r in self.ok if r.bound_check == "violated"]
         if violated:
             lines += ["", "β bound violated (β mis-measured):", ""]
@@ -187,6 +192,7 @@ def _fill(row: TableRow, d: dict[str, Any]) -> None:
     row.verdict, row.verdict_95 = d["verdict"], d["verdict_95"]
     row.bound_check, row.kappa_from_beta = d["bound_check"], d["kappa_from_beta"]
     row.notes = list(d.get("judgement_notes") or [])
+    row.not_informative = list(d.get("not_informative") or [])
 
 
 def result_file(root: Path, model: str, task: str, split: str) -> Path:
@@ -219,7 +225,7 @@ def build_rq1_table(
     invalid/missing rows.
     """
     from confdistill.prediction.softmax_file import read_softmax
-    from confdistill.properties.confidence import analyze_pair
+    from confdistill.properties.stream_analysis import analyze_pair
     from confdistill.properties.verdict import BoundInputs, validate_tolerance
 
     root = Path(root)

@@ -367,6 +367,8 @@ class ExperimentObjective:
                 "sigma_lower95": lower95,
                 "sigma_upper95": upper95,
                 "verdict_95": train.get("verdict_95"),
+                # why the trial cannot be judged (a collapsed student, too few rows): never "holds"
+                "not_informative": list(train.get("not_informative") or []),
                 # the β bound of this trial: a check that β was measured right, never the target
                 "bound_check": train.get("bound_check"),
                 "kappa_from_beta": train.get("kappa_from_beta"),

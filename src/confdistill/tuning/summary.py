@@ -83,8 +83,9 @@ def _judged(row: dict[str, Any], kappa: float | None) -> Any:
 
     lo, hi = row.get("sigma_lower95"), row.get("sigma_upper95")
     n = row.get("n_both") or 1
+    causes = row.get("not_informative")  # the trial analysis' causes (issue 18): a list, when recorded
     return judge(float(row["sigma"]), (lo, hi), tolerance=kappa, bound=None, split="train", n_set=int(n),
-                 n_rows=int(n), k=2)
+                 n_rows=int(n), k=2, causes=causes if isinstance(causes, list) else ())
 
 
 def _brief(row: dict[str, Any] | None, kappa: float | None) -> dict[str, Any] | None:
