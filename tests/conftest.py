@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,3 +123,18 @@ def tiny_family(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]
         return cache[key]
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _restore_quiet_environment() -> Iterator[None]:
+    """``main(["--quiet", …])`` in-process sets CONFDISTILL_QUIET/TQDM_DISABLE for the rest of the
+    process (right for a command-line run); restored after each test so that a later test reading
+    the runner's step log on stderr does not depend on which tests ran before it."""
+    names = ("CONFDISTILL_QUIET", "TQDM_DISABLE")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
