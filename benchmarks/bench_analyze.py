@@ -71,6 +71,7 @@ import sys
 import duckdb
 t, s = sys.argv[1], sys.argv[2]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # DuckDB draws one on stdout for queries of seconds
 q = (f"SELECT stddev_pop(t.p0 - s.p0), count(*) FROM read_parquet('{t}/*.parquet') t POSITIONAL JOIN "
      f"read_parquet('{s}/*.parquet') s WHERE t.pred = t.label AND s.pred = s.label")
 sigma, n = con.execute(q).fetchone()
@@ -254,7 +255,7 @@ def parquet_comparison(args: argparse.Namespace, root: Path, py: str, rows: int)
     sigma_db = None
     for _ in range(args.repeat):
         wall, rss, cpu, out = measure([py, "-c", DUCKDB_SIGMA, str(root / "teacher"), str(root / "student")])
-        sigma_db = float(out.split()[0])
+        sigma_db = float(out.split()[-2])  # the last line: sigma count
         runs["duckdb"].append((wall, rss, cpu))
         runs["analyze"].append(measure(_analyze_args(py, root / "teacher", root / "student", res, args.bootstrap))[:3])
         print("  run: " + ", ".join(f"{k} {v[-1][0]:.1f} s wall / {v[-1][1]:,.0f} MiB" for k, v in runs.items()),
