@@ -17,8 +17,8 @@ complete.
 - Tensor files are read with :func:`load_tensors`, which never unpickles code.
 
 Output folders (who may write where, the lock, refusing to overwrite, stale temporaries) live in
-:mod:`confdistill.folders`, files committed as a unit in :mod:`confdistill.commit`; their public
-helpers are importable from here as well (``from confdistill.io import check_output_target``).
+:mod:`confdistill.folders`, files committed as a unit in :mod:`confdistill.commit`; both import
+this module, so their helpers are imported from them, never through here.
 """
 
 from __future__ import annotations
@@ -344,23 +344,3 @@ def sha256_json(data: Any) -> str:
     """Hex SHA-256 of a canonical JSON encoding (sorted keys): a stable hash of settings."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_json_default)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-# ------------------------------------------------- output folders (confdistill.folders), re-exported
-
-_REEXPORTED = {
-    **dict.fromkeys(("check_output_target", "output_lock", "claim_output", "lock_holder", "clear_directory",
-                     "describe_os_error", "remove_stale_temps", "recover_folder", "LOCK_FILE"),
-                  "folders"),
-    **dict.fromkeys(("commit_files", "recover_commit", "write_with_sidecar", "sidecar_matches"), "commit"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy: those modules import this one.
-    module = _REEXPORTED.get(name)
-    if module is not None:
-        import importlib
-
-        return getattr(importlib.import_module(f"confdistill.{module}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,6 @@ _LAZY = {
     "finetune": "trainer",
     "TrainingInterrupted": "trainer",
     "evaluation_hook": "trainer",
-    "eval_sigma": "trainer",
     "confidence_gap_loss": "losses",
     "soft_cross_entropy": "losses",
     "prediction_loss": "losses",

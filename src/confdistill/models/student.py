@@ -106,8 +106,7 @@ def make_student(
     """
     import torch
 
-    from confdistill.folders import check_output_target, recover_folder
-    from confdistill.io import remove_stale_temps
+    from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
     from confdistill.models.families import family_of
     from confdistill.models.files import seeded as _seeded
     from confdistill.models.loading import load_classifier, save_classifier
