@@ -22,6 +22,7 @@ from confdistill.properties import (
     normality_test,
     wasserstein,
 )
+from confdistill.properties.sigma_stats import normality_from_moments
 
 # ../shared/README.md: (task, teacher, split, teacher acc, student acc, σ) for TinyBERT_6L_768D.
 PAPER = [
@@ -202,13 +203,22 @@ def test_normality_and_wasserstein_match_scipy() -> None:
 
     rng = np.random.default_rng(1)
     for x in (rng.normal(size=500), rng.exponential(size=2000), rng.standard_t(3, size=50)):
-        ours = normality_test(x)
-        ref = stats.normaltest(x)
-        assert ours["statistic"] == pytest.approx(ref.statistic, rel=1e-9)
-        assert ours["p_value"] == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-300)
+        # a full sample: scipy's own normaltest, to the bit (issue 19; the old re-derivation agreed to ~1e-12)
+        ours, ref = normality_test(x), stats.normaltest(x)
+        assert (ours["statistic"], ours["p_value"]) == (ref.statistic, ref.pvalue)
+        assert (ours["skewness"], ours["kurtosis"]) == (stats.skew(x), stats.kurtosis(x, fisher=False))
+        # the streamed moments (the analysis' path): scipy's formulas
+        c = x - x.mean()
+        streamed = normality_from_moments(x.size, x.mean(), *(float(np.mean(c**p)) for p in (2, 3, 4)))
+        assert streamed["statistic"] == pytest.approx(ref.statistic, rel=1e-9)
+        assert streamed["p_value"] == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-300)
+        assert streamed["skewness"] == pytest.approx(ours["skewness"], rel=1e-9)
+        assert streamed["kurtosis"] == pytest.approx(ours["kurtosis"], rel=1e-9)
         y = rng.beta(2, 5, size=x.size)
         assert wasserstein(x, y) == pytest.approx(stats.wasserstein_distance(x, y), rel=1e-12)
-    assert normality_test(np.full(100, 0.25))["p_value"] is None
+    for untested in (normality_test(np.full(100, 0.25)), normality_from_moments(100, 0.25, 0.0, 0.0, 0.0),
+                     normality_test(rng.normal(size=19))):
+        assert untested["p_value"] is None and untested["reason"]
 
 
 def test_bootstrap_rows_reference_and_determinism() -> None:

@@ -29,7 +29,7 @@ def population_sigma(delta: np.ndarray) -> float:
 
 @dataclass
 class Moments:
-    """Centred Δ and its powers, computed once and shared by σ, the bootstrap and the normality test."""
+    """Centred Δ and its powers, computed once and shared by σ and the bootstrap."""
 
     n: int
     mean: float
@@ -77,7 +77,7 @@ def bootstrap_sigma_ci(
     if sigmas is None:
         return (mo.sigma, mo.sigma), method
     tail = (1.0 - level) / 2.0
-    low, high = quantiles(sigmas, [tail, 1.0 - tail])
+    low, high = np.quantile(sigmas, [tail, 1.0 - tail])
     return (float(low), float(high)), method
 
 
@@ -105,33 +105,6 @@ def sigma_replicates(mo: Moments, n_bootstrap: int, seed: int, *,
     else:
         raise InputError(f"bootstrap method must be 'auto', 'rows' or 'histogram', got {method!r}")
     return sigmas, method
-
-
-def quantiles(x: np.ndarray, qs: list[float]) -> np.ndarray:
-    """``np.quantile(x, qs)`` (default "linear" method) of (m,) float64 ``x``: the same operations,
-    hence the same values (checked in the tests), without ``np.quantile``'s import of
-    ``numpy.ma`` (~50 ms of the CLI's start-up). NaN input goes to ``np.quantile`` itself."""
-    if x.size == 0 or np.isnan(x).any():
-        return np.quantile(x, qs)
-    q = np.asarray(qs, dtype=np.float64)
-    n = x.size
-    virtual = (n - 1) * q
-    prev = np.floor(virtual)
-    nxt = prev + 1
-    above = virtual >= n - 1
-    prev[above] = -1
-    nxt[above] = -1
-    below = virtual < 0
-    prev[below] = 0
-    nxt[below] = 0
-    prev_i, next_i = prev.astype(np.intp), nxt.astype(np.intp)
-    ordered = np.sort(x)
-    a, b = ordered[prev_i], ordered[next_i]
-    gamma = virtual - prev_i
-    diff = b - a
-    out = a + diff * gamma
-    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
-    return out
 
 
 def _histogram_moments(centred: np.ndarray, sq: np.ndarray, lo: float,
@@ -184,35 +157,42 @@ def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(np.sort(a) - np.sort(b))))
 
 
-def normality_test(delta: np.ndarray | None, *, moments: Moments | None = None,
-                   central: tuple[int, float, float, float, float] | None = None) -> dict[str, Any]:
-    """D'Agostino–Pearson K² omnibus test of Δ (n,): {test, statistic, p_value, skewness, kurtosis}.
+NORMALITY_TEST = "D'Agostino-Pearson K^2 (scipy.stats.normaltest formulas)"
 
-    The same formulas as ``scipy.stats.normaltest`` (D'Agostino 1971 skewness test, Anscombe &
-    Glynn 1983 kurtosis test, K² = Z_s² + Z_k² ~ χ²(2), so p = exp(−K²/2)); computed here from
-    the sample moments (``central`` = (n, mean, m2, m3, m4) when the engine computed them) in a few numpy passes to avoid importing scipy.stats (agreement with scipy
-    is checked in the tests). Not run (p_value None, with a reason) below ``NORMALTEST_MIN_N``
-    rows or when Δ is constant. With millions of rows any tiny departure from normality is
-    "significant": read the statistic together with the Δ histogram.
+
+def normality_test(delta: np.ndarray) -> dict[str, Any]:
+    """D'Agostino–Pearson K² omnibus test of a full sample Δ (n,): ``scipy.stats.normaltest``, as
+    {test, statistic, p_value, skewness, kurtosis} (Pearson's kurtosis, 3 for a normal sample).
+
+    Not run (p_value None, with a reason) below ``NORMALTEST_MIN_N`` rows or when Δ is constant.
+    scipy.stats is imported here, on the first call (its import costs 0.7–2.5 s): the analysis
+    never calls this, it streams its moments into :func:`normality_from_moments`.
     """
-    out: dict[str, Any] = {"test": "D'Agostino-Pearson K^2 (scipy.stats.normaltest formulas)", "statistic": None,
-                           "p_value": None}
-    if central is not None:  # (n, mean, m2, m3, m4) from the engine's aggregate query
-        n, mean, m2, m3, m4 = central
-    else:
-        assert delta is not None
-        n = int(delta.size)
-    if n < NORMALTEST_MIN_N:
-        out["reason"] = f"fewer than {NORMALTEST_MIN_N} rows in the set"
+    delta = np.asarray(delta, dtype=np.float64)
+    out = _not_testable(delta.size, float(np.mean(delta)) if delta.size else 0.0,
+                        float(np.var(delta)) if delta.size else 0.0)
+    if out["reason"] is not None:
         return out
-    if central is None:
-        mo = moments if moments is not None else Moments.of(delta)
-        mean, m2 = mo.mean, mo.sigma**2
-        m3 = float(np.dot(mo.sq, mo.centred) / n)
-        m4 = float(np.dot(mo.sq, mo.sq) / n)
-    # Relative threshold: a constant Δ gives m2 at rounding level, not exactly 0.
-    if m2 <= (4 * np.finfo(np.float64).eps * max(1.0, abs(mean))) ** 2:
-        out["reason"] = "Δ is constant"
+    from scipy import stats
+
+    res = stats.normaltest(delta)
+    return _tested(out, float(res.statistic), float(res.pvalue), float(stats.skew(delta)),
+                   float(stats.kurtosis(delta, fisher=False)))
+
+
+def normality_from_moments(n: int, mean: float, m2: float, m3: float, m4: float) -> dict[str, Any]:
+    """:func:`normality_test` from the central moments m2, m3, m4 (population, ÷ n) of n rows.
+
+    Hand-written because scipy has no form that takes moments (``normaltest``, ``skewtest`` and
+    ``kurtosistest`` take the sample) and the analysis streams logs of any size, keeping only the
+    moments; and because importing scipy.stats would cost every analysis 0.7–2.5 s of start-up
+    (a small one must stay instant). The formulas are scipy's: D'Agostino 1971 skewness test,
+    Anscombe & Glynn 1983 kurtosis test, K² = Z_s² + Z_k² ~ χ²(2), so p = exp(−K²/2); the tests
+    check them against ``scipy.stats.normaltest``. With millions of rows any tiny departure from
+    normality is "significant": read the statistic together with the Δ histogram.
+    """
+    out = _not_testable(n, mean, m2)
+    if out["reason"] is not None:
         return out
     skew = m3 / m2**1.5
     kurt = m4 / m2**2
@@ -234,15 +214,31 @@ def normality_test(delta: np.ndarray | None, *, moments: Moments | None = None,
     term1 = 1.0 - 2.0 / (9.0 * a)
     denom = 1.0 + xk * math.sqrt(2.0 / (a - 4.0))
     if denom == 0.0:
-        out["reason"] = "kurtosis test undefined for this sample"
-        return out
+        return _tested(out, math.nan, math.nan, skew, kurt)
     term2 = math.copysign(((1.0 - 2.0 / a) / abs(denom)) ** (1.0 / 3.0), denom)
     z_kurt = (term1 - term2) / math.sqrt(2.0 / (9.0 * a))
     k2 = z_skew**2 + z_kurt**2
-    out.update(statistic=k2, p_value=math.exp(-k2 / 2.0), skewness=skew, kurtosis=kurt)
+    return _tested(out, k2, math.exp(-k2 / 2.0), skew, kurt)
+
+
+def _not_testable(n: int, mean: float, m2: float) -> dict[str, Any]:
+    """The result's frame, with a reason (and no statistic) when n rows with these mean and m2 cannot be tested."""
+    out: dict[str, Any] = {"test": NORMALITY_TEST, "statistic": None, "p_value": None, "reason": None}
+    if n < NORMALTEST_MIN_N:
+        out["reason"] = f"fewer than {NORMALTEST_MIN_N} rows in the set"
+    # Relative threshold: a constant Δ gives m2 at rounding level, not exactly 0.
+    elif m2 <= (4 * np.finfo(np.float64).eps * max(1.0, abs(mean))) ** 2:
+        out["reason"] = "Δ is constant"
     return out
 
 
+def _tested(out: dict[str, Any], k2: float, p: float, skew: float, kurt: float) -> dict[str, Any]:
+    if not math.isfinite(k2):
+        out["reason"] = "kurtosis test undefined for this sample"
+        return out
+    del out["reason"]
+    out.update(statistic=k2, p_value=p, skewness=skew, kurtosis=kurt)
+    return out
 
 
 __all__ = [
@@ -251,9 +247,9 @@ __all__ = [
     "Moments",
     "bootstrap_sigma_ci",
     "histogram_sigma_replicates",
+    "normality_from_moments",
     "normality_test",
     "population_sigma",
-    "quantiles",
     "sigma_replicates",
     "wasserstein",
 ]

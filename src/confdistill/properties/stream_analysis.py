@@ -26,8 +26,7 @@ from confdistill.properties.paired import paired_analysis
 from confdistill.properties.sigma_stats import (
     Moments,
     histogram_sigma_replicates,
-    normality_test,
-    quantiles,
+    normality_from_moments,
     sigma_replicates,
     wasserstein,
 )
@@ -120,7 +119,7 @@ def _analyze(pair: PairStream, *, kappa: float | None, bound: BoundInputs, thres
     m2, m3, m4 = (float(dbins[f"s{p}"].sum() / n_set) for p in (2, 3, 4))
     m2 = max(m2, 0.0)
     sigma = math.sqrt(m2)
-    normality = normality_test(None, central=(n_set, mean, m2, m3, m4))
+    normality = normality_from_moments(n_set, mean, m2, m3, m4)
     t_hist, s_hist = agg.conf_hist
     if n_set <= eng.EXACT_MAX_N:
         arrays = agg.set_arrays()
@@ -136,7 +135,7 @@ def _analyze(pair: PairStream, *, kappa: float | None, bound: BoundInputs, thres
     if replicates is None:
         ci, one_sided = (sigma, sigma), (sigma, sigma)
     else:
-        q = quantiles(replicates, [0.025, 0.975, 0.05, 0.95])
+        q = np.quantile(replicates, [0.025, 0.975, 0.05, 0.95])
         ci, one_sided = (float(q[0]), float(q[1])), (float(q[2]), float(q[3]))
     causes = informative.causes(
         agg.class_counts(), n=n, teacher_correct=int(counts["t_ok"]) if pair.labelled else None,
