@@ -223,6 +223,27 @@ def test_reliability_hand_case() -> None:
     assert all(rel["confidence"][j] is None and rel["accuracy"][j] is None for j in range(16) if j not in (9, 13))
 
 
+def test_reliability_matches_sklearns_calibration_curve() -> None:
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(11)
+    probs = softmax_rows(rng, 3000, 3)
+    probs[:40] = np.eye(3)[rng.integers(0, 3, 40)]  # conf == 1.0: the diagram's 16th slot
+    label = noisy_labels(rng, probs, 0.3)
+    pred = probs.argmax(axis=1)
+    rel = reliability(units_from_rows(probs, pred, label))
+    count = np.array(rel["count"], dtype=np.float64)
+    conf = np.array([c or 0.0 for c in rel["confidence"]]) * count
+    acc = np.array([a or 0.0 for a in rel["accuracy"]]) * count
+    # sklearn's 15 uniform bins put conf == 1.0 in the last one: merge the 16th slot into the 15th.
+    count[14], conf[14], acc[14] = count[14] + count[15], conf[14] + conf[15], acc[14] + acc[15]
+    filled = count[:15] > 0
+    prob_true, prob_pred = calibration_curve(pred == label, probs.max(axis=1), n_bins=15, strategy="uniform")
+    assert acc[:15][filled] / count[:15][filled] == pytest.approx(prob_true, rel=1e-12)
+    assert conf[:15][filled] / count[:15][filled] == pytest.approx(prob_pred, rel=1e-12)
+    assert count[15] == 40 and filled.sum() == len(prob_true)
+
+
 # ------------------------------------------------------------------------------------------
 # Cell form = row form
 # ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from confdistill.experiments.results import collect_results
+from confdistill.properties.calibration import reliability, units_from_rows
 from confdistill.reports import _figure, plots
 from confdistill.reports.answer import NO_TOLERANCE, combined_verdict, facts, headline
 from confdistill.reports.markdown import md_table
@@ -293,4 +294,7 @@ def test_per_row_helpers_still_draw(tmp_path: Path) -> None:
     assert plots.plot_confidence_histogram(conf, tmp_path / "c.png", title="c", xlabel="p0").is_file()
     assert plots.plot_delta_histogram(rng.normal(0, 0.02, 300), tmp_path / "d.png", sigma=0.02, mean=0.0,
                                       kappa=0.05).is_file()
-    assert plots.plot_reliability({"teacher": (conf, rng.uniform(size=300) < conf)}, tmp_path / "r.png").is_file()
+    # arrays' reliability diagram: the analysis' own bins (the rows-only copy of sklearn's binning is gone)
+    probs = np.stack([conf, 1 - conf], 1)
+    units = units_from_rows(probs, np.zeros(300, dtype=np.int64), (rng.uniform(size=300) >= conf).astype(np.int64))
+    assert plots.plot_reliability_bins({"teacher": reliability(units)}, tmp_path / "r.png").is_file()

@@ -154,22 +154,6 @@ def test_missing_root_is_usage_error(cli, tmp_path: Path) -> None:
     assert code == 2 and "--root" in err and not (tmp_path / "o").exists()
 
 
-def test_reliability_curve_hand_computed() -> None:
-    from confdistill.reports.plots import reliability_curve
-
-    conf = np.array([0.55, 0.65, 0.95, 0.92, 1.0])
-    ok = np.array([True, False, True, False, True])
-    rc = reliability_curve(conf, ok, n_bins=2)  # bins [0, 0.5), [0.5, 1]
-    assert rc["count"].tolist() == [0.0, 5.0]
-    assert rc["accuracy"][1] == pytest.approx(0.6) and rc["confidence"][1] == pytest.approx(0.814)
-    assert rc["ece"] == pytest.approx(0.214)
-    rc = reliability_curve(conf, ok, n_bins=10)
-    # bins: 0.55 → [0.5, 0.6), 0.65 → [0.6, 0.7), 0.92 and 0.95 → [0.9, 1.0], 1.0 → last bin
-    assert rc["count"][5] == 1 and rc["count"][6] == 1 and rc["count"][9] == 3
-    # ECE = (1·|1 − 0.55| + 1·|0 − 0.65| + 3·|2/3 − 0.9567|) / 5
-    assert rc["ece"] == pytest.approx((0.45 + 0.65 + 3 * abs(2 / 3 - (0.95 + 0.92 + 1.0) / 3)) / 5)
-
-
 def test_collapsed_teacher_is_listed_as_not_informative(tmp_path: Path) -> None:
     # a teacher stuck on class 0 and its student: σ ≈ 0, but the table must not say "holds" (issue 18)
     n = 200

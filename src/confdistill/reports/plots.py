@@ -15,8 +15,9 @@ from ``analysis.json`` alone.
 - :func:`plot_stage_losses`, :func:`plot_sigma_summary`, :func:`read_losses`: from
   :mod:`confdistill.reports.run_plots` (training loss per stage; σ per task and student).
 - Per-row helpers kept for callers that hold arrays: :func:`plot_confidence_histogram`,
-  :func:`plot_delta_histogram`, :func:`plot_reliability`, :func:`reliability_curve`; they bin the
-  arrays first and draw through the functions above.
+  :func:`plot_delta_histogram`; they bin the arrays first and draw through the functions above. A
+  reliability diagram of arrays is ``plot_reliability_bins({"m": reliability(units_from_rows(probs,
+  pred, label))}, path)`` (:mod:`confdistill.properties.calibration`: the analysis' own 16 slots).
 
 matplotlib is imported inside the functions so importing this module stays cheap (no scipy).
 """
@@ -310,41 +311,6 @@ def plot_delta_histogram(delta: np.ndarray, path: str | Path, *, sigma: float, m
                            title=title)
 
 
-def reliability_curve(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> dict[str, np.ndarray | float]:
-    """Calibration data: per equal-width confidence bin on [0, 1], mean confidence and accuracy.
-
-    ``confidence`` (n,) max probability, ``correct`` (n,) bool. Returns ``bin_edges`` (n_bins+1,),
-    ``confidence``/``accuracy`` (n_bins,) (NaN for empty bins), ``count`` (n_bins,) and ``ece``
-    (expected calibration error, count-weighted mean |accuracy − confidence|).
-    """
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    idx = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1)
-    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = np.bincount(idx, weights=confidence, minlength=n_bins) / count
-        acc = np.bincount(idx, weights=correct, minlength=n_bins) / count
-    filled = count > 0
-    ece = float(np.sum(count[filled] * np.abs(acc[filled] - conf[filled])) / max(1.0, count.sum()))
-    return {"bin_edges": edges, "confidence": conf, "accuracy": acc, "count": count, "ece": ece}
-
-
-def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *,
-                     n_bins: int = 10, title: str = "Reliability") -> Path:
-    """Reliability diagram from rows: ``{name: (confidence (n,), correct (n,))}``, via :func:`plot_reliability_bins`."""
-    bins: dict[str, dict[str, Any]] = {}
-    ece: dict[str, float] = {}
-    for name, (conf, ok) in curves.items():
-        rc = reliability_curve(conf, ok, n_bins)
-        filled = np.asarray(rc["count"]) > 0
-        bins[name] = {"edges": np.asarray(rc["bin_edges"]).tolist(), "count": np.asarray(rc["count"]).tolist(),
-                      "confidence": [float(c) if f else None for c, f in zip(rc["confidence"], filled, strict=True)],
-                      "accuracy": [float(a) if f else None for a, f in zip(rc["accuracy"], filled, strict=True)]}
-        ece[name] = float(rc["ece"])
-    return plot_reliability_bins(bins, path, title=title, ece=ece)
-
-
 __all__ = [
     "CONFIDENCE_AXIS",
     "confidence_axis",
@@ -354,13 +320,11 @@ __all__ = [
     "plot_delta_histogram",
     "plot_flip_curve",
     "plot_loss_curves",
-    "plot_reliability",
     "plot_reliability_bins",
     "plot_sigma_summary",
     "plot_stage_losses",
     "plot_tradeoff",
     "read_losses",
-    "reliability_curve",
     "smooth_density",
     "write_analysis_plots",
 ]
