@@ -15,10 +15,8 @@ Each name is imported on first use (module ``__getattr__``), so ``import confdis
 CLI, which imports it — loads neither torch nor pydantic.
 """
 
-from __future__ import annotations
-
-# ``typing`` costs more to import than this whole module: TYPE_CHECKING spelled out (type checkers
-# read it as typing's); annotations are not evaluated (``from __future__ import annotations``).
+# ``typing`` (and ``__future__``) cost more to import than this whole module: TYPE_CHECKING spelled
+# out (type checkers read it as typing's), annotations as strings.
 TYPE_CHECKING = False
 
 __version__ = "0.1.0"
@@ -51,7 +49,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from confdistill.properties.stream_analysis import analyze_pair
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     if name not in _API:
         raise AttributeError(f"module 'confdistill' has no attribute {name!r}")
     value = getattr(__import__(_API[name], fromlist=[name]), name)
