@@ -132,3 +132,25 @@ def test_readme_snippet_runs(tiny_bert: Callable[..., Path], tmp_path: Path, mon
     result = namespace["result"]
     assert result.verdict in ("holds", "fails", "no verdict", "not informative")  # type: ignore[attr-defined]
     assert 0.0 <= result.sigma <= 1.0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("learning_rate", "x"), ("train_batch_size", "2.5"), ("mixed_precision", "fp8"), ("layer_mapping", "middle"),
+    ("temperature", "x"),
+])
+def test_a_bad_value_reads_the_same_from_python_and_the_cli(option: str, value: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The command line's parsers word a value of the wrong kind as the settings models do."""
+    from confdistill import DistillConfig
+    from confdistill.cli.main import main
+
+    python_value: object = 2.5 if option == "train_batch_size" else value
+    with pytest.raises(InputError) as err:
+        DistillConfig(**{option: python_value})
+    wording = str(err.value).removeprefix(f"{option}: ").replace("2.5", "'2.5'")
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main(["distill", "--teacher", "t", "--student", "s", "--task", "sst2", "--data-dir", str(tmp_path),
+              "--out", str(tmp_path / "o"), flag, value])
+    assert usage.value.code == 2
+    assert re.search(rf"argument {re.escape(flag)}(/--\S+)?: {re.escape(wording)}", capsys.readouterr().err)

@@ -8,7 +8,7 @@ traceback only under ``--debug``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -49,3 +49,15 @@ class InputError(Exception):
                 where += f", row {row}"
             where += ": "
         super().__init__(where + " ".join(str(message).split()))
+
+
+def expected(what: str, value: object) -> str:
+    """The one wording of a value of the wrong kind, from the settings models (pydantic) and from the
+    command line's parsers alike: ``expected a number, got 'x'``."""
+    return f"expected {what}, got {value!r}"
+
+
+def one_of(options: Sequence[str]) -> str:
+    """``one of 'a', 'b' or 'c'``: choices as pydantic words a ``Literal``'s."""
+    shown = [repr(o) for o in options]
+    return "one of " + (", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown))

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 
 from confdistill import ranges
-from confdistill.errors import InputError, setting_name
+from confdistill.errors import InputError, expected, setting_name
 
 
 def _within(rule: ranges.Range) -> AfterValidator:
@@ -224,11 +224,11 @@ def error_message(err: dict[str, Any]) -> str:
     if kind == "value_error":
         return str((err.get("ctx") or {}).get("error", err["msg"])).removeprefix("Value error, ")
     if kind in ("int_type", "int_from_float", "int_parsing"):
-        return f"expected an integer, got {value!r}"
+        return expected("an integer", value)
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {value!r}"
+        return expected("a number", value)
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {value!r}"
+        return expected("true or false", value)
     if kind == "literal_error":
-        return f"expected one of {(err.get('ctx') or {}).get('expected')}, got {value!r}"
+        return expected(f"one of {(err.get('ctx') or {}).get('expected')}", value)
     return str(err["msg"])
