@@ -192,7 +192,7 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], list[Any]], str]] = [
     ("distill", "temperature 0", lambda e: _d(e, "--temperature", "0"), "--temperature"),
     ("distill", "alpha 2", lambda e: _d(e, "--alpha", "2"), "--alpha"),
     ("distill", "lambda -1", lambda e: _d(e, "--lambda-conf", "-1"), "--lambda-conf"),
-    ("distill", "unknown mapping", lambda e: _d(e, "--layer-mapping", "middle"), "invalid choice"),
+    ("distill", "unknown mapping", lambda e: _d(e, "--layer-mapping", "middle"), "argument --layer-mapping: expected one of 'uniform', 'top' or 'bottom', got 'middle'"),
     ("distill", "max length 1000", lambda e: _d(e, "--max-seq-length", "1000"), "--max-seq-length"),
     ("distill", "warm-up 1.5", lambda e: _d(e, "--warmup-proportion", "1.5"), "--warmup-proportion"),
     ("distill", "eval step 0", lambda e: _d(e, "--eval-step", "0"), "--eval-step"),

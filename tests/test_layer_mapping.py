@@ -45,8 +45,8 @@ def test_equal_depths_agree_and_bad_inputs() -> None:
             layer_mapping(7, 6, strategy)
     with pytest.raises(InputError, match="--layer-mapping"):
         layer_mapping(2, 4, "middle")
-    # The settings model refuses it when the settings are built, naming the option and the choices.
-    with pytest.raises(InputError, match="--layer-mapping: expected one of 'uniform', 'top' or 'bottom'"):
+    # The settings model refuses it when the settings are built, naming the field and the choices.
+    with pytest.raises(InputError, match=r"^layer_mapping: expected one of 'uniform', 'top' or 'bottom'"):
         DistillConfig(teacher="t", student="s", task="sst2", data_dir="d", out="o", layer_mapping="middle")
 
 

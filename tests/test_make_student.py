@@ -64,15 +64,20 @@ def test_new_head_width_and_fresh_config(tiny_bert: Callable[..., Path], tmp_pat
 def test_validation_and_cli(tiny_bert: Callable[..., Path], tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     src_dir = tiny_bert(layers=2)
-    with pytest.raises(InputError, match="--heads 3 must divide --hidden 32"):
+    # from Python the arguments are named as make_student's parameters, from the command line as flags
+    with pytest.raises(InputError, match=r"^heads 3 must divide hidden 32"):
         make_student(src_dir, tmp_path / "x", layers=1, heads=3)
-    with pytest.raises(InputError, match="--hidden 31 is not divisible by the source's 2 attention heads"):
+    with pytest.raises(InputError, match=r"^hidden 31 is not divisible by the source's 2 attention heads: give heads"):
         make_student(src_dir, tmp_path / "x", layers=1, hidden=31)
+    with pytest.raises(InputError, match=r"^num_labels 20,000 exceeds the bound 10,000"):
+        make_student(src_dir, tmp_path / "x", layers=1, num_labels=20_000)
     assert not (tmp_path / "x").exists()
     capsys.readouterr()  # drop the fixture's output
     code = main(["make-student", "--from", str(src_dir), "--layers", "3", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and "exceeds the 2 layers of the source" in err and len(err.strip().splitlines()) == 1
+    code = main(["make-student", "--from", str(src_dir), "--layers", "1", "--heads", "3", "--out", str(tmp_path / "s")])
+    assert code == 2 and "--heads 3 must divide --hidden 32" in capsys.readouterr().err
     code = main(["make-student", "--from", str(tmp_path / "missing"), "--layers", "1", "--out", str(tmp_path / "s")])
     assert code == 2 and "model directory does not exist" in capsys.readouterr().err
     code = main(["make-student", "--from", str(src_dir), "--layers", "1", "--out", str(tmp_path / "s")])

@@ -177,7 +177,7 @@ def test_export_refuses_then_overwrites_and_never_half_writes(tiny: Path, tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(Exception, match="--overwrite"):
+    with pytest.raises(Exception, match="use overwrite to replace it"):
         export_onnx(tiny, out)
 
     def broken(*args: object, **kwargs: object) -> None:

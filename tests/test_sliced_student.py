@@ -76,7 +76,7 @@ def test_slicing_refuses_what_it_cannot_cut(tiny_bert: Callable[..., Path]) -> N
     student, _ = fresh_student(teacher, layers=1, hidden=16, heads=2, intermediate=128)
     with pytest.raises(ValueError, match="feed-forward size <= 64"):
         slice_teacher_layers(student, teacher, [1], residual_projection(teacher, 16))
-    with pytest.raises(InputError, match="--encoder-init sliced needs --embeddings teacher"):
+    with pytest.raises(InputError, match="encoder_init sliced needs embeddings teacher"):
         StudentShape(layers=1, hidden=16, heads=2, intermediate=24, embeddings="fresh", encoder_init="sliced")
 
 

@@ -142,7 +142,7 @@ def test_label_slice_of_unlabelled_logs_is_refused() -> None:
 
     p = np.random.default_rng(4).dirichlet([1, 1], 60)
     log = SoftmaxOutputs(probs=p, pred=p.argmax(1), label=None)
-    with pytest.raises(InputError, match="--slice-by label: the files have no `label` column"):
+    with pytest.raises(InputError, match=r"^slice_by label: the files have no `label` column"):
         analyze_pair(log, log, n_bootstrap=0, slice_by=["label"])
     rows = analyze_pair(log, log, n_bootstrap=0, slice_by=["pred"]).to_dict()["slices"]["pred"]
     assert [r["n"] for r in rows] == np.bincount(p.argmax(1)).tolist()

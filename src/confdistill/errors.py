@@ -8,7 +8,32 @@ traceback only under ``--debug``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+
+#: True while the command line runs: a setting is then named by its option (``--learning-rate``),
+#: otherwise (the Python API) by its field (``learning_rate``); one wording for both.
+_OPTION_NAMES: ContextVar[bool] = ContextVar("confdistill_option_names", default=False)
+
+
+@contextmanager
+def option_names() -> Iterator[None]:
+    """Within this block, :func:`setting_name` names settings as the command line spells them."""
+    token = _OPTION_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _OPTION_NAMES.reset(token)
+
+
+def setting_name(field: str, *, flag: str | None = None) -> str:
+    """``field`` as the user wrote it: ``--field-name`` (or ``flag`` where the option is spelled
+    otherwise) on the command line, ``field`` in Python."""
+    if not _OPTION_NAMES.get():
+        return field
+    return flag if flag is not None else "--" + field.replace("_", "-")
 
 
 class InputError(Exception):
@@ -24,3 +49,15 @@ class InputError(Exception):
                 where += f", row {row}"
             where += ": "
         super().__init__(where + " ".join(str(message).split()))
+
+
+def expected(what: str, value: object) -> str:
+    """The one wording of a value of the wrong kind, from the settings models (pydantic) and from the
+    command line's parsers alike: ``expected a number, got 'x'``."""
+    return f"expected {what}, got {value!r}"
+
+
+def one_of(options: Sequence[str]) -> str:
+    """``one of 'a', 'b' or 'c'``: choices as pydantic words a ``Literal``'s."""
+    shown = [repr(o) for o in options]
+    return "one of " + (", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown))

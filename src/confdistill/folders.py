@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from confdistill.commit import JOURNAL_SUFFIX, recover_commit
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.io import pid_alive, temp_owner
 from confdistill.swap import SWAP_SUFFIX, clear_folder, recover_clear, recover_in
 
@@ -188,8 +188,8 @@ def check_output_target(
     if not os.path.lexists(path):
         _writable(base, path, what)
         return path
-    how = [*(["--resume to continue it"] if resume is False else []),
-           *(["--overwrite to replace it"] if can_overwrite else []), f"another {what}"]
+    how = [*([f"{setting_name('resume')} to continue it"] if resume is False else []),
+           *([f"{setting_name('overwrite')} to replace it"] if can_overwrite else []), f"another {what}"]
     advice = "use " + ", ".join(how[:-1]) + (" or " if len(how) > 1 else "") + how[-1]
     if kind == "dir":
         if not path.is_dir():

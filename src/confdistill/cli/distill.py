@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from confdistill.cli.trainer_args import TRAINER_OPTIONS, add_trainer_arguments
+from confdistill.cli.trainer_args import TRAINER_OPTIONS, add_trainer_arguments, choice, number
 from confdistill.data.tabular import add_data_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     # The settings module needs no torch: one source for the defaults.
-    from confdistill.distillation.config import LAYER_MAPPINGS, DistillConfig
+    from confdistill.distillation.config import LAYER_MAPPINGS, STAGES, DistillConfig
 
     d = DistillConfig()
     p = subparsers.add_parser(
@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Defaults are TinyBERT's. Data: a GLUE task, or --task custom with your own "
         "DATA_DIR/{train,dev}.{csv,tsv,jsonl} and the column options.",
     )
-    p.add_argument("--stage", choices=["intermediate", "prediction", "both"], default=d.stage,
+    p.add_argument("--stage", type=choice(STAGES), choices=STAGES, default=d.stage,
                    help="intermediate = stage 1 (attention scores + hidden states), prediction = stage 2 "
                    f"(soft cross-entropy on logits), both = stage 1 then stage 2 (default: {d.stage})")
     p.add_argument("--teacher", required=True, metavar="DIR", help="teacher model directory (fine-tuned on TASK)")
@@ -43,11 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("--lambda-conf", "stage 2 weight of the confidence-gap term ½Σ(p_t−p_s)², 0 = off"),
     ):
         default = getattr(d, flag[2:].replace("-", "_"))
-        stages.add_argument(flag, type=float, default=default, metavar="X", help=f"{text} (default: {default:g})")
-    stages.add_argument("--layer-mapping", choices=LAYER_MAPPINGS, default=d.layer_mapping,
+        stages.add_argument(flag, type=number, default=default, metavar="X", help=f"{text} (default: {default:g})")
+    stages.add_argument("--layer-mapping", type=choice(LAYER_MAPPINGS), choices=LAYER_MAPPINGS, default=d.layer_mapping,
                         help="stage 1 student→teacher layers: uniform g(m)=⌊mN/M+½⌋ (TinyBERT), top "
                         f"g(m)=N−M+m, bottom g(m)=m (default: {d.layer_mapping})")
-    stages.add_argument("--analyse", choices=["final", "best"], default=d.analyse,
+    stages.add_argument("--analyse", type=choice(("final", "best")), choices=["final", "best"], default=d.analyse,
                         help="stage 2's model that β is measured on (and an experiment analyses): the last "
                         f"step's or the evaluation-best (default: {d.analyse})")
     defaults = {name: getattr(d, name) for name in type(d).model_fields if name in TRAINER_OPTIONS}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from confdistill.cli.trainer_args import TRAINER_OPTIONS, add_trainer_arguments
+from confdistill.cli.trainer_args import TRAINER_OPTIONS, add_trainer_arguments, integer
 from confdistill.data.tabular import add_data_arguments
 
 
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, metavar="DIR",
                    help="model to start from: a directory, minilm, or a Hub id in the local cache")
-    p.add_argument("--num-labels", type=int, default=None, metavar="K",
+    p.add_argument("--num-labels", type=integer, default=None, metavar="K",
                    help="the task's number of classes (1: regression), to replace a classifier head trained for "
                    "another number: the old head is dropped and a new one drawn (default: the head must fit)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a run unless --resume)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from confdistill.cli.trainer_args import add_trainer_arguments
+from confdistill.cli.trainer_args import add_trainer_arguments, choice, integer
 
 #: The loop options that apply here (no evaluation split, batches drawn from the stream).
 _LOOP_OPTIONS = ("learning_rate", "num_train_epochs", "train_batch_size", "max_seq_length", "warmup_proportion",
@@ -45,18 +45,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for flag, text in (("--layers", "layers M (at most the teacher's)"), ("--hidden", "hidden width H (at most the "
                        "teacher's)"), ("--heads", "attention heads A (the teacher's number: scores are matched head "
                        "by head; A must divide H)"), ("--intermediate", "feed-forward width I")):
-        shape.add_argument(flag, type=int, required=True, metavar="N", help=text)
-    shape.add_argument("--embeddings", choices=EMBEDDING_INITS, default="teacher",
+        shape.add_argument(flag, type=integer, required=True, metavar="N", help=text)
+    shape.add_argument("--embeddings", type=choice(EMBEDDING_INITS), choices=EMBEDDING_INITS, default="teacher",
                        help="start the embeddings from the teacher's (copied, or PCA-projected when narrower) or "
                        "fresh as TinyBERT (default: teacher)")
-    shape.add_argument("--encoder-init", choices=ENCODER_INITS, default="fresh",
+    shape.add_argument("--encoder-init", type=choice(ENCODER_INITS), choices=ENCODER_INITS, default="fresh",
                        help="encoder layers fresh as TinyBERT, or sliced from the mapped teacher layers to the "
                        "narrow sizes, its fit_dense then starting at the least-squares map (learns far more on a small "
                        "corpus; default: fresh)")
     loss = p.add_argument_group("loss and stream")
-    loss.add_argument("--layer-mapping", choices=LAYER_MAPPINGS, default=d.layer_mapping,
+    loss.add_argument("--layer-mapping", type=choice(LAYER_MAPPINGS), choices=LAYER_MAPPINGS, default=d.layer_mapping,
                       help=f"student→teacher layers (default: {d.layer_mapping}, TinyBERT's)")
-    loss.add_argument("--shuffle-buffer", type=int, default=d.shuffle_buffer, metavar="N",
+    loss.add_argument("--shuffle-buffer", type=integer, default=d.shuffle_buffer, metavar="N",
                       help=f"texts held by the streamed shuffle (default: {d.shuffle_buffer})")
     add_trainer_arguments(p, defaults={k: getattr(d, k) for k in _LOOP_OPTIONS}, only=_LOOP_OPTIONS, help_text={
         "warmup_proportion": "fraction of the steps with linear warm-up, then linear decay (TinyBERT's general "

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from confdistill import __version__
-from confdistill.errors import InputError
+from confdistill.errors import InputError, option_names
 
 # Order is the order shown in --help.
 SUBCOMMAND_MODULES = [
@@ -118,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        code = args.func(args)
+        with option_names():  # settings named as options (--learning-rate), not fields
+            code = args.func(args)
     except InputError as exc:
         if debug:
             raise

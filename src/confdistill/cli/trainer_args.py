@@ -11,11 +11,44 @@ option's help ends with its default. Standard library only (the CLI starts fast)
 from __future__ import annotations
 
 import argparse
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TRAINER_OPTIONS", "add_trainer_arguments"]
+from confdistill.errors import expected, one_of
+
+__all__ = ["TRAINER_OPTIONS", "add_trainer_arguments", "choice", "integer", "number"]
+
+
+# argparse types that word a bad value as the settings models do (confdistill.errors.expected):
+# "argument --learning-rate: expected a number, got 'x'" on the command line, "learning_rate:
+# expected a number, got 'x'" from Python.
+
+
+def number(text: str) -> float:
+    """A float option's value."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected("a number", text)) from None
+
+
+def integer(text: str) -> int:
+    """An integer option's value."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(expected("an integer", text)) from None
+
+
+def choice(options: Collection[str]) -> Callable[[str], str]:
+    """A type for an option with ``choices=options``: refuses another value in the settings' wording
+    (argparse checks its ``choices`` only after the type)."""
+    def parse(text: str) -> str:
+        if text not in options:
+            raise argparse.ArgumentTypeError(expected(one_of(list(options)), text))
+        return text
+    return parse
 
 
 def _optional_int(text: str) -> int | None:
@@ -25,7 +58,7 @@ def _optional_int(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+        raise argparse.ArgumentTypeError(expected("an integer or 'none'", text)) from None
 
 
 @dataclass(frozen=True)
@@ -41,24 +74,24 @@ class _Option:
 
 #: dest (the config field) -> how the option is spelled and described, in --help order.
 TRAINER_OPTIONS: dict[str, _Option] = {
-    "learning_rate": _Option(("--learning-rate",), "peak learning rate", float, "LR"),
+    "learning_rate": _Option(("--learning-rate",), "peak learning rate", number, "LR"),
     "num_train_epochs": _Option(("--num-train-epochs", "--epochs"), "training epochs (may be fractional)",
-                                float, "N"),
+                                number, "N"),
     "train_batch_size": _Option(("--train-batch-size", "--batch-size"),
-                                "global batch size (all processes together)", int, "N"),
-    "eval_batch_size": _Option(("--eval-batch-size",), "batch size for evaluation and teacher logits", int, "N"),
-    "max_seq_length": _Option(("--max-seq-length",), "truncate inputs to this many tokens", int, "N"),
+                                "global batch size (all processes together)", integer, "N"),
+    "eval_batch_size": _Option(("--eval-batch-size",), "batch size for evaluation and teacher logits", integer, "N"),
+    "max_seq_length": _Option(("--max-seq-length",), "truncate inputs to this many tokens", integer, "N"),
     "warmup_proportion": _Option(("--warmup-proportion",),
                                  "fraction of the steps with linear warm-up, then linear decay "
-                                 "(stage 1 of distill: constant rate)", float, "P"),
-    "weight_decay": _Option(("--weight-decay",), "AdamW weight decay, not on biases/LayerNorm", float, "W"),
+                                 "(stage 1 of distill: constant rate)", number, "P"),
+    "weight_decay": _Option(("--weight-decay",), "AdamW weight decay, not on biases/LayerNorm", number, "W"),
     "eval_step": _Option(("--eval-step",), "evaluate on the evaluation split every N steps, and at the end "
                          "('none': at the end only)", _optional_int, "N"),
     "eval_split": _Option(("--eval-split",), "evaluation split", str, "SPLIT",
                           needs_default=False),
     "checkpoint_steps": _Option(("--checkpoint-steps",), "checkpoint every N steps, and at epoch ends "
                                 "('none': epoch ends only)", _optional_int, "N"),
-    "seed": _Option(("--seed",), "random seed", int, "N"),
+    "seed": _Option(("--seed",), "random seed", integer, "N"),
     "aug_train": _Option(("--aug-train",), "train on this (augmented) file instead of the task's train split "
                          "(β and n_train stay measured on the train split)", str, "FILE", needs_default=False),
     "group_by_length": _Option(("--no-group-by-length",), "random batches without grouping similar lengths "
@@ -70,7 +103,7 @@ TRAINER_OPTIONS: dict[str, _Option] = {
                          action="store_true", needs_default=False),
     "gradient_accumulation_steps": _Option(("--gradient-accumulation-steps",),
                                            "compute each batch in N micro-batches (same gradient, less memory)",
-                                           int, "N"),
+                                           integer, "N"),
     "pad_to_max_length": _Option(("--pad-to-max-length",), "pad every batch to --max-seq-length (research "
                                  "reproduction: stage 1's MSE then averages over exactly TinyBERT's positions)",
                                  action="store_true", needs_default=False),
@@ -130,6 +163,7 @@ def add_trainer_arguments(
             continue
         default = defaults.get(dest)
         shown = shown_defaults.get(dest, _NONE_TEXT.get(dest, "none") if default is None else _show(default))
-        group.add_argument(*opt.flags, dest=dest, type=opt.type, default=default, metavar=opt.metavar,
+        kind = choice(opt.choices) if opt.choices else opt.type
+        group.add_argument(*opt.flags, dest=dest, type=kind, default=default, metavar=opt.metavar,
                            choices=opt.choices, help=f"{text} (default: {shown})")
     return group

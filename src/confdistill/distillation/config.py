@@ -25,6 +25,7 @@ from confdistill.distillation.settings import (
     LAYER_MAPPINGS,
     AtLeastOne,
     Device,
+    PathText,
     Positive,
     Settings,
     Stage1Loss,
@@ -32,7 +33,7 @@ from confdistill.distillation.settings import (
     TrainConfig,
     settings_error,
 )
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 
 __all__ = ["LAYER_MAPPINGS", "RESUME_MUTABLE", "STAGES", "DistillConfig", "FinetuneConfig"]
 
@@ -48,11 +49,11 @@ class _RunSettings(Settings):
     """Where a run reads and writes, and how it starts (fields common to both commands)."""
 
     task: str = ""
-    data_dir: str = ""
-    out: str = ""
+    data_dir: PathText = ""
+    out: PathText = ""
     resume: bool = False
     overwrite: bool = False
-    aug_train: str | None = None
+    aug_train: PathText | None = None
     eval_split: str | None = None
     device: Device = "auto"
     #: The metric that picks ``OUT/best`` (default: the task's, as TinyBERT's task_distill.py).
@@ -64,7 +65,7 @@ class _RunSettings(Settings):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise settings_error(exc, flags=True) from None
+            raise settings_error(exc) from None
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -77,15 +78,16 @@ class _RunSettings(Settings):
     def _check_common(self, required: tuple[str, ...]) -> None:
         for name in required:
             if not getattr(self, name):
-                raise InputError(f"--{name.replace('_', '-')} is required")
+                raise InputError(f"{setting_name(name)} is required")
         if self.resume and self.overwrite:
-            raise InputError("give --resume (continue the run in --out) or --overwrite (discard it), not both")
+            raise InputError(f"give {setting_name('resume')} (continue the run in {setting_name('out')}) or "
+                             f"{setting_name('overwrite')} (discard it), not both")
         if self.best_metric is not None and self.task:
             from confdistill.data import get_task
 
             with_task = self.task.strip().lower() != "custom"
             if with_task and self.best_metric not in get_task(self.task).metric_names:
-                raise InputError(f"--best-metric must be one of {', '.join(get_task(self.task).metric_names)} "
+                raise InputError(f"{setting_name('best_metric')} must be one of {', '.join(get_task(self.task).metric_names)} "
                                  f"for {self.task}, got {self.best_metric!r}")
         self._check_columns()
 
@@ -95,12 +97,13 @@ class _RunSettings(Settings):
 
         custom = str(self.task).strip().lower() == CUSTOM_TASK
         if self.columns is not None and not custom:
-            raise InputError(f"--text-column/--label-column (columns) apply to --task {CUSTOM_TASK} only, "
-                             f"not to --task {self.task}")
+            raise InputError(f"{setting_name('columns', flag='--text-column/--label-column')} apply to "
+                             f"{setting_name('task')} {CUSTOM_TASK} only, not to {setting_name('task')} {self.task}")
         if not custom:
             return
         if not isinstance(self.columns, dict) or not self.columns.get("text") or not self.columns.get("label"):
-            raise InputError(f"--task {CUSTOM_TASK} needs --text-column and --label-column "
+            raise InputError(f"{setting_name('task')} {CUSTOM_TASK} needs "
+                             f"{setting_name('columns', flag='--text-column and --label-column')} "
                              f"(columns = {{text = ..., label = ...}}), got columns = {self.columns!r}")
         try:
             parsed = TableColumns.from_mapping(self.columns)
@@ -108,9 +111,11 @@ class _RunSettings(Settings):
             raise InputError(f"columns: {exc}") from None
         names = parsed.label_names
         if names is not None and (len(set(names)) != len(names) or len(names) < 2):
-            raise InputError(f"--label-names must list at least two distinct classes, got {list(names)}")
+            raise InputError(f"{setting_name('columns.label_names', flag='--label-names')} must list at least "
+                             f"two distinct classes, got {list(names)}")
         if names is not None and parsed.regression:
-            raise InputError("--label-names does not apply with --regression")
+            raise InputError(f"{setting_name('columns.label_names', flag='--label-names')} does not apply with "
+                             f"{setting_name('columns.regression', flag='--regression')}")
 
     def loop(self, **resolved: Any) -> TrainConfig:
         """This run's loop settings as a :class:`TrainConfig` (``resolved`` overrides, e.g. a stage's rate)."""
@@ -131,8 +136,8 @@ class DistillConfig(_RunSettings, TrainConfig, Stage1Loss, Stage2Loss):
     ``out`` holds (an existing non-empty ``out`` is refused without one of them).
     """
 
-    teacher: str = ""
-    student: str = ""
+    teacher: PathText = ""
+    student: PathText = ""
     stage: Literal["intermediate", "prediction", "both"] = "both"
     learning_rate: Positive | None = None          # type: ignore[assignment]
     num_train_epochs: Positive | None = None       # type: ignore[assignment]
@@ -173,7 +178,7 @@ class FinetuneConfig(_RunSettings, TrainConfig):
     num_labels: ``--num-labels K``: re-head a classifier trained for another number of classes.
     """
 
-    model: str = ""
+    model: PathText = ""
     learning_rate: Positive = 2e-5
     eval_step: AtLeastOne | None = 200
     #: the classifier's width when it replaces a head trained for another number of classes (the

@@ -18,12 +18,13 @@ from pydantic import Field, ValidationError, model_validator
 from confdistill.distillation.settings import (
     AtLeastOne,
     Device,
+    PathText,
     Settings,
     Stage1Loss,
     TrainConfig,
     describe_errors,
 )
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 
 __all__ = ["GENERAL_RESUME_MUTABLE", "GeneralConfig", "StudentShape"]
 
@@ -39,7 +40,7 @@ class _Checked(Settings):
             super().__init__(**data)
         except ValidationError as exc:
             # A check of several fields (heads and hidden) has no single location: no "key:" prefix.
-            parts = [p.removeprefix(": ") for p in describe_errors(exc, flags=True)]
+            parts = [p.removeprefix(": ") for p in describe_errors(exc)]
             raise InputError("; ".join(parts)) from None
 
 
@@ -71,11 +72,12 @@ class StudentShape(_Checked):
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> StudentShape:
         if self.hidden % self.heads:
-            raise ValueError(f"--hidden {self.hidden} is not divisible by --heads {self.heads} "
+            raise ValueError(f"{setting_name('hidden')} {self.hidden} is not divisible by "
+                             f"{setting_name('heads')} {self.heads} "
                              "(each attention head is hidden/heads wide)")
         if self.encoder_init == "sliced" and self.embeddings != "teacher":
-            raise ValueError("--encoder-init sliced needs --embeddings teacher (the layers are sliced through the "
-                             "embeddings' projection)")
+            raise ValueError(f"{setting_name('encoder_init')} sliced needs {setting_name('embeddings')} teacher "
+                             "(the layers are sliced through the embeddings' projection)")
         return self
 
 
@@ -89,10 +91,10 @@ class GeneralConfig(_Checked, TrainConfig, Stage1Loss):
     are drawn from the stream).
     """
 
-    teacher: str = ""
-    corpus: list[str] = Field(default_factory=list)
+    teacher: PathText = ""
+    corpus: list[PathText] = Field(default_factory=list)
     text_column: str | None = None
-    out: str = ""
+    out: PathText = ""
     student: StudentShape | None = None
     shuffle_buffer: AtLeastOne = 10_000
     resume: bool = False
@@ -111,9 +113,10 @@ class GeneralConfig(_Checked, TrainConfig, Stage1Loss):
         """Raise :class:`InputError` on settings that cannot work together (before anything is written)."""
         for name in ("teacher", "corpus", "out", "student"):
             if not getattr(self, name):
-                raise InputError(f"--{name} is required")
+                raise InputError(f"{setting_name(name)} is required")
         if self.resume and self.overwrite:
-            raise InputError("give --resume (continue the run in --out) or --overwrite (discard it), not both")
+            raise InputError(f"give {setting_name('resume')} (continue the run in {setting_name('out')}) or "
+                             f"{setting_name('overwrite')} (discard it), not both")
 
     def loop(self) -> TrainConfig:
         """The loop's settings as a :class:`TrainConfig`."""

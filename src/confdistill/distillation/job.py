@@ -16,7 +16,7 @@ from typing import Any
 
 from confdistill.distillation.config import RESUME_MUTABLE, DistillConfig, FinetuneConfig
 from confdistill.distillation.settings import Stage1Loss, Stage2Loss, TrainConfig
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 
 JOBS = ("intermediate", "prediction", "finetune")
 
@@ -135,5 +135,5 @@ def check_same_settings(before: dict[str, Any], now: dict[str, Any], out: Path) 
     diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     if diff:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in diff[:4])
-        raise InputError(f"--resume with different settings than the run being resumed ({shown}); "
-                         "use the original settings or another --out", path=out)
+        raise InputError(f"{setting_name('resume')} with different settings than the run being resumed ({shown}); "
+                         f"use the original settings or another {setting_name('out')}", path=out)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.folders import claim_output
 from confdistill.io import atomic_path, atomic_write, load_tensors, open_no_follow, save_tensors
 
@@ -51,11 +51,12 @@ def claim_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None]
     once the inputs are validated (``_Job.clear_dir``).
     """
     if resume and overwrite:
-        raise InputError("give --resume (continue the run in --out) or --overwrite (discard it), not both")
+        raise InputError(f"give {setting_name('resume')} (continue the run in {setting_name('out')}) or "
+                         f"{setting_name('overwrite')} (discard it), not both")
     if launch_rank() != 0:
         yield
         return
-    with claim_output(out, resume=resume, overwrite=overwrite, what="--out"):
+    with claim_output(out, resume=resume, overwrite=overwrite, what=setting_name("out")):
         yield
 
 
@@ -75,8 +76,8 @@ def refuse_existing_run(out: Path) -> None:
     """Without --resume, never write into an OUT holding a run (nothing is overwritten)."""
     found = [m for m in RUN_MARKERS if (Path(out) / m).exists()]
     if found:
-        raise InputError(f"already holds a run ({', '.join(found)}): use --resume to continue it, --overwrite "
-                         "to discard it, or another --out", path=out)
+        raise InputError(f"already holds a run ({', '.join(found)}): use {setting_name('resume')} to continue it, "
+                         f"{setting_name('overwrite')} to discard it, or another {setting_name('out')}", path=out)
 
 
 class MetricsLog:

@@ -17,13 +17,14 @@ the κ bound). :func:`settings_error` turns pydantic's errors into one line nami
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Strict, ValidationError
 
 from confdistill import ranges
-from confdistill.errors import InputError
+from confdistill.errors import InputError, expected, setting_name
 
 
 def _within(rule: ranges.Range) -> AfterValidator:
@@ -45,6 +46,13 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _path_text(value: Any) -> Any:
+    # A path may be given as a pathlib.Path (any os.PathLike); it is kept as text, as run.json records it.
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+#: A file or folder: ``str`` or any ``os.PathLike`` (``pathlib.Path``), stored as ``str``.
+PathText = Annotated[str, BeforeValidator(_path_text)]
 Number = Annotated[float, BeforeValidator(_number)]
 Integer = Annotated[int, Strict()]
 Positive = Annotated[Number, _within(ranges.POSITIVE)]
@@ -135,7 +143,7 @@ class Stage2Loss(Settings):
 class RunExtras(Settings):
     """Per-stage run settings an experiment's stage table may also give (not part of the loop or loss)."""
 
-    aug_train: str | None = None      # train on this (augmented) file; β stays measured on X_train
+    aug_train: PathText | None = None  # train on this (augmented) file; β stays measured on X_train
     best_metric: str | None = None    # the evaluation key that picks OUT/best (default: TinyBERT's)
 
 
@@ -172,23 +180,25 @@ def check_table(table: dict[str, Any], kinds: Sequence[type[Settings]], *, where
     return out
 
 
-def settings_error(exc: ValidationError, *, prefix: str = "", flags: bool = False) -> InputError:
-    """One line naming every bad key: ``prefix.key: must be in [0, 1)`` (``--key`` when ``flags``)."""
-    return InputError("; ".join(describe_errors(exc, prefix=prefix, flags=flags)))
+def settings_error(exc: ValidationError, *, prefix: str = "") -> InputError:
+    """One line naming every bad key: ``prefix.key: must be in [0, 1)``; without a prefix, a
+    setting is named as the caller spells it (:func:`~confdistill.errors.setting_name`:
+    ``temperature`` from Python, ``--temperature`` from the command line)."""
+    return InputError("; ".join(describe_errors(exc, prefix=prefix)))
 
 
-def describe_errors(exc: ValidationError, *, prefix: str = "", flags: bool = False) -> list[str]:
+def describe_errors(exc: ValidationError, *, prefix: str = "") -> list[str]:
     parts = []
     for err in exc.errors():
-        loc = _location(err["loc"], prefix, flags)
+        loc = _location(err["loc"], prefix)
         parts.append(f"{loc}: {error_message(err)}")
     return parts
 
 
-def _location(loc: Sequence[Any], prefix: str, flags: bool) -> str:
+def _location(loc: Sequence[Any], prefix: str) -> str:
     names = [p for p in loc if not (isinstance(p, str) and p in ("function-after", "lax-or-strict"))]
-    if flags and len(names) == 1 and isinstance(names[0], str):
-        return "--" + names[0].replace("_", "-")
+    if not prefix and len(names) == 1 and isinstance(names[0], str):
+        return setting_name(names[0])
     text = prefix
     for part in names:
         if isinstance(part, int):
@@ -214,11 +224,11 @@ def error_message(err: dict[str, Any]) -> str:
     if kind == "value_error":
         return str((err.get("ctx") or {}).get("error", err["msg"])).removeprefix("Value error, ")
     if kind in ("int_type", "int_from_float", "int_parsing"):
-        return f"expected an integer, got {value!r}"
+        return expected("an integer", value)
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {value!r}"
+        return expected("a number", value)
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {value!r}"
+        return expected("true or false", value)
     if kind == "literal_error":
-        return f"expected one of {(err.get('ctx') or {}).get('expected')}, got {value!r}"
+        return expected(f"one of {(err.get('ctx') or {}).get('expected')}", value)
     return str(err["msg"])

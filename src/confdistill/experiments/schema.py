@@ -20,7 +20,7 @@ an error are :mod:`confdistill.experiments.values`.
 from __future__ import annotations
 
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -100,6 +100,8 @@ class _StageTable(Settings):
     optional setting off (TOML has no null)."""
 
     _order: tuple[str, ...] = PrivateAttr(default=())
+    #: the keys this table leaves to the runner (a table that declares one of them takes it itself)
+    runner_owned: ClassVar[frozenset[str]] = RUNNER_OWNED_FIELDS
 
     @model_validator(mode="wrap")
     @classmethod
@@ -108,10 +110,10 @@ class _StageTable(Settings):
             return data
         if not isinstance(data, dict):
             raise PydanticCustomError("table", "expected a table, got {got}", {"got": show(data)})
-        known = sorted(set(cls.model_fields) - RUNNER_OWNED_FIELDS)
+        known = sorted(set(cls.model_fields) - cls.runner_owned)
         data = dict(data)
         for key, value in data.items():
-            if key in RUNNER_OWNED_FIELDS:
+            if key in cls.runner_owned:
                 raise _key_error(key, "is set by the runner, not by the experiment file")
             if key not in cls.model_fields:
                 raise _key_error(key, f"unknown key (expected one of: {', '.join(known)})")
@@ -146,6 +148,9 @@ class FinetuneTable(_StageTable, TrainConfig, RunExtras):
 class GeneralTable(_StageTable, TrainConfig, Stage1Loss):
     """``general = {…}`` of a student: TinyBERT general distillation of a fresh student on unlabeled
     text (``confdistill general-distill``), before the task stages."""
+
+    # its own teacher (the model distilled from) is the file's to give, not the runner's
+    runner_owned: ClassVar[frozenset[str]] = RUNNER_OWNED_FIELDS - {"teacher"}
 
     corpus: Annotated[tuple[str, ...], BeforeValidator(values.corpus)] = ()
     text_column: str | None = None

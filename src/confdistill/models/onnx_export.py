@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.io import atomic_directory, os_errors_named, sha256_file, sha256_json, write_json
 from confdistill.models.files import check_dir, quiet_transformers
 from confdistill.models.onnx_dir import (
@@ -62,7 +62,7 @@ def check_quantize(quantize: str | None) -> str | None:
     """``quantize`` if known (None = fp32), else :class:`InputError`."""
     if quantize is None or quantize in QUANTIZATIONS:
         return quantize
-    raise InputError(f"--quantize must be {' or '.join(QUANTIZATIONS)} (or absent for fp32), got {quantize!r}")
+    raise InputError(f"{setting_name('quantize')} must be {' or '.join(QUANTIZATIONS)} (or absent for fp32), got {quantize!r}")
 
 
 def check_format(fmt: str) -> str:
@@ -180,9 +180,10 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     if is_onnx_dir(model_dir):
         raise InputError("is already an ONNX export; export needs a PyTorch model directory", path=model_dir)
     if out.exists() and out.resolve() == model_dir.resolve():
-        raise InputError("--out must differ from --model (the source would be replaced)", path=out)
+        raise InputError(f"{setting_name('out')} must differ from {setting_name('model_dir', flag='--model')} "
+                         "(the source would be replaced)", path=out)
     recover_folder(out)  # an earlier export killed mid-swap: its old or new folder first
-    check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
+    check_output_target(out, overwrite=overwrite, kind="dir", what=setting_name("out"))
     model, tokenizer = load_classifier(model_dir, attn_implementation="sdpa")
     report = model.confdistill_load_report
     if report.fresh_head:
@@ -191,7 +192,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     names = tuple(k for k in INPUT_NAMES if k in family_of(model).inputs)   # DistilBERT/ModernBERT: no token types
     inputs = _example_inputs(tokenizer, int(getattr(model.config, "max_position_embeddings", 512) or 512), names)
     digest = source_hash(model_dir)
-    check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: loading took a while
+    check_output_target(out, overwrite=overwrite, kind="dir", what=setting_name("out"))  # again: loading took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])
     with os_errors_named(out), atomic_directory(out) as tmp, _quiet_export():
         fp32 = tmp / (".fp32.onnx" if quantize else ONNX_MODEL)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 
 __all__ = ["MAX_PARAMETERS", "SIZE_BOUNDS", "check_parameter_count", "check_sizes", "evenly_spaced_layers",
            "make_student"]
@@ -36,7 +36,8 @@ __all__ = ["MAX_PARAMETERS", "SIZE_BOUNDS", "check_parameter_count", "check_size
 def evenly_spaced_layers(n_source: int, n_student: int) -> list[int]:
     """0-based source layers copied into a student of ``n_student`` layers: ``floor(m·N/M) − 1``, m = 1..M."""
     if not 1 <= n_student <= n_source:
-        raise InputError(f"--layers must be between 1 and the source's {n_source} layers, got {n_student}")
+        raise InputError(f"{setting_name('layers')} must be between 1 and the source's {n_source} layers, "
+                         f"got {n_student}")
     return [m * n_source // n_student - 1 for m in range(1, n_student + 1)]
 
 
@@ -51,15 +52,16 @@ MAX_PARAMETERS = 1_000_000_000
 
 def check_sizes(**sizes: int | None) -> None:
     """Each given size (``layers``, ``hidden``, ``heads``, ``intermediate``, ``num_labels``) is an
-    integer in [1, its :data:`SIZE_BOUNDS`]; else an :class:`InputError` naming the flag and the bound."""
+    integer in [1, its :data:`SIZE_BOUNDS`]; else an :class:`InputError` naming the setting (the
+    flag on the command line) and the bound."""
     for name, value in sizes.items():
-        flag = "--" + name.replace("_", "-")
+        bound = SIZE_BOUNDS["--" + name.replace("_", "-")]
         if value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"{flag} must be a positive integer, got {value!r}")
-        if value > SIZE_BOUNDS[flag]:
-            raise InputError(f"{flag} {value:,} exceeds the bound {SIZE_BOUNDS[flag]:,} (a size no BERT-family "
+            raise InputError(f"{setting_name(name)} must be a positive integer, got {value!r}")
+        if value > bound:
+            raise InputError(f"{setting_name(name)} {value:,} exceeds the bound {bound:,} (a size no BERT-family "
                              "model needs: check the number)")
 
 
@@ -114,15 +116,16 @@ def make_student(
     check_sizes(layers=layers, hidden=hidden, intermediate=intermediate, heads=heads, num_labels=num_labels)
     from_dir, out = Path(from_dir), Path(out)
     if out.resolve() == from_dir.resolve():
-        raise InputError("--out must differ from --from (the source would be replaced)", path=out)
+        raise InputError(f"{setting_name('out')} must differ from {setting_name('from_dir', flag='--from')} "
+                         "(the source would be replaced)", path=out)
     recover_folder(out)  # an earlier make-student killed mid-swap: its old or new folder first
-    check_output_target(out, overwrite=overwrite, kind="dir", what="--out")
+    check_output_target(out, overwrite=overwrite, kind="dir", what=setting_name("out"))
     source, tokenizer = load_classifier(from_dir, seed=seed)
     family = family_of(source)
     src_cfg = source.config
     n_source = int(src_cfg.num_hidden_layers)
     if layers > n_source:
-        raise InputError(f"--layers {layers} exceeds the {n_source} layers of the source: the uniform "
+        raise InputError(f"{setting_name('layers')} {layers} exceeds the {n_source} layers of the source: the uniform "
                          "layer mapping needs a student no deeper than its teacher", path=from_dir)
     src_labels = int(src_cfg.num_labels)
     labels = num_labels or src_labels
@@ -139,10 +142,10 @@ def make_student(
         if new_heads is None:
             new_heads = int(src_cfg.num_attention_heads)
             if new_hidden % new_heads:
-                raise InputError(f"--hidden {new_hidden} is not divisible by the source's {new_heads} "
-                                 "attention heads: give --heads")
+                raise InputError(f"{setting_name('hidden')} {new_hidden} is not divisible by the source's "
+                                 f"{new_heads} attention heads: give {setting_name('heads')}")
         if new_hidden % new_heads:
-            raise InputError(f"--heads {new_heads} must divide --hidden {new_hidden}")
+            raise InputError(f"{setting_name('heads')} {new_heads} must divide {setting_name('hidden')} {new_hidden}")
         if intermediate is not None:
             new_intermediate = intermediate
         elif new_hidden == int(src_cfg.hidden_size):
@@ -188,7 +191,7 @@ def make_student(
         record.update(mode="layers", source_layers_copied=[i + 1 for i in chosen],
                       source_tensors_not_copied=left, classifier_copied=head_copied,
                       rule="student layer m copies source layer floor(m*N/M), 1-based")
-    check_output_target(out, overwrite=overwrite, kind="dir", what="--out")  # again: it took a while
+    check_output_target(out, overwrite=overwrite, kind="dir", what=setting_name("out"))  # again: it took a while
     remove_stale_temps(out.parent, recursive=False, names=[out.name])
     save_classifier(student, tokenizer, out, extra_json={"student.json": record}, label_names=label_names)
     return out

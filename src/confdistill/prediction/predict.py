@@ -34,7 +34,7 @@ import numpy as np
 from confdistill.console import quiet
 from confdistill.data.glue import Example
 from confdistill.data.tabular import TableColumns, load_examples
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.models.families import model_inputs
 
 __all__ = ["plain_forward", "predict_encoded", "predict_logits", "predict_split", "softmax64"]
@@ -49,6 +49,11 @@ def softmax64(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _max_length() -> str:
+    # predict_split's max_length is the commands' --max-seq-length
+    return setting_name("max_length", flag="--max-seq-length")
 
 
 def predict_logits(
@@ -66,12 +71,12 @@ def predict_logits(
     from confdistill.data.batching import encode
 
     if batch_size < 1:
-        raise InputError(f"--eval-batch-size must be ≥ 1, got {batch_size}")
+        raise InputError(f"{setting_name('batch_size', flag='--eval-batch-size')} must be ≥ 1, got {batch_size}")
     if max_length < 4:
-        raise InputError(f"--max-seq-length must be ≥ 4, got {max_length}")
+        raise InputError(f"{_max_length()} must be ≥ 4, got {max_length}")
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_length > int(limit):
-        raise InputError(f"--max-seq-length {max_length} exceeds the model's {limit} position embeddings")
+        raise InputError(f"{_max_length()} {max_length} exceeds the model's {limit} position embeddings")
     encoded = encode(tokenizer, examples, max_length=max_length)
     return predict_encoded(model, encoded, batch_size=batch_size, device=device, progress=progress, desc=desc)
 
@@ -199,9 +204,9 @@ def predict_split(
 
     out = Path(out)
     if out.suffix.lower() not in _OUT_SUFFIXES:
-        raise InputError(f"--out must end in .csv, .tsv or .parquet, got {out.name!r}", path=out)
+        raise InputError(f"{setting_name('out')} must end in .csv, .tsv or .parquet, got {out.name!r}", path=out)
     if out.is_dir():
-        raise InputError("--out is a directory: expected a file name", path=out)
+        raise InputError(f"{setting_name('out')} is a directory: expected a file name", path=out)
     recover_commit(out)  # a predict killed mid-commit: finish it, so the pair checked below is whole
     _check_targets(out, sidecar_path(out), overwrite)
     data = load_examples(task, data_dir, split, columns=columns)

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 
 N_BINS = 15
 #: ECE slots: the 15 bins and conf == 1.0 (torchmetrics' ``len(bin_boundaries)``).
@@ -318,7 +318,7 @@ def calibration_analysis(teacher: CalibrationUnits, student: CalibrationUnits, *
     "bootstrap_method": "rows" | "cells" | "none", "n_bootstrap": B}.
     """
     if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
-        raise InputError(f"--bootstrap: expected a number of resamples >= 0, got {n_bootstrap!r}")
+        raise InputError(f"{setting_name('n_bootstrap', flag='--bootstrap')}: expected a number of resamples >= 0, got {n_bootstrap!r}")
     n_bootstrap = int(n_bootstrap)
     if teacher.count.shape != student.count.shape or not np.array_equal(teacher.count, student.count):
         raise ValueError("calibration_analysis: teacher and student units must describe the same rows "

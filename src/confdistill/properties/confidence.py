@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from confdistill import ranges
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.prediction.sources import SoftmaxSource
 
 _SPLIT_PATTERN = re.compile(r"_on_(train|eval|dev)$", re.IGNORECASE)
@@ -132,11 +132,11 @@ def infer_split(meta: dict[str, Any], path: Path | None) -> str | None:
 def validate_analysis_options(*, threshold: float, n_bootstrap: int, worst: int = 0) -> None:
     """The options ``analyze`` and ``table`` share: a one-line :class:`InputError` naming the flag."""
     if not ranges.PROBABILITY.contains(threshold):
-        raise InputError(f"--threshold: expected a probability, {ranges.PROBABILITY.describe()}; got {threshold!r}")
+        raise InputError(f"{setting_name('threshold')}: expected a probability, {ranges.PROBABILITY.describe()}; got {threshold!r}")
     if n_bootstrap < 0:
-        raise InputError(f"--bootstrap: expected a number of resamples >= 0, got {n_bootstrap!r}")
+        raise InputError(f"{setting_name('n_bootstrap', flag='--bootstrap')}: expected a number of resamples >= 0, got {n_bootstrap!r}")
     if not ranges.WORST_ROWS.contains(worst):
-        raise InputError(f"--worst: expected a number of rows, {ranges.WORST_ROWS.describe()}; got {worst!r}")
+        raise InputError(f"{setting_name('worst')}: expected a number of rows, {ranges.WORST_ROWS.describe()}; got {worst!r}")
 
 
 def _path_text(src: SoftmaxSource) -> str | None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.properties.calibration import _percentile_interval
 
 DEFAULT_THRESHOLDS = (0.5, 0.9)
@@ -112,7 +112,7 @@ def flips_analysis(counts: np.ndarray, thresholds: Sequence[float], labels: Sequ
     if labels is not None and len(labels) != len(thresholds):
         raise ValueError(f"{len(labels)} labels for {len(thresholds)} thresholds")
     if int(n_bootstrap) != n_bootstrap or n_bootstrap < 0:
-        raise InputError(f"--bootstrap: expected a number of resamples >= 0, got {n_bootstrap!r}")
+        raise InputError(f"{setting_name('n_bootstrap', flag='--bootstrap')}: expected a number of resamples >= 0, got {n_bootstrap!r}")
     keys = list(labels) if labels is not None else [f"{t:g}" for t in thresholds]
     if len(set(keys)) != len(keys):
         raise ValueError(f"threshold keys are not distinct: {keys}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.prediction.softmax_file import SoftmaxOutputs
 from confdistill.prediction.sources import SoftmaxSource
 from confdistill.prediction.stream import Batch, chunks, open_stream
@@ -67,10 +67,11 @@ def _kind(delta: str, k: int, labelled: bool) -> str:
     if delta == "auto":
         return "p0" if k == 2 else ("label" if labelled else "pred")
     if delta == "label" and not labelled:
-        raise InputError("--delta label needs a `label` column; unlabelled logs compare p0 or the predicted class")
+        raise InputError(f"{setting_name('delta')} label needs a `label` column; unlabelled logs compare p0 or "
+                         "the predicted class")
     if delta in ("p0", "label", "pred"):
         return delta
-    raise InputError(f"--delta: expected 'p0', 'label' or 'pred', got {delta!r}")
+    raise InputError(f"{setting_name('delta')}: expected 'p0', 'label' or 'pred', got {delta!r}")
 
 
 def _pair_checks(t: SoftmaxSource, s: SoftmaxSource) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from confdistill.errors import InputError
+from confdistill.errors import InputError, setting_name
 from confdistill.properties import slices as sl
 from confdistill.properties.stream_pass import Rows, acts
 
@@ -70,7 +70,7 @@ class SliceStats:
 
     def result(self, spec: str, kappa: float | None, labels: Sequence[str]) -> list[dict[str, Any]]:
         if len(self.seen) > sl.MAX_VALUES:
-            raise InputError(f"--slice-by {spec}: {len(self.seen)} distinct values (more than {sl.MAX_VALUES}): "
+            raise InputError(f"{setting_name('slice_by')} {spec}: {len(self.seen)} distinct values (more than {sl.MAX_VALUES}): "
                              "that is an identifier, not a subgroup; slice by a column with fewer values")
         out = []
         for v in sorted(self.stats, key=lambda x: (x is None, x)):
@@ -111,10 +111,10 @@ def plan(facts: sl.Pair, specs: Sequence[str]) -> list[tuple[str, Callable[[Rows
     out: list[tuple[str, Callable[[Rows], np.ndarray]]] = []
     for spec in dict.fromkeys(str(s).strip() for s in specs):
         if not spec:
-            raise InputError("--slice-by: empty name; expected label, length or a column name")
+            raise InputError(f"{setting_name('slice_by')}: empty name; expected label, length or a column name")
         if spec == "label":
             if not facts.labelled:
-                raise InputError("--slice-by label: the files have no `label` column (unlabelled logs); slice by "
+                raise InputError(f"{setting_name('slice_by')} label: the files have no `label` column (unlabelled logs); slice by "
                                  "length or a column instead")
             out.append((spec, lambda r: _own(r, "label")))
             continue
@@ -127,7 +127,7 @@ def plan(facts: sl.Pair, specs: Sequence[str]) -> list[tuple[str, Callable[[Rows
                 continue
         distinct = len(set(values))
         if distinct > sl.MAX_VALUES:
-            raise InputError(f"--slice-by {spec}: {distinct} distinct values (more than {sl.MAX_VALUES}): that is "
+            raise InputError(f"{setting_name('slice_by')} {spec}: {distinct} distinct values (more than {sl.MAX_VALUES}): that is "
                              "an identifier, not a subgroup; slice by a column with fewer values")
         arr = np.empty(len(values), dtype=object)
         arr[:] = values

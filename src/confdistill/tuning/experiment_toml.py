@@ -11,10 +11,13 @@ values are left out.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 from typing import Any
 
+from confdistill.experiments import schema
 from confdistill.experiments.config import ExperimentConfig
+from confdistill.experiments.specs import StudentSpec
 
 
 def _plain(v: Any) -> Any:
@@ -35,21 +38,46 @@ def _table(items: dict[str, Any], *, optional: frozenset[str] = frozenset()) -> 
     return {k: "none" if v is None else _plain(v) for k, v in items.items() if v is not None or k in optional}
 
 
-def optional_fields(class_name: str) -> frozenset[str]:
-    """Fields of ``confdistill.distillation.<class_name>`` typed ``X | None`` (may be switched off)."""
-    import typing
-
-    from confdistill.distillation import config as dconfig
-
-    cls = getattr(dconfig, class_name)
-    return frozenset(name for name, f in cls.model_fields.items()
+def optional_fields(table: type[Any]) -> frozenset[str]:
+    """Fields of a schema table (e.g. :class:`~confdistill.experiments.schema.Stage2Table`) typed
+    ``X | None`` (may be switched off with ``"none"``)."""
+    return frozenset(name for name, f in table.model_fields.items()
                      if type(None) in typing.get_args(f.annotation) or f.default is None)
+
+
+#: The schema's stage tables, by the key a student (or a teacher, ``finetune``) writes them under.
+_STAGE_TABLES: dict[str, type[Any]] = {"stage1": schema.Stage1Table, "stage2": schema.Stage2Table,
+                                       "general": schema.GeneralTable, "finetune": schema.FinetuneTable}
+
+
+def _schema_table(table: type[Any], spec: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``spec``'s values under the keys of the schema ``table`` (a key by its alias, ``from``), in the
+    schema's order: every key the schema reads is written, so none is lost on the way back."""
+    out: dict[str, Any] = {}
+    for name, f in table.model_fields.items():
+        value = getattr(spec, name, None)
+        if name in skip or value is None or (isinstance(value, tuple | list | dict) and not value):
+            continue
+        if name in _STAGE_TABLES:
+            value = _table(value, optional=optional_fields(_STAGE_TABLES[name]))
+        out[f.alias or name] = value
+    return _table(out)
+
+
+def _student(s: StudentSpec) -> dict[str, Any]:
+    """A student's table: what the schema's :class:`~confdistill.experiments.schema.StudentTable`
+    reads, from the spec. ``stage`` is distill's word for ``stages`` (written as ``stages``); a
+    student made by general distillation or given as a directory has no ``from`` or shape keys
+    (the schema refuses them beside ``general``/``dir``)."""
+    made = s.general is not None or s.dir is not None
+    skip = frozenset({"stage"} | ({"source", "layers", "hidden", "intermediate", "heads"} if made else set()))
+    return _schema_table(schema.StudentTable, s, skip)
 
 
 def experiment_document(cfg: ExperimentConfig) -> dict[str, Any]:
     """The experiment file of ``cfg`` as plain data: every hyper-parameter table (teacher
-    fine-tuning, student stages) with exactly its settings, ``None`` written as ``"none"``."""
-    distill_optional, finetune_optional = optional_fields("DistillConfig"), optional_fields("FinetuneConfig")
+    fine-tuning, student stages, general distillation) with exactly its settings, ``None``
+    written as ``"none"``."""
     fp = dataclasses.asdict(cfg.footprint)
     doc: dict[str, Any] = {
         "experiment": _table({
@@ -69,23 +97,10 @@ def experiment_document(cfg: ExperimentConfig) -> dict[str, Any]:
             c = t.columns
             task.update(_table({"text_column": c["text"], "text_pair_column": c.get("text_pair"),
                                 "label_column": c["label"], "label_names": c.get("label_names")}))
-        task["teacher"] = _table({"dir": t.teacher.dir, "encoder": t.teacher.encoder})
-        if t.teacher.encoder is not None and t.teacher.finetune:
-            task["teacher"]["finetune"] = _table(t.teacher.finetune, optional=finetune_optional)
-        students = []
-        for s in t.students:
-            student = _table({
-                "name": s.name,
-                "from": None if s.dir is not None else s.source,
-                "layers": s.layers, "hidden": s.hidden, "intermediate": s.intermediate, "heads": s.heads,
-                "dir": s.dir, "stages": list(s.stages),
-            })
-            for stage in ("stage1", "stage2"):
-                hp = getattr(s, stage)
-                if hp:
-                    student[stage] = _table(hp, optional=distill_optional)
-            students.append(student)
-        task["students"] = students
+        # a ready teacher (dir) takes no finetune table: the schema refuses one beside dir
+        task["teacher"] = _schema_table(schema.TeacherTable, t.teacher,
+                                        frozenset({"finetune"}) if t.teacher.encoder is None else frozenset())
+        task["students"] = [_student(s) for s in t.students]
         doc["tasks"][t.key] = task
     return doc
 

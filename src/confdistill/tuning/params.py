@@ -22,24 +22,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from confdistill.distillation.config import DistillConfig
 from confdistill.errors import InputError
 from confdistill.experiments.config import ExperimentConfig, StudentSpec, TaskConfig
 from confdistill.tuning.space import SearchSpace
 
-#: DistillConfig defaults used when the experiment file does not set a stage's value.
-_DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "temperature": 1.0, "alpha": 0.0, "lambda_conf": 0.0,
-             "layer_mapping": "uniform", "train_batch_size": 32}
-
 
 def distill_defaults(stage: str = "stage2") -> dict[str, Any]:
-    """The trainer's defaults for a stage ("stage1" | "stage2") the experiment file leaves unset."""
-    try:
-        from confdistill.distillation.config import DistillConfig
-    except ImportError:
-        return dict(_DEFAULTS)
+    """The trainer's settings for a stage ("stage1" | "stage2") the experiment file leaves unset:
+    :class:`~confdistill.distillation.config.DistillConfig`'s defaults, as its ``stage_loop`` gives
+    them (stage 1: 10 epochs at 5e-5, stage 2: 3 epochs at 3e-5), so the tuner's baseline is the
+    run ``confdistill distill`` would make — the settings models are the one place they are written."""
     d = DistillConfig()
     loop = d.stage_loop("intermediate" if stage == "stage1" else "prediction")
-    return {k: getattr(loop, k) if k in type(loop).model_fields else getattr(d, k) for k in _DEFAULTS}
+    return {**d.to_dict(), **loop.to_dict()}
 
 
 def select(cfg: ExperimentConfig, task: str | None, student: str | None) -> tuple[TaskConfig, StudentSpec]:
