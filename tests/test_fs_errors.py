@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from confdistill.cli.main import main
-from confdistill.folders import describe_os_error
+from confdistill.errors import describe_os_error
 from confdistill.io import os_error_in, save_tensors
 from distill_helpers import one_thread, write_sst2
 from input_helpers import ONE_EPOCH, other_vocab_copy, tiny_experiment

@@ -8,6 +8,7 @@ traceback only under ``--debug``.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -61,3 +62,32 @@ def one_of(options: Sequence[str]) -> str:
     """``one of 'a', 'b' or 'c'``: choices as pydantic words a ``Literal``'s."""
     shown = [repr(o) for o in options]
     return "one of " + (", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else "".join(shown))
+
+
+_CAUSES = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "is a folder, expected a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.ENAMETOOLONG: "name too long",
+    errno.EMFILE: "too many open files",
+    errno.EIO: "input/output error",
+    errno.ELOOP: "a symbolic link, never written through (remove it)",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OS error: ``PATH: cause`` (the cause in words, then the system's own text)."""
+    cause = _CAUSES.get(exc.errno or -1) or (exc.strerror or str(exc)).lower()
+    where = exc.filename if exc.filename is not None else None
+    if exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}"
+    text = f"{where}: {cause}" if where is not None else cause
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space and run the command again; finished work is kept)"
+    return " ".join(text.split())

@@ -13,7 +13,7 @@ Three rules every command that writes follows (docs/reliability.md):
    dies, so there is never a stale lock to remove; a second writer gets "OUT is in use by
    process N" at once. Shared mode lets cooperating processes (``tune`` workers of one study) in
    while keeping exclusive writers out. Locks are re-entrant within a process.
-3. **Say what the OS said.** :func:`describe_os_error` turns an :class:`OSError` into one line
+3. **Say what the OS said.** :func:`confdistill.errors.describe_os_error` turns an :class:`OSError` into one line
    naming the path and the cause (read-only file system, permission denied, no space left…).
 4. **Never through a link.** confdistill makes no symbolic links, so one found where it would write
    was planted (output folders are shared and copied): a lock is opened with ``O_NOFOLLOW``, and a
@@ -42,7 +42,7 @@ from confdistill.errors import InputError, setting_name
 from confdistill.io import pid_alive, temp_owner
 from confdistill.swap import SWAP_SUFFIX, clear_folder, recover_clear, recover_in
 
-__all__ = ["LOCK_FILE", "check_output_target", "claim_output", "clear_directory", "describe_os_error",
+__all__ = ["LOCK_FILE", "check_output_target", "claim_output", "clear_directory",
            "lock_holder", "output_lock", "recover_folder", "refuse_links", "refuse_source_as_target",
            "remove_stale_temps"]
 
@@ -311,11 +311,12 @@ def claim_output(
         yield path
 
 
-def refuse_source_as_target(out: str | Path, source: str | Path, *, source_flag: str) -> None:
-    """``--out`` naming the command's own source folder is refused before it is claimed (it would be
-    replaced by what is made from it)."""
+def refuse_source_as_target(out: str | Path, source: str | Path, *, source_field: str, source_flag: str) -> None:
+    """``out`` naming the command's own source folder is refused before it is claimed (it would be
+    replaced by what is made from it); the settings named as the user wrote them (flag or field)."""
     if os.path.exists(out) and os.path.exists(source) and os.path.samefile(out, source):
-        raise InputError(f"--out must differ from {source_flag} (the source would be replaced)", path=out)
+        raise InputError(f"{setting_name('out')} must differ from {setting_name(source_field, flag=source_flag)} "
+                         "(the source would be replaced)", path=out)
 
 
 def clear_directory(path: str | Path, *, keep: tuple[str, ...] = (LOCK_FILE,)) -> None:
@@ -374,32 +375,3 @@ def remove_stale_temps(root: str | Path, *, exclusive: bool = False, recursive: 
             removed.append(path)
         dirs[:] = [d for d in dirs if recursive and temp_owner(d) is None]
     return removed
-
-
-_CAUSES = {
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EISDIR: "is a folder, expected a file",
-    errno.ENOENT: "no such file or folder",
-    errno.EEXIST: "already exists",
-    errno.ENAMETOOLONG: "name too long",
-    errno.EMFILE: "too many open files",
-    errno.EIO: "input/output error",
-    errno.ELOOP: "a symbolic link, never written through (remove it)",
-}
-
-
-def describe_os_error(exc: OSError) -> str:
-    """One line for an OS error: ``PATH: cause`` (the cause in words, then the system's own text)."""
-    cause = _CAUSES.get(exc.errno or -1) or (exc.strerror or str(exc)).lower()
-    where = exc.filename if exc.filename is not None else None
-    if exc.filename2 is not None:
-        where = f"{exc.filename} -> {exc.filename2}"
-    text = f"{where}: {cause}" if where is not None else cause
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        text += " (free some space and run the command again; finished work is kept)"
-    return " ".join(text.split())

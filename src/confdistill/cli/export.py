@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     check_format(args.format)
     check_quantize(args.quantize)
     model = resolve_model_dir(args.model, what="--model")  # a directory, an alias, a Hub id in the local cache
-    refuse_source_as_target(args.out, model, source_flag="--model")
+    # before the lock (which would refuse the existing folder first)
+    refuse_source_as_target(args.out, model, source_field="model_dir", source_flag="--model")
     # One writer per --out, before the model is loaded (the lock is beside the folder, swapped in whole).
     with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):
         out = export_onnx(model, args.out, quantize=args.quantize, overwrite=args.overwrite)

@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment problem: still one line unless --debug
         if debug:
             raise
-        from confdistill.folders import describe_os_error
+        from confdistill.errors import describe_os_error
         from confdistill.io import os_error_in
 
         os_error = os_error_in(exc)

@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from confdistill.models.student import make_student
 
     source = resolve_model_dir(args.from_dir, what="--from")  # a directory, an alias, a Hub id in the local cache
-    refuse_source_as_target(args.out, source, source_flag="--from")
+    # before the lock (which would refuse the existing folder first)
+    refuse_source_as_target(args.out, source, source_field="from_dir", source_flag="--from")
     # One writer per --out: a second make-student into it stops at once, before loading anything
     # (the lock is beside the folder, which is swapped in whole).
     with claim_output(args.out, overwrite=args.overwrite, beside=True, what="--out"):

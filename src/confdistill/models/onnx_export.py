@@ -170,7 +170,12 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     Refused (:class:`InputError`): an unknown ``quantize``, a directory without tokenizer, a model
     without a trained classifier head, an ONNX directory as source, ``out`` equal to ``model_dir``.
     """
-    from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
+    from confdistill.folders import (
+        check_output_target,
+        recover_folder,
+        refuse_source_as_target,
+        remove_stale_temps,
+    )
     from confdistill.models.families import family_of
     from confdistill.models.loading import load_classifier
     from confdistill.models.tokenizer import write_vocab
@@ -179,9 +184,7 @@ def export_onnx(model_dir: str | Path, out: str | Path, *, quantize: str | None 
     model_dir, out = check_dir(model_dir), Path(out)
     if is_onnx_dir(model_dir):
         raise InputError("is already an ONNX export; export needs a PyTorch model directory", path=model_dir)
-    if out.exists() and out.resolve() == model_dir.resolve():
-        raise InputError(f"{setting_name('out')} must differ from {setting_name('model_dir', flag='--model')} "
-                         "(the source would be replaced)", path=out)
+    refuse_source_as_target(out, model_dir, source_field="model_dir", source_flag="--model")
     recover_folder(out)  # an earlier export killed mid-swap: its old or new folder first
     check_output_target(out, overwrite=overwrite, kind="dir", what=setting_name("out"))
     model, tokenizer = load_classifier(model_dir, attn_implementation="sdpa")

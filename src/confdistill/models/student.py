@@ -108,16 +108,19 @@ def make_student(
     """
     import torch
 
-    from confdistill.folders import check_output_target, recover_folder, remove_stale_temps
+    from confdistill.folders import (
+        check_output_target,
+        recover_folder,
+        refuse_source_as_target,
+        remove_stale_temps,
+    )
     from confdistill.models.families import family_of
     from confdistill.models.files import seeded as _seeded
     from confdistill.models.loading import load_classifier, save_classifier
 
     check_sizes(layers=layers, hidden=hidden, intermediate=intermediate, heads=heads, num_labels=num_labels)
     from_dir, out = Path(from_dir), Path(out)
-    if out.resolve() == from_dir.resolve():
-        raise InputError(f"{setting_name('out')} must differ from {setting_name('from_dir', flag='--from')} "
-                         "(the source would be replaced)", path=out)
+    refuse_source_as_target(out, from_dir, source_field="from_dir", source_flag="--from")
     recover_folder(out)  # an earlier make-student killed mid-swap: its old or new folder first
     check_output_target(out, overwrite=overwrite, kind="dir", what=setting_name("out"))
     source, tokenizer = load_classifier(from_dir, seed=seed)
